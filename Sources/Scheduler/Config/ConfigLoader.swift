@@ -1,0 +1,137 @@
+import Foundation
+import TOMLKit
+
+/// Reads `config.toml` into a validated `SchedulerConfig`.
+///
+/// Both the sectioned schema and the Rust seed's flat file (`producer_timeout`,
+/// `consumer_timeout`, `query_timeout`, `brokers`, `inital_topic_list`,
+/// `enable_auto_commit`, `num_workers`, `num_groups`, `listening_port`,
+/// `title`) are accepted; seed keys are mapped onto the schema. Unknown keys
+/// and wrong types are errors, not warnings: a typo must not silently fall
+/// back to a default.
+public enum ConfigLoader {
+    /// The file read when no `--config` is given, if it exists.
+    public static let defaultPath = "config.toml"
+
+    /// Loads `path`, or `config.toml` in the working directory when `path` is
+    /// nil and that file exists, or the built-in defaults otherwise.
+    public static func load(path: String?) throws -> SchedulerConfig {
+        let chosen: String
+        if let path {
+            chosen = path
+        } else if FileManager.default.fileExists(atPath: defaultPath) {
+            chosen = defaultPath
+        } else {
+            return SchedulerConfig()
+        }
+        guard let data = FileManager.default.contents(atPath: chosen) else {
+            let exists = FileManager.default.fileExists(atPath: chosen)
+            throw ConfigError(file: chosen, key: nil, line: nil,
+                              message: exists ? "cannot read the file" : "file not found")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: chosen, key: nil, line: nil, message: "file is not UTF-8 text")
+        }
+        return try parse(text, file: chosen)
+    }
+
+    /// Parses TOML `text`; `file` names it in errors.
+    public static func parse(_ text: String, file: String) throws -> SchedulerConfig {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, key: nil, line: error.source.begin.line,
+                              message: "TOML syntax error: \(error.description)")
+        }
+        let reader = TOMLReader(file: file, source: text)
+        var config = SchedulerConfig()
+        var seedKeys: [String: TOMLValueConvertible] = [:]
+        for (key, value) in table {
+            switch key {
+            case "kafka": try readKafka(reader.table(value, key), into: &config.kafka, reader)
+            case "api": try readAPI(reader.table(value, key), into: &config.api, reader)
+            case "producer": try readProducer(reader.table(value, key), into: &config.producer, reader)
+            case "log": try readLog(reader.table(value, key), into: &config.log, reader)
+            case "groups": config.groups = try readGroups(value, reader)
+            case _ where SeedConfig.keys.contains(key): seedKeys[key] = value
+            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "groups"] + SeedConfig.keys.sorted())
+            }
+        }
+        if !seedKeys.isEmpty { try SeedConfig.apply(seedKeys, to: &config, reader) }
+        try ConfigValidator.validate(config, reader)
+        return config
+    }
+
+    private static func readKafka(_ table: TOMLTable, into section: inout KafkaSection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            let path = "kafka.\(key)"
+            switch key {
+            case "brokers": section.brokers = try reader.stringList(value, path, table: "kafka")
+            case "partitions": section.partitions = try reader.int(value, path, table: "kafka")
+            case "properties":
+                let props = try reader.table(value, path)
+                for (name, prop) in props {
+                    section.properties[name] = try reader.scalarText(prop, "\(path).\(name)", table: "kafka.properties")
+                }
+            default: throw reader.unknownKey(key, table: "kafka", allowed: ["brokers", "partitions", "properties"])
+            }
+        }
+    }
+
+    private static func readAPI(_ table: TOMLTable, into section: inout APISection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            let path = "api.\(key)"
+            switch key {
+            case "listen": section.listen = try reader.string(value, path, table: "api")
+            case "max_body_bytes": section.maxBodyBytes = try reader.int(value, path, table: "api")
+            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes"])
+            }
+        }
+    }
+
+    private static func readProducer(_ table: TOMLTable, into section: inout ProducerSection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            let path = "producer.\(key)"
+            switch key {
+            case "interval_ms": section.intervalMs = try reader.int(value, path, table: "producer")
+            case "timeout_ms": section.timeoutMs = try reader.int(value, path, table: "producer")
+            case "max_message_bytes": section.maxMessageBytes = try reader.int(value, path, table: "producer")
+            default: throw reader.unknownKey(key, table: "producer", allowed: ["interval_ms", "timeout_ms", "max_message_bytes"])
+            }
+        }
+    }
+
+    private static func readLog(_ table: TOMLTable, into section: inout LogSection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            switch key {
+            case "level": section.level = try reader.string(value, "log.level", table: "log")
+            default: throw reader.unknownKey(key, table: "log", allowed: ["level"])
+            }
+        }
+    }
+
+    private static func readGroups(_ value: TOMLValueConvertible, _ reader: TOMLReader) throws -> [GroupConfig] {
+        guard let array = value.array else {
+            throw reader.wrongType("groups", expected: "array of tables ([[groups]])", got: value, table: nil)
+        }
+        var groups: [GroupConfig] = []
+        for (index, element) in array.enumerated() {
+            let table = try reader.table(element, "groups[\(index)]")
+            var group = GroupConfig()
+            for (key, value) in table {
+                let path = "groups[\(index)].\(key)"
+                let header = "groups#\(index)"
+                switch key {
+                case "name": group.name = try reader.string(value, path, table: header)
+                case "topics": group.topics = try reader.stringList(value, path, table: header)
+                case "workers": group.workers = try reader.int(value, path, table: header)
+                case "slice_ms": group.sliceMs = try reader.int(value, path, table: header)
+                default: throw reader.unknownKey(key, table: header, allowed: ["name", "topics", "workers", "slice_ms"], path: path)
+                }
+            }
+            groups.append(group)
+        }
+        return groups
+    }
+}

@@ -1,0 +1,56 @@
+import Logging
+
+/// Range and consistency checks run once at load, after types are known.
+enum ConfigValidator {
+    static func validate(_ config: SchedulerConfig, _ reader: TOMLReader) throws {
+        try positive(config.kafka.partitions, "kafka.partitions", table: "kafka", reader, max: 10_000)
+        for (index, broker) in config.kafka.brokers.enumerated() where !isHostPort(broker) {
+            throw reader.error("kafka.brokers", table: "kafka", "element \(index) '\(broker)' is not host:port")
+        }
+        if !isHostPort(config.api.listen) {
+            throw reader.error("api.listen", table: "api", "'\(config.api.listen)' is not host:port (e.g. 127.0.0.1:5000)")
+        }
+        try positive(config.api.maxBodyBytes, "api.max_body_bytes", table: "api", reader, max: 1 << 30)
+        try positive(config.producer.intervalMs, "producer.interval_ms", table: "producer", reader, max: 86_400_000)
+        try positive(config.producer.timeoutMs, "producer.timeout_ms", table: "producer", reader, max: 3_600_000)
+        try positive(config.producer.maxMessageBytes, "producer.max_message_bytes", table: "producer", reader, max: 1_000_000_000)
+        if Logger.Level(rawValue: config.log.level) == nil {
+            throw reader.error("log.level", table: "log",
+                               "'\(config.log.level)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        var seen: Set<String> = []
+        for (index, group) in config.groups.enumerated() {
+            let table = "groups#\(index)"
+            let prefix = "groups[\(index)]"
+            if group.name.isEmpty {
+                throw reader.error("\(prefix).name", table: table, "must not be empty")
+            }
+            if !seen.insert(group.name).inserted {
+                throw reader.error("\(prefix).name", table: table, "duplicate group name '\(group.name)'")
+            }
+            if group.topics.isEmpty {
+                throw reader.error("\(prefix).topics", table: table, "must name at least one topic")
+            }
+            for topic in group.topics {
+                if let problem = TopicName.problem(topic) {
+                    throw reader.error("\(prefix).topics", table: table, problem)
+                }
+            }
+            try positive(group.workers, "\(prefix).workers", table: table, reader, max: 1024)
+            try positive(group.sliceMs, "\(prefix).slice_ms", table: table, reader, max: 86_400_000)
+        }
+    }
+
+    private static func positive(_ value: Int, _ path: String, table: String, _ reader: TOMLReader, max: Int) throws {
+        if value < 1 || value > max {
+            throw reader.error(path, table: table, "must be between 1 and \(max), got \(value)")
+        }
+    }
+
+    static func isHostPort(_ text: String) -> Bool {
+        guard let colon = text.lastIndex(of: ":") else { return false }
+        let host = text[..<colon]
+        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return false }
+        return !host.isEmpty
+    }
+}

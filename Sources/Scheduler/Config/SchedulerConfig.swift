@@ -1,0 +1,88 @@
+/// The whole configuration, as read from `config.toml` (see the commented
+/// `config.toml` at the repository root for every key and its default).
+public struct SchedulerConfig: Sendable, Equatable {
+    /// `[kafka]`: where the brokers are.
+    public var kafka = KafkaSection()
+    /// `[api]`: the HTTP task API.
+    public var api = APISection()
+    /// `[producer]`: task generation and publishing.
+    public var producer = ProducerSection()
+    /// `[log]`: logging.
+    public var log = LogSection()
+    /// `[[groups]]`: the consumer groups and their worker pools.
+    public var groups: [GroupConfig] = [GroupConfig()]
+
+    /// The built-in defaults (the same as the shipped `config.toml`).
+    public init() {}
+
+    /// True when the daemon should start the embedded broker (`[kafka] brokers` is empty).
+    public var usesEmbeddedBroker: Bool { kafka.brokers.isEmpty }
+}
+
+/// `[kafka]`.
+public struct KafkaSection: Sendable, Equatable {
+    /// Bootstrap servers (`host:port`). Empty (the default): start the embedded broker.
+    public var brokers: [String] = []
+    /// Partition count for topics the embedded broker creates. Default 4.
+    public var partitions = 4
+    /// Extra librdkafka properties (`[kafka.properties]`), e.g.
+    /// `"security.protocol" = "SASL_SSL"`; passed to every client unchanged.
+    public var properties: [String: String] = [:]
+}
+
+/// `[api]`.
+public struct APISection: Sendable, Equatable {
+    /// `host:port` the HTTP API listens on. Default `127.0.0.1:5000` (loopback only).
+    public var listen = "127.0.0.1:5000"
+    /// Largest accepted request body in bytes; larger bodies get 413. Default 10 MiB.
+    public var maxBodyBytes = 10 * 1024 * 1024
+
+    /// `listen` split into host and port (validated at load).
+    public var hostAndPort: (host: String, port: Int) {
+        let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
+        let port = Int(parts.last ?? "") ?? 5000
+        let host = parts.dropLast().joined(separator: ":")
+        return (host.trimmingCharacters(in: ["[", "]"]), port)
+    }
+}
+
+/// `[producer]`.
+public struct ProducerSection: Sendable, Equatable {
+    /// Milliseconds between two `generate()` calls (seed: `query_timeout`). Default 5000.
+    public var intervalMs = 5000
+    /// Milliseconds a task may wait for the broker's acknowledgement before it
+    /// fails with "Producer timed out." (seed: `producer_timeout`). Default 5000.
+    public var timeoutMs = 5000
+    /// Largest accepted message (payload) in bytes; larger ones get 400.
+    /// Default 1000000, Kafka's default `message.max.bytes`.
+    public var maxMessageBytes = 1_000_000
+}
+
+/// `[log]`.
+public struct LogSection: Sendable, Equatable {
+    /// One of trace, debug, info, notice, warning, error, critical. Default info.
+    public var level = "info"
+}
+
+/// One `[[groups]]` entry: a Kafka consumer group with a pool of workers.
+public struct GroupConfig: Sendable, Equatable {
+    /// The Kafka consumer group id. Default `workers`.
+    public var name = "workers"
+    /// Topics the group works through, in turn. Default A, B, C, D (the seed's).
+    public var topics = ["A", "B", "C", "D"]
+    /// Workers in this process's pool. Default 4.
+    public var workers = 4
+    /// Milliseconds a worker holds a partition before handing it on (seed: `consumer_timeout`). Default 6000.
+    public var sliceMs = 6000
+
+    /// A group with the defaults.
+    public init() {}
+
+    /// A group with the given values.
+    public init(name: String, topics: [String], workers: Int, sliceMs: Int) {
+        self.name = name
+        self.topics = topics
+        self.workers = workers
+        self.sliceMs = sliceMs
+    }
+}

@@ -1,0 +1,180 @@
+import CRdKafka
+import Foundation
+
+/// A topic partition and an offset within it.
+public struct PartitionOffset: Sendable, Hashable {
+    /// Topic name.
+    public var topic: String
+    /// Partition id.
+    public var partition: Int32
+    /// Offset; `PartitionOffset.beginning` / `.end` for the logical offsets.
+    public var offset: Int64
+
+    /// Creates a topic-partition-offset triple.
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+
+    /// librdkafka's `RD_KAFKA_OFFSET_BEGINNING`.
+    public static let beginning = Int64(RD_KAFKA_OFFSET_BEGINNING)
+    /// librdkafka's `RD_KAFKA_OFFSET_END`.
+    public static let end = Int64(RD_KAFKA_OFFSET_END)
+}
+
+/// A Kafka consumer (one `rd_kafka_t` of type consumer).
+///
+/// Its blocking calls (`poll`, `close`, synchronous `commit`) must run on a
+/// dedicated thread, never on Swift's concurrency pool.
+public final class KafkaConsumer: @unchecked Sendable {
+    // Threading rule: rd_kafka_t is thread-safe; this class adds no mutable
+    // state except `closed`, guarded by `lock`.
+    let handle: OpaquePointer
+    private let lock = NSLock()
+    private var closed = false
+
+    /// Creates a consumer in group `groupID`. By default it starts at the
+    /// earliest offset when the group has no committed offset, and commits
+    /// only when told to (`enable.auto.commit=false`).
+    public static func make(
+        bootstrapServers: String,
+        groupID: String,
+        properties: [String: String] = [:]
+    ) throws -> KafkaConsumer {
+        var settings: [String: String] = [
+            "bootstrap.servers": bootstrapServers,
+            "group.id": groupID,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "client.id": "task-scheduler",
+        ]
+        settings.merge(properties) { _, new in new }
+        let conf = try KafkaSettings.makeConf(settings)
+        KafkaSettings.routeLogs(conf)
+        let handle = try KafkaSettings.makeHandle(RD_KAFKA_CONSUMER, conf: conf)
+        // Serve every event from the consumer queue (INTRODUCTION.md, "Consumer groups").
+        rd_kafka_poll_set_consumer(handle)
+        return KafkaConsumer(handle: handle)
+    }
+
+    private init(handle: OpaquePointer) {
+        self.handle = handle
+    }
+
+    /// Joins the group and subscribes to `topics`.
+    public func subscribe(_ topics: [String]) throws {
+        let list = Self.makeList(topics.map { PartitionOffset(topic: $0, partition: RD_KAFKA_PARTITION_UA, offset: 0) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_subscribe(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe") }
+    }
+
+    /// Reads the given partitions from the given offsets, outside the group protocol.
+    public func assign(_ partitions: [PartitionOffset]) throws {
+        let list = Self.makeList(partitions)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_assign(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assign") }
+    }
+
+    /// Waits up to `timeoutMs` for the next message. Returns nil on timeout;
+    /// throws a consumer error event (e.g. broker down) as `KafkaError`.
+    public func poll(timeoutMs: Int) throws -> ConsumedMessage? {
+        guard let raw = rd_kafka_consumer_poll(handle, Int32(timeoutMs)) else { return nil }
+        defer { rd_kafka_message_destroy(raw) }
+        let message = raw.pointee
+        if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if message.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return nil }
+            throw KafkaError(message.err)
+        }
+        return ConsumedMessage(raw)
+    }
+
+    /// Commits `offsets` (each the offset of the next message to read).
+    public func commit(_ offsets: [PartitionOffset], async: Bool) throws {
+        guard !offsets.isEmpty else { return }
+        let list = Self.makeList(offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_commit(handle, list, async ? 1 : 0)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "commit") }
+    }
+
+    /// The group's committed offsets for `partitions` (blocking).
+    public func committed(_ partitions: [PartitionOffset], timeoutMs: Int) throws -> [PartitionOffset] {
+        let list = Self.makeList(partitions)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_committed(handle, list, Int32(timeoutMs))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "committed") }
+        return Self.readList(list)
+    }
+
+    /// Low and high watermark of a partition as last seen by this client (no request).
+    public func watermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, topic, partition, &low, &high)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR ? (low, high) : nil
+    }
+
+    /// Leaves the group (committing nothing further) and destroys the handle.
+    /// Blocking; safe to call twice.
+    public func close() {
+        lock.lock()
+        let wasClosed = closed
+        closed = true
+        lock.unlock()
+        if wasClosed { return }
+        _ = rd_kafka_consumer_close(handle)
+        rd_kafka_destroy(handle)
+    }
+
+    deinit {
+        close()
+    }
+
+    static func makeList(_ items: [PartitionOffset]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+        let list = rd_kafka_topic_partition_list_new(Int32(max(items.count, 1)))!
+        for item in items {
+            let entry = rd_kafka_topic_partition_list_add(list, item.topic, item.partition)!
+            entry.pointee.offset = item.offset
+        }
+        return list
+    }
+
+    static func readList(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [PartitionOffset] {
+        (0..<Int(list.pointee.cnt)).map { index in
+            let entry = list.pointee.elems[index]
+            return PartitionOffset(topic: String(cString: entry.topic), partition: entry.partition, offset: entry.offset)
+        }
+    }
+}
+
+extension ConsumedMessage {
+    /// Copies a librdkafka message (which the caller still owns).
+    init(_ raw: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let message = raw.pointee
+        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
+        let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
+        var headers: [KafkaHeader] = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var valuePtr: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let text = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)).utf8String } ?? ""
+                headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", text))
+                index += 1
+            }
+        }
+        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(raw, &tsType)
+        self.init(
+            topic: topic, partition: message.partition, offset: message.offset,
+            key: key, value: value, headers: headers, timestampMs: timestamp)
+    }
+}

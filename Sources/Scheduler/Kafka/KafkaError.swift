@@ -1,0 +1,45 @@
+import CRdKafka
+
+/// An error reported by librdkafka, carrying librdkafka's own code and message.
+public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// librdkafka's `rd_kafka_resp_err_t` value (negative: client-side, positive: broker).
+    public let code: Int32
+    /// librdkafka's text for the error, with any context this project adds in front.
+    public let message: String
+
+    /// Creates an error with an explicit code and message.
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    init(_ err: rd_kafka_resp_err_t, context: String? = nil) {
+        let text = String(cString: rd_kafka_err2str(err))
+        self.code = err.rawValue
+        self.message = context.map { "\($0): \(text)" } ?? text
+    }
+
+    /// The message could not be delivered within `message.timeout.ms`.
+    public var isTimeout: Bool {
+        code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT.rawValue || code == RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
+    }
+
+    /// librdkafka's local produce queue is full (`queue.buffering.max.messages`).
+    public var isQueueFull: Bool { code == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue }
+
+    /// The message is larger than `message.max.bytes`.
+    public var isMessageTooLarge: Bool {
+        code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue
+    }
+
+    public var description: String { message }
+}
+
+/// A librdkafka configuration property was rejected.
+public struct KafkaConfigError: Error, CustomStringConvertible, Sendable {
+    /// The librdkafka property, e.g. `bootstrap.servers`.
+    public let property: String
+    /// librdkafka's explanation.
+    public let message: String
+    public var description: String { "librdkafka property '\(property)': \(message)" }
+}

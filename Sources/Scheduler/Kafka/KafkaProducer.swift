@@ -1,0 +1,203 @@
+import CRdKafka
+import Foundation
+import Logging
+
+/// An idempotent Kafka producer whose delivery reports resume async callers.
+///
+/// `enable.idempotence=true` implies `acks=all` (librdkafka CONFIGURATION.md),
+/// so `send` returns only once every in-sync replica has the message, and a
+/// retried send can neither duplicate nor reorder it.
+public final class KafkaProducer: @unchecked Sendable {
+    // Threading rule: the rd_kafka_t handle is thread-safe (librdkafka
+    // INTRODUCTION.md, "Threads and callbacks"); delivery callbacks run on the
+    // poll thread or inside `flush`, and only touch `router`, which is locked.
+    private let handle: OpaquePointer
+    private let router: DeliveryRouter
+    private let routerRef: Unmanaged<DeliveryRouter>
+    private let poller: KafkaPollLoop
+    private let blocking = DedicatedThread(name: "kafka-producer-blocking")
+    private let closeLock = NSLock()
+    private var closed = false
+    /// The bootstrap servers this producer talks to.
+    public let bootstrapServers: String
+
+    /// Creates a producer.
+    /// - Parameters:
+    ///   - bootstrapServers: `host:port[,host:port]`.
+    ///   - deliveryTimeoutMs: `message.timeout.ms`: how long librdkafka retries a message before failing it.
+    ///   - properties: further librdkafka properties; they override the defaults set here.
+    public static func make(
+        bootstrapServers: String,
+        deliveryTimeoutMs: Int,
+        properties: [String: String] = [:]
+    ) throws -> KafkaProducer {
+        var settings: [String: String] = [
+            "bootstrap.servers": bootstrapServers,
+            "enable.idempotence": "true",
+            "acks": "all",
+            "message.timeout.ms": String(deliveryTimeoutMs),
+            "linger.ms": "5",
+            "client.id": "task-scheduler",
+        ]
+        settings.merge(properties) { _, new in new }
+        let conf = try KafkaSettings.makeConf(settings)
+        let router = DeliveryRouter()
+        let ref = Unmanaged.passRetained(router)
+        rd_kafka_conf_set_opaque(conf, ref.toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
+            guard let message, let opaque else { return }
+            let router = Unmanaged<DeliveryRouter>.fromOpaque(opaque).takeUnretainedValue()
+            router.deliver(message.pointee)
+        }
+        KafkaSettings.routeLogs(conf)
+        let handle: OpaquePointer
+        do {
+            handle = try KafkaSettings.makeHandle(RD_KAFKA_PRODUCER, conf: conf)
+        } catch {
+            ref.release()
+            throw error
+        }
+        return KafkaProducer(handle: handle, router: router, routerRef: ref, bootstrapServers: bootstrapServers)
+    }
+
+    private init(handle: OpaquePointer, router: DeliveryRouter, routerRef: Unmanaged<DeliveryRouter>, bootstrapServers: String) {
+        self.handle = handle
+        self.router = router
+        self.routerRef = routerRef
+        self.bootstrapServers = bootstrapServers
+        // rd_kafka_poll blocks up to its timeout waiting for events: no busy loop.
+        let shared = SendableHandle(raw: handle)
+        self.poller = KafkaPollLoop(name: "kafka-producer-poll") {
+            rd_kafka_poll(shared.raw, 100)
+        }
+    }
+
+    /// Publishes `message` and returns once the broker has acknowledged it.
+    /// Throws the `KafkaError` from the delivery report, e.g. a timeout
+    /// (`isTimeout`) when no broker could be reached within `message.timeout.ms`.
+    public func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
+        try await withCheckedThrowingContinuation { continuation in
+            let id = router.register(continuation)
+            let result = enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: UInt(id)))
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                router.fail(id, KafkaError(result, context: "produce to '\(message.topic)'"))
+            }
+        }
+    }
+
+    private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t {
+        let headers: OpaquePointer? = message.headers.isEmpty ? nil : rd_kafka_headers_new(message.headers.count)
+        for header in message.headers {
+            let bytes = Array(header.value.utf8)
+            _ = rd_kafka_header_add(headers, header.name, -1, bytes, bytes.count)
+        }
+        let result = message.value.withUnsafeBytes { value in
+            withOptionalBytes(message.key) { key in
+                crdkafka_produce(
+                    handle, message.topic, RD_KAFKA_PARTITION_UA,
+                    value.baseAddress, value.count, key?.baseAddress, key?.count ?? 0,
+                    headers, opaque)
+            }
+        }
+        // On failure librdkafka did not take ownership of the headers.
+        if result != RD_KAFKA_RESP_ERR_NO_ERROR, let headers { rd_kafka_headers_destroy(headers) }
+        return result
+    }
+
+    /// Number of messages librdkafka holds that the broker has not acknowledged yet.
+    public var outstandingCount: Int { Int(rd_kafka_outq_len(handle)) }
+
+    /// Waits up to `timeoutMs` for every outstanding message to be delivered
+    /// (or to fail), on a dedicated thread. Returns true when nothing is left.
+    @discardableResult
+    public func flush(timeoutMs: Int) async -> Bool {
+        let shared = SendableHandle(raw: handle)
+        return await blocking.run { rd_kafka_flush(shared.raw, Int32(timeoutMs)) == RD_KAFKA_RESP_ERR_NO_ERROR }
+    }
+
+    /// Reads cluster metadata for one topic; see `TopicMetadata`.
+    public func metadata(topic: String, timeoutMs: Int = 5000) async throws -> TopicMetadata {
+        let shared = SendableHandle(raw: handle)
+        return try await blocking.run { try KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: timeoutMs) }
+    }
+
+    /// Flushes for up to `timeoutMs`, stops the poll thread and destroys the
+    /// handle. Pending sends that were not delivered fail. Safe to call twice.
+    public func close(timeoutMs: Int) async {
+        let wasClosed = closeLock.withLock {
+            defer { closed = true }
+            return closed
+        }
+        if wasClosed { return }
+        await flush(timeoutMs: timeoutMs)
+        poller.stop()
+        let shared = SendableHandle(raw: handle)
+        await blocking.run { rd_kafka_destroy(shared.raw) }
+        blocking.stop()
+        router.failAll(KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer closed before delivery"))
+    }
+
+    deinit {
+        closeLock.lock()
+        let wasClosed = closed
+        closeLock.unlock()
+        if !wasClosed {
+            poller.stop()
+            rd_kafka_destroy(handle)
+            blocking.stop()
+        }
+        routerRef.release()
+    }
+}
+
+private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+    guard let bytes else { return body(nil) }
+    return bytes.withUnsafeBytes { body($0) }
+}
+
+/// Matches delivery reports to the callers waiting for them.
+final class DeliveryRouter: @unchecked Sendable {
+    // Threading rule: every field is guarded by `lock`; continuations are
+    // resumed outside it.
+    private let lock = NSLock()
+    private var waiting: [UInt: CheckedContinuation<DeliveryReport, Error>] = [:]
+    private var nextID: UInt = 1
+
+    func register(_ continuation: CheckedContinuation<DeliveryReport, Error>) -> UInt {
+        lock.lock()
+        defer { lock.unlock() }
+        let id = nextID
+        nextID += 1
+        waiting[id] = continuation
+        return id
+    }
+
+    private func take(_ id: UInt) -> CheckedContinuation<DeliveryReport, Error>? {
+        lock.lock()
+        defer { lock.unlock() }
+        return waiting.removeValue(forKey: id)
+    }
+
+    func fail(_ id: UInt, _ error: KafkaError) {
+        take(id)?.resume(throwing: error)
+    }
+
+    func failAll(_ error: KafkaError) {
+        lock.lock()
+        let all = waiting
+        waiting.removeAll()
+        lock.unlock()
+        for continuation in all.values { continuation.resume(throwing: error) }
+    }
+
+    func deliver(_ message: rd_kafka_message_t) {
+        let id = UInt(bitPattern: message._private)
+        guard let continuation = take(id) else { return }
+        if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            continuation.resume(throwing: KafkaError(message.err))
+            return
+        }
+        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        continuation.resume(returning: DeliveryReport(topic: topic, partition: message.partition, offset: message.offset))
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+
+/// One operating-system thread that runs submitted jobs one after another.
+///
+/// Two rules of this project need it: a `lua_State` must live on one thread for
+/// its whole life, and blocking librdkafka calls must never run on Swift's
+/// shared concurrency pool. Jobs run in submission order; `run` suspends the
+/// caller (without blocking a pool thread) until its job has finished.
+public final class DedicatedThread: @unchecked Sendable {
+    // Threading rule: `jobs` and `stopping` are only touched under `condition`;
+    // the job closures themselves only ever run on `thread`.
+    private let condition = NSCondition()
+    private var jobs: [@Sendable () -> Void] = []
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+    /// The thread's name, as shown by debuggers and `top -H`.
+    public let name: String
+
+    /// Starts a thread called `name`.
+    public init(name: String) {
+        self.name = name
+        let thread = Thread { [condition = self.condition, unowned(unsafe) me = self] in
+            me.loop(condition)
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    private func loop(_ condition: NSCondition) {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !stopping { condition.wait() }
+            if jobs.isEmpty && stopping {
+                condition.unlock()
+                break
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job()
+        }
+        finished.signal()
+    }
+
+    /// Queues `body` without waiting for it.
+    public func submit(_ body: @escaping @Sendable () -> Void) {
+        condition.lock()
+        jobs.append(body)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Runs `body` on this thread and returns its result.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            submit {
+                do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// Runs `body`, which cannot fail, on this thread and returns its result.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            submit { continuation.resume(returning: body()) }
+        }
+    }
+
+    /// Lets the queued jobs finish, then ends the thread and waits for it.
+    /// Must not be called from the thread itself.
+    public func stop() {
+        condition.lock()
+        let already = stopping
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if !already { finished.wait() }
+    }
+
+    deinit {
+        stop()
+    }
+}
