@@ -1,1 +1,121 @@
-print("x")
+import ArgumentParser
+import Foundation
+import Logging
+import Scheduler
+import ServiceLifecycle
+
+/// The `task-scheduler` command line. All logic lives in the Scheduler library.
+@main
+struct TaskSchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task-scheduler",
+        abstract: "Publishes tasks to Kafka and runs pools of consumer workers over them, scripted in Lua.",
+        subcommands: [Run.self, Broker.self, Check.self],
+        defaultSubcommand: Run.self)
+}
+
+/// Options shared by `run` and `check`.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "Path of the TOML configuration (default: ./config.toml if present).")
+    var config: String?
+
+    @Option(name: .customLong("config-path"), help: ArgumentHelp("Same as --config (the seed's flag).", visibility: .hidden))
+    var configPath: String?
+
+    @Option(help: "Directory holding generate.lua and the other scripts.")
+    var scripts: String = "scripts"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides [log] level).")
+    var logLevel: String?
+
+    var chosenConfig: String? { config ?? configPath }
+
+    func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+}
+
+func bootstrapLogging(_ level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+extension TaskSchedulerCommand {
+    /// Runs the daemon.
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the scheduler daemon (the default).")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            let config: SchedulerConfig
+            do {
+                config = try ConfigLoader.load(path: options.chosenConfig)
+            } catch {
+                FileHandle.standardError.write(Data("task-scheduler: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? config.log.level) ?? .info)
+            let logger = Logger(label: "task-scheduler")
+            do {
+                let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: options.scripts, logger: logger))
+                try await app.runService()
+            } catch {
+                logger.critical("task-scheduler stopped: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    /// Runs only the embedded broker.
+    struct Broker: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run only the embedded Kafka broker; prints its bootstrap servers as the first line of stdout.")
+
+        @Option(help: "Number of brokers in the embedded cluster.")
+        var brokers: Int = 1
+
+        func run() async throws {
+            bootstrapLogging(.info)
+            let logger = Logger(label: "task-scheduler.broker")
+            let broker = try EmbeddedBroker.start(brokers: brokers)
+            // Written straight to the file descriptor so a pipe reader sees it at once.
+            FileHandle.standardOutput.write(Data((broker.bootstrapServers + "\n").utf8))
+            logger.notice("embedded Kafka broker running (in memory, lost on exit); Ctrl-C to stop",
+                          metadata: ["bootstrap_servers": "\(broker.bootstrapServers)"])
+            let group = ServiceGroup(configuration: .init(
+                services: [BrokerHolder(broker: broker)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+
+    /// Validates configuration and scripts.
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the configuration and compile the scripts without starting anything.")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? "warning") ?? .warning)
+            let result = await ConfigCheck.run(
+                configPath: options.chosenConfig, scriptsDirectory: options.scripts, logger: Logger(label: "task-scheduler.check"))
+            for line in result.summary { print(line) }
+            for problem in result.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
+            if !result.problems.isEmpty { throw ExitCode(1) }
+            print("check passed")
+        }
+    }
+}
+
+/// Holds the broker until SIGINT/SIGTERM.
+struct BrokerHolder: Service {
+    let broker: EmbeddedBroker
+    func run() async throws {
+        try? await gracefulShutdown()
+        broker.shutdown()
+    }
+}

@@ -57,8 +57,20 @@ public final class EmbeddedBroker: @unchecked Sendable {
         _ = rd_kafka_mock_broker_set_up(cluster, id)
     }
 
-    deinit {
+    private let stopped = LockedValue(false)
+
+    /// Stops the brokers and discards every topic. Safe to call twice.
+    public func shutdown() {
+        let wasStopped = stopped.withLock { value in
+            defer { value = true }
+            return value
+        }
+        if wasStopped { return }
         rd_kafka_mock_cluster_destroy(cluster)
         rd_kafka_destroy(handle)
+    }
+
+    deinit {
+        shutdown()
     }
 }

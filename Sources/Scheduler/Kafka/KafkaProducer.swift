@@ -76,13 +76,19 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Throws the `KafkaError` from the delivery report, e.g. a timeout
     /// (`isTimeout`) when no broker could be reached within `message.timeout.ms`.
     public func send(_ message: OutgoingMessage) async throws -> DeliveryReport {
-        try await withCheckedThrowingContinuation { continuation in
-            let id = router.register(continuation)
-            let result = enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: UInt(id)))
-            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
-                router.fail(id, KafkaError(result, context: "produce to '\(message.topic)'"))
-            }
+        try await enqueue(message).report()
+    }
+
+    /// Hands `message` to librdkafka now and returns a handle to await its
+    /// delivery report. Messages enqueued one after another keep their order
+    /// within a partition.
+    public func enqueue(_ message: OutgoingMessage) -> PendingDelivery {
+        let (id, delivery) = router.register()
+        let result = enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: id))
+        if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+            router.complete(id, .failure(KafkaError(result, context: "produce to '\(message.topic)'")))
         }
+        return delivery
     }
 
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t {
@@ -155,31 +161,61 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
     return bytes.withUnsafeBytes { body($0) }
 }
 
-/// Matches delivery reports to the callers waiting for them.
-final class DeliveryRouter: @unchecked Sendable {
-    // Threading rule: every field is guarded by `lock`; continuations are
-    // resumed outside it.
+/// The outcome of one produced message, to be awaited.
+public final class PendingDelivery: @unchecked Sendable {
+    // Threading rule: `outcome` and `waiter` are guarded by `lock`; the
+    // continuation is resumed outside it, exactly once.
     private let lock = NSLock()
-    private var waiting: [UInt: CheckedContinuation<DeliveryReport, Error>] = [:]
+    private var outcome: Result<DeliveryReport, KafkaError>?
+    private var waiter: CheckedContinuation<DeliveryReport, Error>?
+
+    func complete(_ result: Result<DeliveryReport, KafkaError>) {
+        lock.lock()
+        guard outcome == nil else { lock.unlock(); return }
+        outcome = result
+        let waiting = waiter
+        waiter = nil
+        lock.unlock()
+        waiting?.resume(with: result.mapError { $0 as Error })
+    }
+
+    /// Waits for the broker's acknowledgement; throws the delivery error.
+    public func report() async throws -> DeliveryReport {
+        try await withCheckedThrowingContinuation { continuation in
+            lock.lock()
+            if let outcome {
+                lock.unlock()
+                continuation.resume(with: outcome.mapError { $0 as Error })
+            } else {
+                waiter = continuation
+                lock.unlock()
+            }
+        }
+    }
+}
+
+/// Matches delivery reports to the messages they belong to.
+final class DeliveryRouter: @unchecked Sendable {
+    // Threading rule: `waiting` and `nextID` are guarded by `lock`.
+    private let lock = NSLock()
+    private var waiting: [UInt: PendingDelivery] = [:]
     private var nextID: UInt = 1
 
-    func register(_ continuation: CheckedContinuation<DeliveryReport, Error>) -> UInt {
+    func register() -> (UInt, PendingDelivery) {
+        let delivery = PendingDelivery()
         lock.lock()
         defer { lock.unlock() }
         let id = nextID
         nextID += 1
-        waiting[id] = continuation
-        return id
+        waiting[id] = delivery
+        return (id, delivery)
     }
 
-    private func take(_ id: UInt) -> CheckedContinuation<DeliveryReport, Error>? {
+    func complete(_ id: UInt, _ result: Result<DeliveryReport, KafkaError>) {
         lock.lock()
-        defer { lock.unlock() }
-        return waiting.removeValue(forKey: id)
-    }
-
-    func fail(_ id: UInt, _ error: KafkaError) {
-        take(id)?.resume(throwing: error)
+        let delivery = waiting.removeValue(forKey: id)
+        lock.unlock()
+        delivery?.complete(result)
     }
 
     func failAll(_ error: KafkaError) {
@@ -187,17 +223,16 @@ final class DeliveryRouter: @unchecked Sendable {
         let all = waiting
         waiting.removeAll()
         lock.unlock()
-        for continuation in all.values { continuation.resume(throwing: error) }
+        for delivery in all.values { delivery.complete(.failure(error)) }
     }
 
     func deliver(_ message: rd_kafka_message_t) {
         let id = UInt(bitPattern: message._private)
-        guard let continuation = take(id) else { return }
         if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            continuation.resume(throwing: KafkaError(message.err))
+            complete(id, .failure(KafkaError(message.err)))
             return
         }
         let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        continuation.resume(returning: DeliveryReport(topic: topic, partition: message.partition, offset: message.offset))
+        complete(id, .success(DeliveryReport(topic: topic, partition: message.partition, offset: message.offset)))
     }
 }

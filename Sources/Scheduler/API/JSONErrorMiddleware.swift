@@ -1,0 +1,35 @@
+import Hummingbird
+import Logging
+
+/// Turns every error, including the framework's own (404 for an unknown path,
+/// 413 for an oversized body), into a JSON `{"error": ...}` answer, and an
+/// unknown method on a known path into 405 with `Allow`.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Path → methods served there, for 405 answers.
+    let routes: [String: [HTTPRequest.Method]]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            if error.status == .notFound, let methods = routes[request.uri.path], !methods.contains(request.method) {
+                throw APIError(.methodNotAllowed, "method \(request.method) not allowed on \(request.uri.path)",
+                               headers: [.allow: methods.map(\.rawValue).joined(separator: ", ")])
+            }
+            if error.status == .notFound {
+                throw APIError(.notFound, "no such endpoint: \(request.method) \(request.uri.path)")
+            }
+            if error.status == .contentTooLarge {
+                throw APIError(.contentTooLarge, "request body is larger than the limit (api.max_body_bytes)")
+            }
+            throw APIError(error.status, error.body ?? error.status.reasonPhrase, headers: error.headers)
+        } catch let error as HTTPResponseError {
+            throw APIError(error.status, error.status.reasonPhrase)
+        } catch {
+            context.logger.error("request failed: \(error)")
+            throw APIError(.internalServerError, "internal error: \(error)")
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// Reads the body of `POST /tasks/generate`:
+/// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?}`.
+enum TaskRequest {
+    static let fields: Set<String> = ["topic", "message", "key", "headers"]
+
+    /// The task, or an `APIError` (400) saying what is wrong with the body.
+    static func parse(_ body: Data) throws(APIError) -> TaskSpec {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])
+        } catch {
+            throw APIError(.badRequest, body.isEmpty ? "request body is empty; expected a JSON object with topic and message"
+                                                     : "request body is not valid JSON")
+        }
+        guard let fields = object as? [String: Any] else {
+            throw APIError(.badRequest, "request body must be a JSON object with topic and message")
+        }
+        let unknown = Set(fields.keys).subtracting(Self.fields).sorted()
+        if !unknown.isEmpty {
+            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers")
+        }
+        let topic = try string(fields, "topic", required: true)!
+        let message = try string(fields, "message", required: true)!
+        let key = try string(fields, "key", required: false)
+        var headers: [String: String]?
+        if let raw = fields["headers"], !(raw is NSNull) {
+            guard let map = raw as? [String: Any] else {
+                throw APIError(.badRequest, "field 'headers' must be an object of string values")
+            }
+            var result: [String: String] = [:]
+            for (name, value) in map {
+                guard let text = value as? String, !isNumber(value) else {
+                    throw APIError(.badRequest, "header '\(name.prefix(64))' must have a string value")
+                }
+                result[name] = text
+            }
+            headers = result
+        }
+        if let problem = TopicName.problem(topic) { throw APIError(.badRequest, problem) }
+        return TaskSpec(topic: topic, message: message, key: key, headers: headers)
+    }
+
+    private static func string(_ fields: [String: Any], _ name: String, required: Bool) throws(APIError) -> String? {
+        guard let raw = fields[name], !(raw is NSNull) else {
+            if required { throw APIError(.badRequest, "missing field '\(name)'") }
+            return nil
+        }
+        guard let text = raw as? String, !isNumber(raw) else {
+            throw APIError(.badRequest, "field '\(name)' must be a string")
+        }
+        return text
+    }
+
+    /// Foundation may bridge numbers to strings on some platforms; refuse them explicitly.
+    private static func isNumber(_ value: Any) -> Bool {
+        value is NSNumber && !(value is String)
+    }
+}

@@ -1,0 +1,66 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Builds the daemon: embedded broker (when `[kafka] brokers` is empty),
+/// producer, `generate.lua`, and the HTTP API, wired as services of one
+/// Hummingbird application. `main` and the tests both start it through here.
+public func buildApplication(_ options: LaunchOptions) async throws -> some ApplicationProtocol {
+    let config = options.config
+    let logger = options.logger
+    var services: [any Service] = []
+
+    let broker: EmbeddedBroker?
+    let bootstrapServers: String
+    if config.usesEmbeddedBroker {
+        let started = try EmbeddedBroker.start()
+        for topic in Set(config.groups.flatMap(\.topics)) {
+            try started.createTopic(topic, partitions: config.kafka.partitions)
+        }
+        logger.notice("embedded Kafka broker (in memory, lost on exit) listening",
+                      metadata: [LogKey.bootstrap: "\(started.bootstrapServers)"])
+        broker = started
+        bootstrapServers = started.bootstrapServers
+        services.append(EmbeddedBrokerService(broker: started, logger: logger))
+    } else {
+        broker = nil
+        bootstrapServers = config.kafka.brokers.joined(separator: ",")
+        logger.notice("using Kafka cluster", metadata: [LogKey.bootstrap: "\(bootstrapServers)"])
+    }
+
+    let producer = try KafkaProducer.make(
+        bootstrapServers: bootstrapServers,
+        deliveryTimeoutMs: config.producer.timeoutMs,
+        properties: config.kafka.properties.merging(["message.max.bytes": String(max(config.producer.maxMessageBytes + 4096, 1000))]) { user, _ in user })
+    services.append(ProducerService(producer: producer, flushTimeoutMs: config.producer.timeoutMs, logger: logger))
+
+    let partitions = config.kafka.partitions
+    let publisher = TaskPublisher(
+        producer: producer,
+        maxMessageBytes: config.producer.maxMessageBytes,
+        logger: logger,
+        topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
+
+    let script = try await GenerateScript.load(scriptsDirectory: options.scriptsDirectory, logger: logger)
+    services.append(TaskGeneratorService(script: script, publisher: publisher, intervalMs: config.producer.intervalMs, logger: logger))
+
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: JSONErrorMiddleware(routes: [
+        "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get],
+    ]))
+    TaskRoutes(publisher: publisher, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
+    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher).add(to: router)
+
+    let (host, port) = config.api.hostAndPort
+    let onListening = options.onListening
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(host, port: port), serverName: "task-scheduler"),
+        services: services,
+        onServerRunning: { channel in
+            let bound = channel.localAddress?.port ?? port
+            logger.notice("task API listening", metadata: [LogKey.listen: "\(host):\(bound)"])
+            await onListening?(bound)
+        },
+        logger: logger)
+}

@@ -1,0 +1,121 @@
+import Logging
+
+/// Why a task was not published.
+public enum PublishError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The task itself is wrong (topic name, size); the API answers 400.
+    case invalid(String)
+    /// No broker acknowledged it within `producer.timeout_ms`; the API answers 503.
+    case timedOut
+    /// librdkafka's local queue is full; the API answers 503 so the client retries later.
+    case backpressure(String)
+    /// Any other librdkafka error.
+    case kafka(KafkaError)
+
+    public var description: String {
+        switch self {
+        case .invalid(let reason): reason
+        case .timedOut: "Producer timed out."
+        case .backpressure(let reason): reason
+        case .kafka(let error): error.description
+        }
+    }
+}
+
+/// Publishes tasks through the idempotent producer and remembers the ones
+/// still waiting for the broker's acknowledgement.
+public final class TaskPublisher: Sendable {
+    private let producer: KafkaProducer
+    private let pending = PendingTasks()
+    private let maxMessageBytes: Int
+    private let logger: Logger
+    /// Creates topics before first use (the embedded broker, so they get
+    /// `[kafka] partitions`); nil for a real cluster.
+    private let topicCreator: (@Sendable (String) throws -> Void)?
+    private let knownTopics = LockedValue<Set<String>>([])
+
+    init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, topicCreator: (@Sendable (String) throws -> Void)?) {
+        self.producer = producer
+        self.maxMessageBytes = maxMessageBytes
+        self.logger = logger
+        self.topicCreator = topicCreator
+    }
+
+    /// Tasks not yet acknowledged by the broker, oldest first.
+    public var pendingTasks: [TaskSpec] { pending.snapshot }
+
+    /// Checks a task without publishing it; returns what is wrong, or nil.
+    public func problem(with task: TaskSpec) -> String? {
+        if let problem = TopicName.problem(task.topic) { return problem }
+        let size = task.message.utf8.count + (task.key?.utf8.count ?? 0)
+            + (task.headers ?? [:]).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        if size > maxMessageBytes {
+            return "message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)"
+        }
+        return nil
+    }
+
+    /// Publishes `task` and returns once the broker acknowledged it.
+    public func publish(_ task: TaskSpec) async throws(PublishError) -> DeliveryReport {
+        try await publishAll([task])[0].get()
+    }
+
+    /// Publishes `tasks` in order (tasks of one key keep this order in their
+    /// partition) and waits for every acknowledgement; one result per task.
+    public func publishAll(_ tasks: [TaskSpec]) async -> [Result<DeliveryReport, PublishError>] {
+        var waits: [(ticket: UInt64?, task: TaskSpec, delivery: Result<PendingDelivery, PublishError>)] = []
+        for task in tasks {
+            if let problem = problem(with: task) {
+                waits.append((nil, task, .failure(.invalid(problem))))
+                continue
+            }
+            do {
+                try prepareTopic(task.topic)
+            } catch {
+                waits.append((nil, task, .failure(.kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")))))
+                continue
+            }
+            waits.append((pending.add(task), task, .success(producer.enqueue(task.outgoing))))
+        }
+        var results: [Result<DeliveryReport, PublishError>] = []
+        for wait in waits {
+            switch wait.delivery {
+            case .failure(let error):
+                results.append(.failure(error))
+            case .success(let delivery):
+                results.append(await outcome(of: delivery, task: wait.task))
+            }
+            if let ticket = wait.ticket { pending.remove(ticket) }
+        }
+        return results
+    }
+
+    private func outcome(of delivery: PendingDelivery, task: TaskSpec) async -> Result<DeliveryReport, PublishError> {
+        do {
+            let report = try await delivery.report()
+            // The seed's delivery log line, kept for compatibility.
+            logger.info("Future completed. Result: Ok((\(report.partition), \(report.offset)))",
+                        metadata: [LogKey.topic: "\(report.topic)", LogKey.partition: "\(report.partition)", LogKey.offset: "\(report.offset)"])
+            return .success(report)
+        } catch {
+            let kafkaError = error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")
+            logger.warning("Future completed. Result: Err(\(kafkaError))", metadata: [LogKey.topic: "\(task.topic)"])
+            if kafkaError.isTimeout { return .failure(.timedOut) }
+            if kafkaError.isQueueFull { return .failure(.backpressure("producer queue is full; retry later")) }
+            if kafkaError.isMessageTooLarge { return .failure(.invalid("message too large for the broker: \(kafkaError)")) }
+            return .failure(.kafka(kafkaError))
+        }
+    }
+
+    private func prepareTopic(_ topic: String) throws {
+        guard let topicCreator else { return }
+        let isNew = knownTopics.withLock { $0.insert(topic).inserted }
+        if isNew {
+            do {
+                try topicCreator(topic)
+            } catch {
+                knownTopics.withLock { _ = $0.remove(topic) }
+                throw error
+            }
+        }
+    }
+}
