@@ -13,20 +13,22 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
-        } catch let error as HTTPError {
-            if error.status == .notFound, let methods = routes[request.uri.path], !methods.contains(request.method) {
-                throw APIError(.methodNotAllowed, "method \(request.method) not allowed on \(request.uri.path)",
-                               headers: [.allow: methods.map(\.rawValue).joined(separator: ", ")])
-            }
-            if error.status == .notFound {
-                throw APIError(.notFound, "no such endpoint: \(request.method) \(request.uri.path)")
-            }
-            if error.status == .contentTooLarge {
-                throw APIError(.contentTooLarge, "request body is larger than the limit (api.max_body_bytes)")
-            }
-            throw APIError(error.status, error.body ?? error.status.reasonPhrase, headers: error.headers)
         } catch let error as HTTPResponseError {
-            throw APIError(error.status, error.status.reasonPhrase)
+            // The framework's own errors: HTTPError (404 from the router) and
+            // NIOTooManyBytesError (413 from collectBody).
+            let httpError = error as? HTTPError
+            switch error.status {
+            case .notFound:
+                if let methods = routes[request.uri.path], !methods.contains(request.method) {
+                    throw APIError(.methodNotAllowed, "method \(request.method) not allowed on \(request.uri.path)",
+                                   headers: [.allow: methods.map(\.rawValue).joined(separator: ", ")])
+                }
+                throw APIError(.notFound, "no such endpoint: \(request.method) \(request.uri.path)")
+            case .contentTooLarge:
+                throw APIError(.contentTooLarge, "request body is larger than the limit (api.max_body_bytes)")
+            default:
+                throw APIError(error.status, httpError?.body ?? error.status.reasonPhrase, headers: httpError?.headers ?? [:])
+            }
         } catch {
             context.logger.error("request failed: \(error)")
             throw APIError(.internalServerError, "internal error: \(error)")

@@ -1,0 +1,28 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+@Suite("task-scheduler check")
+struct ConfigCheckTests {
+    @Test("the shipped config and scripts pass")
+    func shippedFilesPass() async throws {
+        let config = URL(fileURLWithPath: repositoryScripts).deletingLastPathComponent().appendingPathComponent("config.toml").path
+        let result = await ConfigCheck.run(configPath: config, scriptsDirectory: repositoryScripts, logger: quietLogger)
+        #expect(result.problems == [])
+        #expect(result.summary.contains { $0.hasSuffix("generate.lua: ok") })
+    }
+
+    @Test("a script's syntax error and a config error are both reported with file and line")
+    func reportsEveryProblem() async throws {
+        let scripts = try makeScripts([
+            "generate.lua": "function generate() return nil end",
+            "process.lua": "function process(msg)\n  if then\nend\n",
+        ])
+        let configFile = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("bad.toml")
+        try "[producer]\ninterval_ms = \"fast\"\n".write(to: configFile, atomically: true, encoding: .utf8)
+        let result = await ConfigCheck.run(configPath: configFile.path, scriptsDirectory: scripts, logger: quietLogger)
+        #expect(result.problems.count == 2)
+        #expect(result.problems.contains { $0.hasPrefix("\(configFile.path):2: key 'producer.interval_ms'") })
+        #expect(result.problems.contains { $0.contains("process.lua:2:") })
+    }
+}

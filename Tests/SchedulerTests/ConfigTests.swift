@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+@Suite("Configuration")
+struct ConfigTests {
+    @Test("the shipped config.toml loads and equals the built-in defaults")
+    func shippedConfigIsTheDefault() throws {
+        let path = URL(fileURLWithPath: repositoryScripts).deletingLastPathComponent().appendingPathComponent("config.toml").path
+        let config = try ConfigLoader.load(path: path)
+        #expect(config == SchedulerConfig())
+        #expect(config.usesEmbeddedBroker)
+        #expect(config.groups == [GroupConfig(name: "workers", topics: ["A", "B", "C", "D"], workers: 4, sliceMs: 6000)])
+    }
+
+    @Test("every section of the schema is read")
+    func fullSchema() throws {
+        let config = try ConfigLoader.parse("""
+            [kafka]
+            brokers = ["k1:9092", "k2:9092"]
+            partitions = 8
+            [kafka.properties]
+            "security.protocol" = "SASL_SSL"
+            "socket.timeout.ms" = 30000
+            [api]
+            listen = "0.0.0.0:8080"
+            max_body_bytes = 1024
+            [producer]
+            interval_ms = 100
+            timeout_ms = 2000
+            [log]
+            level = "debug"
+            [[groups]]
+            name = "g1"
+            topics = ["X"]
+            workers = 2
+            slice_ms = 50
+            [[groups]]
+            name = "g2"
+            """, file: "x.toml")
+        #expect(config.kafka.brokers == ["k1:9092", "k2:9092"])
+        #expect(config.kafka.partitions == 8)
+        #expect(config.kafka.properties == ["security.protocol": "SASL_SSL", "socket.timeout.ms": "30000"])
+        #expect(config.api.hostAndPort.host == "0.0.0.0" && config.api.hostAndPort.port == 8080)
+        #expect(config.api.maxBodyBytes == 1024)
+        #expect(config.producer.intervalMs == 100 && config.producer.timeoutMs == 2000)
+        #expect(config.log.level == "debug")
+        #expect(config.groups.map(\.name) == ["g1", "g2"])
+        #expect(config.groups[0].sliceMs == 50 && config.groups[1].workers == 4)
+    }
+
+    @Test("the Rust seed's flat config is accepted unchanged and mapped onto the schema")
+    func seedConfig() throws {
+        let config = try ConfigLoader.parse("""
+            title = "Task scheduler"
+            producer_timeout = 4000
+            consumer_timeout = 7000
+            query_timeout = 2500
+            enable_auto_commit = true
+            brokers = ["localhost:29092"]
+            inital_topic_list = ["A", "B", "C", "D"]
+            num_workers = 3
+            num_groups = 2
+            listening_port = 5001
+            """, file: "seed.toml")
+        #expect(config.producer.timeoutMs == 4000)
+        #expect(config.producer.intervalMs == 2500)
+        #expect(config.kafka.brokers == ["localhost:29092"])
+        #expect(config.api.listen == "127.0.0.1:5001")
+        #expect(config.groups.map(\.name) == ["group-0", "group-1"])
+        #expect(config.groups.allSatisfy { $0.workers == 3 && $0.sliceMs == 7000 && $0.topics == ["A", "B", "C", "D"] })
+    }
+
+    @Test("a missing file named on the command line is an error naming the file")
+    func missingFile() {
+        #expect {
+            _ = try ConfigLoader.load(path: "/nonexistent/config.toml")
+        } throws: { error in
+            "\(error)" == "/nonexistent/config.toml: file not found"
+        }
+    }
+
+    @Test("an unknown key names the file, the key and its line")
+    func unknownKey() {
+        let error = parseError("""
+            [api]
+            listen = "127.0.0.1:5000"
+            lisen = "x"
+            """)
+        #expect(error?.file == "bad.toml")
+        #expect(error?.key == "api.lisen")
+        #expect(error?.line == 3)
+        #expect(error?.description.hasPrefix("bad.toml:3: key 'api.lisen': unknown key in [api]") == true)
+    }
+
+    @Test("a wrong type names the key, the expected type and the line")
+    func wrongType() {
+        let error = parseError("""
+            [[groups]]
+            name = "a"
+
+            [[groups]]
+            name = "b"
+            workers = "four"
+            """)
+        #expect(error?.key == "groups[1].workers")
+        #expect(error?.line == 6)
+        #expect(error?.message == "expected integer, got string")
+    }
+
+    @Test("a TOML syntax error carries the line")
+    func syntaxError() {
+        let error = parseError("""
+            [producer]
+            interval_ms = 5000
+            timeout_ms = = 3
+            """)
+        #expect(error?.line == 3)
+        #expect(error?.message.hasPrefix("TOML syntax error") == true)
+    }
+
+    @Test("out-of-range values and duplicate group names are refused", arguments: [
+        ("[[groups]]\nworkers = 0", "groups[0].workers", 2),
+        ("[[groups]]\nslice_ms = -5", "groups[0].slice_ms", 2),
+        ("[[groups]]\nname = \"a\"\n[[groups]]\nname = \"a\"", "groups[1].name", 4),
+        ("[[groups]]\ntopics = [\"bad topic\"]", "groups[0].topics", 2),
+        ("[api]\nlisten = \"nowhere\"", "api.listen", 2),
+        ("[log]\nlevel = \"loud\"", "log.level", 2),
+        ("[kafka]\npartitions = 0", "kafka.partitions", 2),
+    ])
+    func rangeErrors(source: String, key: String, line: Int) {
+        let error = parseError(source)
+        #expect(error?.key == key)
+        #expect(error?.line == line)
+    }
+
+    private func parseError(_ source: String) -> ConfigError? {
+        do {
+            _ = try ConfigLoader.parse(source, file: "bad.toml")
+            return nil
+        } catch {
+            return error as? ConfigError
+        }
+    }
+}

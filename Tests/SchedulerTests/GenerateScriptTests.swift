@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+@Suite("generate.lua: generate(tick) and on_task(task)")
+struct GenerateScriptTests {
+    @Test("the default script reproduces the seed's demo tasks, keyed and with header_key")
+    func defaultScript() async throws {
+        let script = try await GenerateScript.load(scriptsDirectory: repositoryScripts, logger: quietLogger)
+        let tasks = try await script.generate(tick: 1)
+        #expect(tasks.map(\.topic) == ["A", "B", "C", "D"])
+        #expect(tasks.map(\.key) == ["Key 0", "Key 1", "Key 2", "Key 3"])
+        #expect(tasks.allSatisfy { $0.headers?["header_key"] != nil })
+        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE")) == .accept(TaskSpec(topic: "E", message: "EE", key: "Key 0")))
+        await script.close()
+    }
+
+    @Test("generate receives the tick; scheduler.emit adds tasks")
+    func tickAndEmit() async throws {
+        let dir = try makeScripts(["generate.lua": """
+            function generate(tick)
+              scheduler.emit("emitted", "from emit", "k", { h = "v" })
+              return { { topic = "T", message = "tick " .. tick } }
+            end
+            """])
+        let script = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        let tasks = try await script.generate(tick: 7)
+        #expect(tasks == [
+            TaskSpec(topic: "T", message: "tick 7"),
+            TaskSpec(topic: "emitted", message: "from emit", key: "k", headers: ["h": "v"]),
+        ])
+        await script.close()
+    }
+
+    @Test("on_task can change a task or refuse it with a reason")
+    func onTask() async throws {
+        let dir = try makeScripts(["generate.lua": """
+            function generate() return nil end
+            function on_task(task)
+              if task.topic == "forbidden" then return nil, "topic forbidden is closed" end
+              task.message = string.upper(task.message)
+              return task
+            end
+            """])
+        let script = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        #expect(try await script.onTask(TaskSpec(topic: "ok", message: "hi")) == .accept(TaskSpec(topic: "ok", message: "HI")))
+        #expect(try await script.onTask(TaskSpec(topic: "forbidden", message: "x")) == .refuse("topic forbidden is closed"))
+        #expect(try await script.generate(tick: 1) == [])
+        await script.close()
+    }
+
+    @Test("a runtime error is reported with the script's file and line, and the script keeps working")
+    func runtimeError() async throws {
+        let dir = try makeScripts(["generate.lua": """
+            local calls = 0
+            function generate(tick)
+              calls = calls + 1
+              if tick == 1 then
+                error("boom")
+              end
+              return { { topic = "T", message = tostring(calls) } }
+            end
+            """])
+        let script = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        await #expect {
+            _ = try await script.generate(tick: 1)
+        } throws: { error in
+            let lua = error as? LuaError
+            return lua?.line == 5 && lua?.message == "boom" && lua?.script.hasSuffix("scripts/generate.lua") == true
+                && lua?.traceback != nil
+        }
+        #expect(try await script.generate(tick: 2) == [TaskSpec(topic: "T", message: "2")])
+        await script.close()
+    }
+
+    @Test("a syntax error is reported with its line at load")
+    func syntaxError() async throws {
+        let dir = try makeScripts(["generate.lua": "function generate(tick)\n  return {\nend\n"])
+        await #expect {
+            _ = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        } throws: { error in
+            (error as? LuaError)?.line == 3
+        }
+    }
+
+    @Test("answers of the wrong shape are errors naming what is wrong", arguments: [
+        ("return 'tasks'", "must return a list of tasks or nil, got string"),
+        ("return { { topic = 1, message = 'x' } }", "result [1]: task field 'topic' must be a string, got number"),
+        ("return { { topic = 'T' } }", "result [1]: task field 'message' must be a string, got nil"),
+        ("return { { topic = 'T', message = 'x', headers = 'h' } }", "result [1]: task field 'headers' must be a table, got string"),
+        ("scheduler.emit('bad topic!', 'x')", "scheduler.emit: topic name 'bad topic!' may only contain"),
+    ])
+    func wrongShapes(body: String, expected: String) async throws {
+        let dir = try makeScripts(["generate.lua": "function generate(tick)\n  \(body)\nend\n"])
+        let script = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        await #expect {
+            _ = try await script.generate(tick: 1)
+        } throws: { error in
+            "\(error)".contains(expected)
+        }
+        await script.close()
+    }
+
+    @Test("scripts cannot reach os.exit, io or files")
+    func sandbox() async throws {
+        let dir = try makeScripts(["generate.lua": """
+            function generate(tick)
+              return { { topic = "T", message = table.concat({ type(os.exit), type(io), type(dofile), type(loadfile), type(os.time) }, ",") } }
+            end
+            """])
+        let script = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        #expect(try await script.generate(tick: 1) == [TaskSpec(topic: "T", message: "nil,nil,nil,nil,function")])
+        await script.close()
+    }
+
+    @Test("a script without generate() is refused at load")
+    func missingGenerate() async throws {
+        let dir = try makeScripts(["generate.lua": "x = 1"])
+        await #expect {
+            _ = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        } throws: { error in
+            "\(error)".contains("must define a global function generate(tick)")
+        }
+    }
+}
