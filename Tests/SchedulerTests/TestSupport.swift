@@ -50,6 +50,9 @@ func testConfig(topics: [String] = ["A"], intervalMs: Int = 3_600_000) -> Schedu
     var config = SchedulerConfig()
     config.kafka.brokers = TestBroker.shared.bootstrapServers.split(separator: ",").map(String.init)
     config.api.listen = "127.0.0.1:0"
+    // Short group sessions: the mock broker makes a member joining an emptied
+    // group wait for about the session timeout.
+    config.kafka.properties = ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"]
     config.producer.intervalMs = intervalMs
     config.groups = [GroupConfig(name: "test-\(UUID().uuidString.prefix(6))", topics: topics, workers: 2, sliceMs: 200)]
     return config

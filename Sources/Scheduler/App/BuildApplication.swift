@@ -41,13 +41,25 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         logger: logger,
         topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
 
+    var groups: [GroupRuntime] = []
+    for group in config.groups {
+        let runtime = try await GroupRuntime.start(
+            group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties,
+            publisher: publisher, scriptsDirectory: options.scriptsDirectory, logger: logger)
+        groups.append(runtime)
+        // After the producer in the list, so the group stops (and commits)
+        // before the producer it dead-letters and emits through is closed.
+        services.append(runtime)
+    }
+
     let script = try await GenerateScript.load(scriptsDirectory: options.scriptsDirectory, logger: logger)
     services.append(TaskGeneratorService(script: script, publisher: publisher, intervalMs: config.producer.intervalMs, logger: logger))
 
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: JSONErrorMiddleware(routes: [
-        "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get],
+        "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get], "/groups": [.get],
     ]))
+    GroupRoutes(groups: groups).add(to: router)
     TaskRoutes(publisher: publisher, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
     HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher).add(to: router)
 

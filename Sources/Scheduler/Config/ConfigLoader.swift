@@ -127,7 +127,13 @@ public enum ConfigLoader {
                 case "topics": group.topics = try reader.stringList(value, path, table: header)
                 case "workers": group.workers = try reader.int(value, path, table: header)
                 case "slice_ms": group.sliceMs = try reader.int(value, path, table: header)
-                default: throw reader.unknownKey(key, table: header, allowed: ["name", "topics", "workers", "slice_ms"], path: path)
+                case "max_attempts": group.maxAttempts = try reader.int(value, path, table: header)
+                case "retry_backoff_ms": group.retryBackoffMs = try reader.int(value, path, table: header)
+                case "dead_letter_topic": group.deadLetterTopic = try reader.string(value, path, table: header)
+                default:
+                    throw reader.unknownKey(key, table: header, allowed: [
+                        "name", "topics", "workers", "slice_ms", "max_attempts", "retry_backoff_ms", "dead_letter_topic",
+                    ], path: path)
                 }
             }
             groups.append(group)

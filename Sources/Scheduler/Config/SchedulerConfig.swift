@@ -75,6 +75,14 @@ public struct GroupConfig: Sendable, Equatable {
     /// Milliseconds a worker holds a partition before handing it on (seed: `consumer_timeout`). Default 6000.
     public var sliceMs = 6000
 
+    /// Attempts at `process()` for one message before it is dead-lettered. Default 3.
+    public var maxAttempts = 3
+    /// Milliseconds to wait before retrying a failed message (doubles each attempt). Default 200.
+    public var retryBackoffMs = 200
+    /// Where messages go after the last failed attempt; `{topic}` is replaced
+    /// by the source topic. Default `{topic}.dlq`.
+    public var deadLetterTopic = "{topic}.dlq"
+
     /// A group with the defaults.
     public init() {}
 

@@ -40,7 +40,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     public static func make(
         bootstrapServers: String,
         groupID: String,
-        properties: [String: String] = [:]
+        properties: [String: String] = [:],
+        rebalance: RebalanceHandler? = nil
     ) throws -> KafkaConsumer {
         var settings: [String: String] = [
             "bootstrap.servers": bootstrapServers,
@@ -53,14 +54,44 @@ public final class KafkaConsumer: @unchecked Sendable {
         settings.merge(properties) { _, new in new }
         let conf = try KafkaSettings.makeConf(settings)
         KafkaSettings.routeLogs(conf)
-        let handle = try KafkaSettings.makeHandle(RD_KAFKA_CONSUMER, conf: conf)
+        let context = rebalance.map { Unmanaged.passRetained($0) }
+        if let context {
+            rd_kafka_conf_set_opaque(conf, context.toOpaque())
+            rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
+                guard let rk, let opaque else { return }
+                let handler = Unmanaged<RebalanceHandler>.fromOpaque(opaque).takeUnretainedValue()
+                handler.handle(rk: rk, err: err, partitions: partitions)
+            }
+        }
+        let handle: OpaquePointer
+        do {
+            handle = try KafkaSettings.makeHandle(RD_KAFKA_CONSUMER, conf: conf)
+        } catch {
+            context?.release()
+            throw error
+        }
         // Serve every event from the consumer queue (INTRODUCTION.md, "Consumer groups").
         rd_kafka_poll_set_consumer(handle)
-        return KafkaConsumer(handle: handle)
+        return KafkaConsumer(handle: handle, rebalanceContext: context)
     }
 
-    private init(handle: OpaquePointer) {
+    private let rebalanceContext: Unmanaged<RebalanceHandler>?
+
+    private init(handle: OpaquePointer, rebalanceContext: Unmanaged<RebalanceHandler>?) {
         self.handle = handle
+        self.rebalanceContext = rebalanceContext
+    }
+
+    /// Detaches and returns the fetch queue of an assigned partition.
+    public func partitionQueue(topic: String, partition: Int32, batchSize: Int = 256) -> PartitionQueue? {
+        PartitionQueue(consumer: handle, topic: topic, partition: partition, batchSize: batchSize)
+    }
+
+    /// Waits up to `timeoutMs` on the consumer queue; returns a message that
+    /// reached it (with per-partition queues detached this is rare) or nil.
+    /// Rebalance callbacks run inside this call.
+    public func pollRaw(timeoutMs: Int) -> KafkaRawMessage? {
+        rd_kafka_consumer_poll(handle, Int32(timeoutMs)).map(KafkaRawMessage.init(pointer:))
     }
 
     /// Joins the group and subscribes to `topics`.
@@ -128,6 +159,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         if wasClosed { return }
         _ = rd_kafka_consumer_close(handle)
         rd_kafka_destroy(handle)
+        rebalanceContext?.release()
     }
 
     deinit {

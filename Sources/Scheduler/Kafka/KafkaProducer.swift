@@ -163,34 +163,44 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
 
 /// The outcome of one produced message, to be awaited.
 public final class PendingDelivery: @unchecked Sendable {
-    // Threading rule: `outcome` and `waiter` are guarded by `lock`; the
+    // Threading rule: `outcome` and `waiter` are guarded by `condition`; the
     // continuation is resumed outside it, exactly once.
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var outcome: Result<DeliveryReport, KafkaError>?
     private var waiter: CheckedContinuation<DeliveryReport, Error>?
 
     func complete(_ result: Result<DeliveryReport, KafkaError>) {
-        lock.lock()
-        guard outcome == nil else { lock.unlock(); return }
+        condition.lock()
+        guard outcome == nil else { condition.unlock(); return }
         outcome = result
         let waiting = waiter
         waiter = nil
-        lock.unlock()
+        condition.broadcast()
+        condition.unlock()
         waiting?.resume(with: result.mapError { $0 as Error })
     }
 
     /// Waits for the broker's acknowledgement; throws the delivery error.
     public func report() async throws -> DeliveryReport {
         try await withCheckedThrowingContinuation { continuation in
-            lock.lock()
+            condition.lock()
             if let outcome {
-                lock.unlock()
+                condition.unlock()
                 continuation.resume(with: outcome.mapError { $0 as Error })
             } else {
                 waiter = continuation
-                lock.unlock()
+                condition.unlock()
             }
         }
+    }
+
+    /// Blocks the calling thread until the report arrives. Only for dedicated
+    /// threads (workers), never Swift's concurrency pool.
+    public func wait() -> Result<DeliveryReport, KafkaError> {
+        condition.lock()
+        defer { condition.unlock() }
+        while outcome == nil { condition.wait() }
+        return outcome!
     }
 }
 

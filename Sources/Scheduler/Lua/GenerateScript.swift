@@ -41,7 +41,7 @@ public final class GenerateScript: Sendable {
         let path = self.path
         return try await host.withState { state in
             let answer = try state.call("generate", [.integer(Int64(tick))], results: 1)[0]
-            let emitted = state.takeEmitted()
+            let emitted = state.bindings.takeEmitted()
             if case .nil = answer { return emitted }
             guard let items = answer.arrayValue else {
                 throw LuaError(script: path, line: nil,
@@ -67,7 +67,7 @@ public final class GenerateScript: Sendable {
         return try await host.withState { state in
             guard state.hasFunction("on_task") else { return .accept(task) }
             let answer = try state.call("on_task", [task.luaValue], results: 2)
-            _ = state.takeEmitted()
+            _ = state.bindings.takeEmitted()
             switch answer[0] {
             case .nil, .boolean(false):
                 return .refuse(answer[1].stringValue ?? "refused by on_task")
@@ -88,9 +88,4 @@ public final class GenerateScript: Sendable {
     public func close() async {
         await host.close()
     }
-}
-
-extension LuaState {
-    /// Tasks the script emitted during the last call.
-    func takeEmitted() -> [TaskSpec] { bindingsForEmit.takeEmitted() }
 }

@@ -12,8 +12,7 @@ final class LuaState {
     /// Name Lua uses for the script in messages (`chunk:line: ...`).
     let chunkName: String
     /// Kept alive for as long as `L`: the C functions reach it through a light userdata upvalue.
-    private let bindings: ScriptBindings
-    var bindingsForEmit: ScriptBindings { bindings }
+    let bindings: ScriptBindings
 
     /// Creates a state with the sandboxed standard libraries and the
     /// `scheduler` table, then loads and runs `path` (defining its functions).
@@ -88,10 +87,18 @@ final class LuaState {
             throw LuaError(script: script, line: nil, message: "function '\(name)' is not defined")
         }
         for argument in arguments { push(argument) }
-        try protectedCall(arguments: arguments.count, results: results)
+        return try callOnStack(arguments: arguments.count, results: results)
+    }
+
+    /// Calls the function below `arguments` values already pushed, and pops its results.
+    func callOnStack(arguments: Int, results: Int) throws -> [LuaValue] {
+        try protectedCall(arguments: arguments, results: results)
         defer { clua_pop(L, Int32(results)) }
         return (0..<results).map { value(at: Int32(-results + $0)) }
     }
+
+    /// The raw state, for extensions in this module that push values directly.
+    var rawState: OpaquePointer { L }
 
     /// `lua_pcall` with a message handler that adds a traceback.
     private func protectedCall(arguments: Int, results: Int) throws {

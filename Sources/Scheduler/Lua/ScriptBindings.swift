@@ -14,6 +14,8 @@ final class ScriptBindings {
     let logger: Logger
     /// Tasks passed to `scheduler.emit` since the last `takeEmitted()`.
     private(set) var emitted: [TaskSpec] = []
+    /// Set by `scheduler.yield()`: end the current slice after this message.
+    var yieldRequested = false
 
     init(script: String, worker: String, group: String?, logger: Logger) {
         self.script = script
@@ -36,8 +38,9 @@ final class ScriptBindings {
         dofile, loadfile = nil, nil
         local raw_load = load
         load = function(chunk, name, _, env) return raw_load(chunk, name, "t", env) end
-        local raw_emit, raw_log = scheduler._emit, scheduler._log
-        scheduler._emit, scheduler._log = nil, nil
+        local raw_emit, raw_log, raw_yield = scheduler._emit, scheduler._log, scheduler._yield
+        scheduler._emit, scheduler._log, scheduler._yield = nil, nil, nil
+        scheduler.yield = function() raw_yield() end
         scheduler.emit = function(topic, message, key, headers)
           local ok, err = raw_emit(topic, message, key, headers)
           if not ok then error(err, 2) end
@@ -68,6 +71,9 @@ final class ScriptBindings {
         lua_pushlightuserdata(L, context)
         lua_pushcclosure(L, schedulerLog, 1)
         lua_setfield(L, -2, "_log")
+        lua_pushlightuserdata(L, context)
+        lua_pushcclosure(L, schedulerYield, 1)
+        lua_setfield(L, -2, "_yield")
         lua_setglobal(L, "scheduler")
     }
 
@@ -138,6 +144,13 @@ private func schedulerLog(_ L: OpaquePointer?) -> Int32 {
     bindings.logger.log(level: level, "\(message)", metadata: metadata)
     lua_pushboolean(L, 1)
     return 1
+}
+
+/// `scheduler.yield()`: ends the current slice after this message.
+private func schedulerYield(_ L: OpaquePointer?) -> Int32 {
+    guard let L else { return 0 }
+    ScriptBindings.from(L).yieldRequested = true
+    return 0
 }
 
 extension ScriptBindings {

@@ -89,6 +89,18 @@ public final class TaskPublisher: Sendable {
         return results
     }
 
+    /// Hands `message` to the producer without waiting (for workers: emitted
+    /// tasks and dead letters); on the embedded broker its topic is created first.
+    func enqueue(_ message: OutgoingMessage) -> Result<PendingDelivery, PublishError> {
+        if let problem = TopicName.problem(message.topic) { return .failure(.invalid(problem)) }
+        do {
+            try prepareTopic(message.topic)
+        } catch {
+            return .failure(.kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")))
+        }
+        return .success(producer.enqueue(message))
+    }
+
     private func outcome(of delivery: PendingDelivery, task: TaskSpec) async -> Result<DeliveryReport, PublishError> {
         do {
             let report = try await delivery.report()

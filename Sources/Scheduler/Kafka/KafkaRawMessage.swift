@@ -1,0 +1,98 @@
+import CRdKafka
+
+/// A librdkafka message still owned by librdkafka's buffers: read it in
+/// place (no copy per field) and `destroy()` it exactly once.
+///
+/// Threading rule: a message is handed from one thread to another only as a
+/// whole (through a lock), never used by two threads at once, hence
+/// `@unchecked Sendable`.
+public struct KafkaRawMessage: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<rd_kafka_message_t>
+
+    /// Topic name.
+    public var topic: String { pointer.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "" }
+    /// Partition id.
+    public var partition: Int32 { pointer.pointee.partition }
+    /// Offset within the partition.
+    public var offset: Int64 { pointer.pointee.offset }
+    /// The consumer error this message carries, if any (e.g. partition EOF).
+    public var error: KafkaError? {
+        pointer.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(pointer.pointee.err)
+    }
+
+    /// Timestamp in milliseconds since the epoch, or -1.
+    public var timestampMs: Int64 {
+        var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        return rd_kafka_message_timestamp(pointer, &type)
+    }
+
+    /// The payload bytes, valid until `destroy()`.
+    public var payload: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: pointer.pointee.payload, count: pointer.pointee.payload == nil ? 0 : pointer.pointee.len)
+    }
+
+    /// The key bytes (nil: no key), valid until `destroy()`.
+    public var key: UnsafeRawBufferPointer? {
+        guard let key = pointer.pointee.key else { return nil }
+        return UnsafeRawBufferPointer(start: key, count: pointer.pointee.key_len)
+    }
+
+    /// Calls `body` for each header in order, with its name and value bytes.
+    public func forEachHeader(_ body: (UnsafePointer<CChar>, UnsafeRawBufferPointer) -> Void) {
+        var headers: OpaquePointer?
+        guard rd_kafka_message_headers(pointer, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers else { return }
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(headers, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let name { body(name, UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size)) }
+            index += 1
+        }
+    }
+
+    /// A copy that outlives this message.
+    public var copied: ConsumedMessage { ConsumedMessage(pointer) }
+
+    /// Returns the message's memory to librdkafka.
+    public func destroy() {
+        rd_kafka_message_destroy(pointer)
+    }
+}
+
+/// One partition's fetch queue, detached from the consumer queue so that
+/// whichever worker holds the partition reads it directly.
+///
+/// librdkafka forwards partition queues to the consumer queue by default;
+/// `rd_kafka_queue_forward(queue, NULL)` removes that (rdkafka.h,
+/// rd_kafka_queue_get_partition; librdkafka issue 2387).
+public final class PartitionQueue: @unchecked Sendable {
+    // Threading rule: librdkafka queues are thread-safe; only the lease holder
+    // consumes from it, and it is destroyed once, after the last lease ended.
+    private let queue: OpaquePointer
+    private var buffer: [UnsafeMutablePointer<rd_kafka_message_t>?]
+
+    init?(consumer: OpaquePointer, topic: String, partition: Int32, batchSize: Int) {
+        guard let queue = rd_kafka_queue_get_partition(consumer, topic, partition) else { return nil }
+        rd_kafka_queue_forward(queue, nil)
+        self.queue = queue
+        self.buffer = Array(repeating: nil, count: batchSize)
+    }
+
+    /// Waits up to `timeoutMs` for messages and returns at most the batch size.
+    /// Call only from the thread of the lease holder.
+    public func consumeBatch(timeoutMs: Int) -> [KafkaRawMessage] {
+        let count = buffer.withUnsafeMutableBufferPointer { slots in
+            rd_kafka_consume_batch_queue(queue, Int32(timeoutMs), slots.baseAddress, slots.count)
+        }
+        guard count > 0 else { return [] }
+        return (0..<count).compactMap { buffer[$0].map(KafkaRawMessage.init(pointer:)) }
+    }
+
+    /// Messages fetched and waiting in this queue.
+    public var length: Int { rd_kafka_queue_length(queue) }
+
+    deinit {
+        rd_kafka_queue_destroy(queue)
+    }
+}

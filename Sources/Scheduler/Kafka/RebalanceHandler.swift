@@ -1,0 +1,47 @@
+import CRdKafka
+
+/// Receives the consumer group's partition assignments and revocations
+/// (librdkafka's rebalance callback, run on the thread that polls the
+/// consumer queue).
+///
+/// `assigned` runs before the partitions are assigned, so their queues can be
+/// detached before the first fetch; `revoking` runs before they are given up
+/// and must not return until nothing of them is being processed and their
+/// offsets are committed (INTRODUCTION.md, "Consumer groups").
+public final class RebalanceHandler: @unchecked Sendable {
+    // Threading rule: immutable closures; called only on the consumer's poll thread.
+    let assigned: @Sendable ([PartitionOffset]) -> Void
+    let revoking: @Sendable ([PartitionOffset]) -> Void
+
+    /// Creates a handler.
+    public init(assigned: @escaping @Sendable ([PartitionOffset]) -> Void,
+                revoking: @escaping @Sendable ([PartitionOffset]) -> Void) {
+        self.assigned = assigned
+        self.revoking = revoking
+    }
+
+    func handle(rk: OpaquePointer, err: rd_kafka_resp_err_t, partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        let list = partitions.map(KafkaConsumer.readList) ?? []
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            assigned(list)
+            if cooperative {
+                _ = rd_kafka_incremental_assign(rk, partitions).map(rd_kafka_error_destroy)
+            } else {
+                _ = rd_kafka_assign(rk, partitions)
+            }
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            revoking(list)
+            if cooperative {
+                _ = rd_kafka_incremental_unassign(rk, partitions).map(rd_kafka_error_destroy)
+            } else {
+                _ = rd_kafka_assign(rk, nil)
+            }
+        default:
+            KafkaLog.logger.error("rebalance failed: \(KafkaError(err))")
+            revoking(list)
+            _ = rd_kafka_assign(rk, nil)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// One configured group: a Kafka consumer in the group (the group protocol
+/// only splits partitions between processes), a pool of workers and the
+/// coordinator that rotates partitions between them.
+public final class GroupRuntime: Service, @unchecked Sendable {
+    // Threading rule: immutable after `start`, except `consumerRef` (set once,
+    // before the first poll) and `pollLoop` (set once in `start`).
+    let group: GroupConfig
+    let logger: Logger
+    let consumer: KafkaConsumer
+    let coordinator: RotationCoordinator
+    let workers: [Worker]
+    private var pollLoop: KafkaPollLoop?
+
+    /// File names inside the scripts directory.
+    public static let processScript = "process.lua"
+    public static let rotateScript = "rotate.lua"
+
+    /// Creates the consumer, the workers (each loading `process.lua`) and the
+    /// coordinator (loading `rotate.lua` if present), then subscribes.
+    public static func start(
+        group: GroupConfig, bootstrapServers: String, properties: [String: String],
+        publisher: TaskPublisher, scriptsDirectory: String, logger: Logger
+    ) async throws -> GroupRuntime {
+        let scripts = URL(fileURLWithPath: scriptsDirectory)
+        let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
+        let rebalance = RebalanceHandler(
+            assigned: { partitions in
+                guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
+                let feeds = partitions.compactMap { assigned -> PartitionFeed? in
+                    guard let queue = consumer.partitionQueue(topic: assigned.topic, partition: assigned.partition) else { return nil }
+                    return PartitionFeed(partition: TopicPartition(topic: assigned.topic, partition: assigned.partition), queue: queue)
+                }
+                coordinator.assign(feeds)
+            },
+            revoking: { partitions in
+                guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
+                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }))
+                GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
+                feeds.forEach { $0.discardBacklog() }
+                logger.info("partitions revoked: \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
+            })
+        // Kafka's pre-3.0 session timeout: a process that died is replaced
+        // after 10 s instead of 45 s (and librdkafka's mock broker makes a
+        // joining member wait about this long when the group emptied).
+        // [kafka.properties] overrides both.
+        var properties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000"].merging(properties) { _, user in user }
+        properties["enable.partition.eof"] = "false"
+        let consumer = try KafkaConsumer.make(
+            bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, logger: logger)
+        var workers: [Worker] = []
+        do {
+            for index in 0..<group.workers {
+                workers.append(try await Worker.start(
+                    index: index, scriptPath: scripts.appendingPathComponent(processScript).path, environment: environment))
+            }
+        } catch {
+            for worker in workers { await worker.close() }
+            consumer.close()
+            throw error
+        }
+        let coordinator = try await RotationCoordinator.start(
+            group: group, workers: workers, consumer: consumer,
+            policyPath: scripts.appendingPathComponent(rotateScript).path, logger: logger)
+        consumerRef.withLock { $0 = (consumer, coordinator) }
+        try consumer.subscribe(group.topics)
+        let runtime = GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers)
+        runtime.pollLoop = KafkaPollLoop(name: "group-\(group.name)") { [runtime] in runtime.pollOnce() }
+        return runtime
+    }
+
+    private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker]) {
+        self.group = group
+        self.logger = logger
+        self.consumer = consumer
+        self.coordinator = coordinator
+        self.workers = workers
+    }
+
+    /// Serves the consumer queue (rebalances, errors; rarely a message that
+    /// reached it instead of its partition queue) and nudges the coordinator.
+    private func pollOnce() {
+        if let message = consumer.pollRaw(timeoutMs: 50) {
+            if let error = message.error {
+                logger.warning("consumer: \(error)", metadata: [LogKey.group: "\(group.name)"])
+                message.destroy()
+            } else {
+                coordinator.routeStray(message)
+            }
+        }
+        coordinator.tick()
+    }
+
+    /// Runs until graceful shutdown, then stops the group in order: no new
+    /// leases, in-flight messages finish, offsets committed, group left.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops processing, commits, leaves the group and frees everything.
+    public func shutdown() async {
+        await coordinator.stopAll()
+        let feeds = await coordinator.inspect { Array($0.feeds.values) }
+        GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
+        pollLoop?.stop()
+        // Leaving the group runs the revoke callback on this thread; nothing is held any more.
+        let consumer = self.consumer
+        let closer = DedicatedThread(name: "close-\(group.name)")
+        await closer.run { consumer.close() }
+        closer.stop()
+        for worker in workers { await worker.close() }
+        await coordinator.close()
+        logger.info("group stopped", metadata: [LogKey.group: "\(group.name)"])
+    }
+
+    /// The group's state for `GET /groups`.
+    public func snapshot() async -> GroupView {
+        await coordinator.inspect { $0.snapshot() }
+    }
+
+    /// Synchronously commits the next offset of every feed that moved.
+    static func commitFinal(_ feeds: [PartitionFeed], consumer: KafkaConsumer, logger: Logger, group: String) {
+        let offsets = feeds.filter { $0.nextOffset >= 0 }.map {
+            PartitionOffset(topic: $0.partition.topic, partition: $0.partition.partition, offset: $0.nextOffset)
+        }
+        guard !offsets.isEmpty else { return }
+        do {
+            try consumer.commit(offsets, async: false)
+            for feed in feeds where feed.nextOffset >= 0 { feed.committedOffset = feed.nextOffset }
+        } catch {
+            logger.error("final commit failed: \(error)", metadata: [LogKey.group: "\(group)"])
+        }
+    }
+}

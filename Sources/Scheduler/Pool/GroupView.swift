@@ -1,0 +1,75 @@
+/// One group in `GET /groups`.
+public struct GroupView: Codable, Sendable {
+    /// Consumer group id.
+    public var name: String
+    /// Configured topics, in turn order.
+    public var topics: [String]
+    /// The topic the default policy currently works on.
+    public var current_topic: String?
+    /// Configured slice length.
+    public var slice_ms: Int
+    /// Every worker of the pool.
+    public var workers: [WorkerView]
+    /// Every partition of the group's topics assigned to this process.
+    public var partitions: [PartitionView]
+    /// Handoff gaps: end of one lease to the first message of the next.
+    public var handoff: HandoffView
+}
+
+/// One worker in `GET /groups`.
+public struct WorkerView: Codable, Sendable {
+    /// `<group>-<n>`.
+    public var id: String
+    /// `idle` or `busy`.
+    public var state: String
+    /// The lease held now, if any.
+    public var lease: LeaseView?
+    /// Messages processed (completed slices).
+    public var messages: Int
+    /// Failed `process()` attempts.
+    public var errors: Int
+    /// Messages sent to the dead-letter topic.
+    public var dead_lettered: Int
+    /// Time spent in `process()`.
+    public var busy_ms: Int
+    /// Slices completed.
+    public var slices: Int
+}
+
+/// A lease in `GET /groups`.
+public struct LeaseView: Codable, Sendable {
+    /// Topic.
+    public var topic: String
+    /// Partition.
+    public var partition: Int32
+    /// How long it has been held.
+    public var held_ms: Int
+}
+
+/// One partition in `GET /groups`.
+public struct PartitionView: Codable, Sendable {
+    /// Topic.
+    public var topic: String
+    /// Partition id.
+    public var partition: Int32
+    /// Worker holding it now, if any.
+    public var holder: String?
+    /// Last committed offset (-1: none yet from this process).
+    public var committed: Int64
+    /// Next offset to process (-1: not known yet).
+    public var next_offset: Int64
+    /// Messages waiting.
+    public var lag: Int64
+}
+
+/// Handoff gap figures in `GET /groups`.
+public struct HandoffView: Codable, Sendable {
+    /// Gaps measured since start.
+    public var count: Int
+    /// Median of the recent gaps.
+    public var p50_ms: Double?
+    /// 99th percentile of the recent gaps.
+    public var p99_ms: Double?
+    /// The last few gaps, newest last.
+    public var last_ms: [Double]
+}

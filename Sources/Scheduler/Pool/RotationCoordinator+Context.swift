@@ -1,0 +1,79 @@
+/// The `ctx` table `rotate(ctx)` receives, and the `GET /groups` view; both
+/// are built from the same coordinator state.
+extension RotationCoordinator {
+    func context(after report: SliceReport) -> LuaValue {
+        let partition = report.lease.partition
+        let snapshot = self.snapshot()
+        var fields: [LuaValue: LuaValue] = [
+            "group": .string(group.name),
+            "topic": .string(partition.topic),
+            "partition": .integer(Int64(partition.partition)),
+            "worker": .string(workers[report.lease.workerIndex].id),
+            "reason": .string(report.reason.rawValue),
+            "slice": .table([
+                "messages": .integer(Int64(report.messages)),
+                "errors": .integer(Int64(report.errors)),
+                "dead_lettered": .integer(Int64(report.deadLettered)),
+                "elapsed_ms": .integer(Int64((report.endedAt - report.lease.grantedAt) / .milliseconds(1))),
+                "slice_ms": .integer(Int64(report.lease.sliceMs)),
+            ]),
+            "slice_ms": .integer(Int64(group.sliceMs)),
+            "topics": list(group.topics.map { .string($0) }),
+        ]
+        if let current = currentTopic { fields["current_topic"] = .string(current) }
+        fields["workers"] = list(snapshot.workers.map { worker in
+            var entry: [LuaValue: LuaValue] = [
+                "id": .string(worker.id), "state": .string(worker.state),
+                "messages": .integer(Int64(worker.messages)), "errors": .integer(Int64(worker.errors)),
+                "busy_ms": .integer(Int64(worker.busy_ms)), "slices": .integer(Int64(worker.slices)),
+            ]
+            if let lease = worker.lease {
+                entry["topic"] = .string(lease.topic)
+                entry["partition"] = .integer(Int64(lease.partition))
+            }
+            return .table(entry)
+        })
+        fields["partitions"] = list(snapshot.partitions.map { view in
+            var entry: [LuaValue: LuaValue] = [
+                "topic": .string(view.topic), "partition": .integer(Int64(view.partition)),
+                "committed": .integer(view.committed), "next_offset": .integer(view.next_offset),
+                "lag": .integer(view.lag),
+            ]
+            if let holder = view.holder { entry["holder"] = .string(holder) }
+            return .table(entry)
+        })
+        return .table(fields)
+    }
+
+    private func list(_ items: [LuaValue]) -> LuaValue {
+        .table(Dictionary(uniqueKeysWithValues: items.enumerated().map { (LuaValue.integer(Int64($0.offset + 1)), $0.element) }))
+    }
+
+    /// The group's state now (`GET /groups`).
+    func snapshot() -> GroupView {
+        let now = ContinuousClock.now
+        let workerViews = workers.indices.map { index -> WorkerView in
+            let entry = activity[index]
+            return WorkerView(
+                id: workers[index].id,
+                state: entry.lease == nil ? "idle" : "busy",
+                lease: entry.lease.map { LeaseView(topic: $0.partition.topic, partition: $0.partition.partition, held_ms: Int((now - $0.grantedAt) / .milliseconds(1))) },
+                messages: entry.messages, errors: entry.errors, dead_lettered: entry.deadLettered,
+                busy_ms: Int(entry.busy / .milliseconds(1)), slices: entry.slices)
+        }
+        let partitionViews = slots.keys.sorted().map { partition -> PartitionView in
+            let slot = slots[partition]!
+            return PartitionView(
+                topic: partition.topic, partition: partition.partition,
+                holder: slot.holder.map { workers[$0].id },
+                committed: feeds[partition]?.committedOffset ?? -1,
+                next_offset: feeds[partition]?.nextOffset ?? -1,
+                lag: lag(partition))
+        }
+        return GroupView(
+            name: group.name, topics: group.topics, current_topic: currentTopic, slice_ms: group.sliceMs,
+            workers: workerViews, partitions: partitionViews,
+            handoff: HandoffView(
+                count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)))
+    }
+}

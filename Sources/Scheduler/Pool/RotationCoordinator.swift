@@ -1,0 +1,204 @@
+import Foundation
+import Logging
+
+/// Decides, at every slice boundary, which worker takes which partition
+/// next, and hands partitions between the group's workers inside the process
+/// (no Kafka rebalance per handoff).
+///
+/// Every piece of its state lives on its own `DedicatedThread`, together with
+/// the `rotate.lua` state; workers report slice ends to it as jobs on that thread.
+final class RotationCoordinator: @unchecked Sendable {
+    // Threading rule: every `var` below is read and written only on `thread`.
+    let group: GroupConfig
+    let logger: Logger
+    let workers: [Worker]
+    let consumer: KafkaConsumer
+    private let thread: DedicatedThread
+    var policy: LuaState?
+    var feeds: [TopicPartition: PartitionFeed] = [:]
+    var slots: [TopicPartition: PartitionSlot] = [:]
+    var activity: [WorkerActivity]
+    var topicIndex = 0
+    var hadTurn: Set<Int> = []
+    var fillCursor = 0
+    private var nextLeaseID: UInt64 = 1
+    private var stopping = false
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
+    var gaps = GapRecorder()
+
+    /// Starts the coordinator's thread and loads `rotate.lua` from
+    /// `policyPath` on it if that file exists.
+    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, policyPath: String?, logger: Logger) async throws -> RotationCoordinator {
+        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, logger: logger)
+        if let policyPath, FileManager.default.fileExists(atPath: policyPath) {
+            do {
+                try await coordinator.thread.run { [coordinator] in
+                    let bindings = ScriptBindings(script: policyPath, worker: "\(group.name)-coordinator", group: group.name, logger: logger)
+                    coordinator.policy = try LuaState.load(path: policyPath, bindings: bindings)
+                }
+            } catch {
+                coordinator.thread.stop()
+                throw error
+            }
+        }
+        return coordinator
+    }
+
+    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, logger: Logger) {
+        self.group = group
+        self.workers = workers
+        self.consumer = consumer
+        self.logger = logger
+        self.activity = workers.map { _ in WorkerActivity() }
+        self.thread = DedicatedThread(name: "coordinator-\(group.name)")
+    }
+
+    // MARK: Events (each runs on the coordinator's thread)
+
+    /// Partitions this process was given by the group protocol.
+    func assign(_ newFeeds: [PartitionFeed]) {
+        thread.submit { [self] in
+            for feed in newFeeds {
+                feeds[feed.partition] = feed
+                slots[feed.partition] = PartitionSlot()
+            }
+            logger.info("partitions assigned: \(newFeeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
+            fill()
+        }
+    }
+
+    /// Ends the leases on `partitions` at their next message boundary and
+    /// blocks the caller (the consumer's poll thread, inside the rebalance
+    /// callback) until none of them is being processed. Returns their feeds.
+    func revokeAndWait(_ partitions: Set<TopicPartition>) -> [PartitionFeed] {
+        let done = DispatchSemaphore(value: 0)
+        let removed = LockedValue<[PartitionFeed]>([])
+        thread.submit { [self] in
+            removed.withLock { $0 = partitions.compactMap { feeds[$0] } }
+            for partition in partitions {
+                slots[partition]?.revoked = true
+                if let holder = slots[partition]?.holder { activity[holder].lease?.control.requestStop(.revoked) }
+            }
+            revokeWaiters.append((partitions, done))
+            settleRevocations()
+        }
+        done.wait()
+        return removed.withLock { $0 }
+    }
+
+    /// A worker's lease ended.
+    func sliceEnded(_ report: SliceReport) {
+        thread.submit { [self] in handleSliceEnd(report) }
+    }
+
+    /// Periodic check for new work on idle partitions.
+    func tick() {
+        thread.submit { [self] in if !stopping { fill() } }
+    }
+
+    /// Stops granting leases, ends the running ones at their next message
+    /// boundary and returns when every worker is idle.
+    func stopAll() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            thread.submit { [self] in
+                stopping = true
+                for entry in activity { entry.lease?.control.requestStop(.shutdown) }
+                idleWaiters.append(continuation)
+                settleIdle()
+            }
+        }
+    }
+
+    /// Drops the `rotate.lua` state and ends the thread.
+    func close() async {
+        await thread.run { [self] in policy = nil }
+        thread.stop()
+    }
+
+    /// Runs `body` on the coordinator's thread (for snapshots).
+    func inspect<T: Sendable>(_ body: @escaping @Sendable (RotationCoordinator) -> T) async -> T {
+        await thread.run { [self] in body(self) }
+    }
+
+    // MARK: Internals (coordinator thread only)
+
+    private func handleSliceEnd(_ report: SliceReport) {
+        let partition = report.lease.partition
+        let index = report.lease.workerIndex
+        activity[index].record(report)
+        if var slot = slots[partition] {
+            if let first = report.firstMessageAt, let previousEnd = slot.lastEnd, slot.workWaitingAtEnd {
+                gaps.record(first - previousEnd)
+            }
+            slot.holder = nil
+            slot.lastHolder = index
+            slot.lastEnd = report.endedAt
+            slot.workWaitingAtEnd = report.reason == .slice || report.reason == .yield
+            slots[partition] = slot
+        }
+        logger.debug("slice ended", metadata: [
+            LogKey.group: "\(group.name)", LogKey.worker: "\(workers[index].id)",
+            LogKey.topic: "\(partition.topic)", LogKey.partition: "\(partition.partition)",
+            "reason": "\(report.reason.rawValue)", "messages": "\(report.messages)",
+            "elapsed_ms": "\((report.endedAt - report.lease.grantedAt) / .milliseconds(1))",
+            LogKey.offset: "\(report.nextOffset.map(String.init) ?? "-")",
+        ])
+        if settleRevocations() || stopping {
+            settleIdle()
+            return
+        }
+        rotate(after: report)
+        fill()
+    }
+
+    /// Wakes revokers whose partitions are no longer held; true if any partition was removed.
+    @discardableResult
+    private func settleRevocations() -> Bool {
+        var removedAny = false
+        revokeWaiters.removeAll { waiter in
+            guard waiter.partitions.allSatisfy({ slots[$0]?.holder == nil }) else { return false }
+            for partition in waiter.partitions {
+                feeds[partition] = nil
+                slots[partition] = nil
+            }
+            removedAny = true
+            waiter.done.signal()
+            return true
+        }
+        return removedAny
+    }
+
+    private func settleIdle() {
+        guard stopping, activity.allSatisfy({ $0.lease == nil }) else { return }
+        let waiters = idleWaiters
+        idleWaiters.removeAll()
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Gives `partition` to worker `index` for `sliceMs`.
+    func grant(worker index: Int, partition: TopicPartition, sliceMs: Int) {
+        guard let feed = feeds[partition], slots[partition]?.holder == nil, activity[index].lease == nil else { return }
+        let lease = Lease(id: nextLeaseID, partition: partition, workerIndex: index, sliceMs: sliceMs, grantedAt: .now)
+        nextLeaseID += 1
+        slots[partition]?.holder = index
+        activity[index].lease = lease
+        workers[index].begin(lease, feed: feed) { [self] report in sliceEnded(report) }
+    }
+}
+
+extension RotationCoordinator {
+    /// A message that reached the consumer queue instead of its partition
+    /// queue: queue it on its feed so the lease holder processes it in order.
+    func routeStray(_ message: KafkaRawMessage) {
+        thread.submit { [self] in
+            let partition = TopicPartition(topic: message.topic, partition: message.partition)
+            if let feed = feeds[partition] {
+                feed.addStray(message)
+            } else {
+                logger.warning("message for unassigned partition \(partition) dropped; it will be fetched again by its owner")
+                message.destroy()
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+/// The coordinator's view of one partition assigned to this process.
+struct PartitionSlot {
+    /// Worker index holding the lease, if any.
+    var holder: Int?
+    /// Worker that held the previous lease.
+    var lastHolder: Int?
+    /// When the previous lease ended.
+    var lastEnd: ContinuousClock.Instant?
+    /// The previous lease ended with work still waiting (its slice ran out
+    /// or the script yielded), so the gap to the next lease is a handoff gap.
+    var workWaitingAtEnd = false
+    /// A rebalance is taking the partition away.
+    var revoked = false
+}
+
+/// The coordinator's running figures for one worker.
+struct WorkerActivity {
+    var lease: Lease?
+    var messages = 0
+    var errors = 0
+    var deadLettered = 0
+    var slices = 0
+    var busy = Duration.zero
+
+    mutating func record(_ report: SliceReport) {
+        lease = nil
+        messages += report.messages
+        errors += report.errors
+        deadLettered += report.deadLettered
+        slices += 1
+        busy += report.busy
+    }
+}
+
+/// The most recent handoff gaps (end of one lease to the first message under
+/// the next, on the same partition).
+struct GapRecorder {
+    static let capacity = 4096
+    private(set) var recent: [Duration] = []
+    private var nextSlot = 0
+    private(set) var count = 0
+
+    mutating func record(_ gap: Duration) {
+        if recent.count < Self.capacity {
+            recent.append(gap)
+        } else {
+            recent[nextSlot] = gap
+        }
+        nextSlot = (nextSlot + 1) % Self.capacity
+        count += 1
+    }
+
+    /// The `q` quantile (0...1) of the recorded gaps in milliseconds, or nil.
+    func quantileMs(_ q: Double) -> Double? {
+        guard !recent.isEmpty else { return nil }
+        let sorted = recent.sorted()
+        let index = min(sorted.count - 1, Int((Double(sorted.count) * q).rounded(.up)) - 1)
+        return Double(sorted[max(0, index)] / .microseconds(1)) / 1000
+    }
+
+    /// The last `n` gaps in milliseconds, newest last.
+    func lastMs(_ n: Int) -> [Double] {
+        guard !recent.isEmpty else { return [] }
+        let ordered = recent.count < Self.capacity ? recent : Array(recent[nextSlot...] + recent[..<nextSlot])
+        return ordered.suffix(n).map { Double($0 / .microseconds(1)) / 1000 }
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+
+/// How handling one message ended.
+enum MessageOutcome {
+    /// Processed (or dead-lettered after its last attempt); its offset may be committed.
+    case done(failures: Int, deadLettered: Bool)
+    /// Given up unfinished because the lease must end (revoke, shutdown); the
+    /// message stays unprocessed for the partition's next holder.
+    case abandoned(SliceEndReason)
+}
+
+extension Worker {
+    /// Calls `process(msg)` until it succeeds, retrying with backoff while the
+    /// partition stays held (so order is kept); after `max_attempts` the
+    /// message goes to the dead-letter topic. Follow-up tasks it emitted must
+    /// be acknowledged before the message counts as done.
+    func handle(_ message: KafkaRawMessage, lease: Lease) -> MessageOutcome {
+        let group = environment.group
+        var failures = 0
+        while true {
+            let failure: String
+            switch attempt(message) {
+            case .success: return .done(failures: failures, deadLettered: false)
+            case .failure(let reason): failure = reason.description
+            }
+            failures += 1
+            var metadata = logMetadata
+            metadata[LogKey.topic] = "\(lease.partition.topic)"
+            metadata[LogKey.partition] = "\(lease.partition.partition)"
+            metadata[LogKey.offset] = "\(message.offset)"
+            environment.logger.warning("process() failed (attempt \(failures) of \(group.maxAttempts)): \(failure)", metadata: metadata)
+            if failures >= group.maxAttempts {
+                if let stop = deadLetter(message, error: failure, attempts: failures, lease: lease) {
+                    return .abandoned(stop)
+                }
+                return .done(failures: failures, deadLettered: true)
+            }
+            let backoff = min(group.retryBackoffMs << min(failures - 1, 16), 30_000)
+            if let stop = pause(milliseconds: backoff, lease: lease) { return .abandoned(stop) }
+        }
+    }
+
+    /// One call of `process(msg)`, then the acknowledgement of what it emitted.
+    private func attempt(_ message: KafkaRawMessage) -> Result<Void, ProcessFailure> {
+        guard let script else { return .failure(ProcessFailure("process.lua is not loaded")) }
+        let answer: (LuaValue, LuaValue)
+        do {
+            answer = try script.callProcess(message, group: environment.group.name, worker: id)
+        } catch {
+            _ = script.bindings.takeEmitted()
+            return .failure(ProcessFailure("\(error)"))
+        }
+        let emitted = script.bindings.takeEmitted()
+        switch answer.0 {
+        case .nil, .boolean(true): break
+        case .boolean(false):
+            return .failure(ProcessFailure(answer.1.stringValue ?? "process() returned false"))
+        case let other:
+            return .failure(ProcessFailure("process() must return nothing, true, or false and a reason; got \(other.typeName)"))
+        }
+        return publishAndWait(emitted.map(\.outgoing))
+    }
+
+    /// Publishes `messages` in order and waits for every acknowledgement.
+    func publishAndWait(_ messages: [OutgoingMessage]) -> Result<Void, ProcessFailure> {
+        guard !messages.isEmpty else { return .success(()) }
+        var deliveries: [PendingDelivery] = []
+        for message in messages {
+            switch environment.publisher.enqueue(message) {
+            case .success(let delivery): deliveries.append(delivery)
+            case .failure(let error): return .failure(ProcessFailure("emit to '\(message.topic)' failed: \(error)"))
+            }
+        }
+        for (message, delivery) in zip(messages, deliveries) {
+            if case .failure(let error) = delivery.wait() {
+                return .failure(ProcessFailure("emit to '\(message.topic)' was not acknowledged: \(error)"))
+            }
+        }
+        return .success(())
+    }
+
+    /// Sends a message that failed its last attempt to the dead-letter topic,
+    /// retrying the send until it is acknowledged (nothing is dropped) or the
+    /// lease must end (then the message stays unprocessed: returns the reason).
+    private func deadLetter(_ message: KafkaRawMessage, error: String, attempts: Int, lease: Lease) -> SliceEndReason? {
+        let letter = DeadLetter.message(for: message, error: error, attempts: attempts, group: environment.group, worker: id)
+        var tries = 0
+        while true {
+            switch publishAndWait([letter]) {
+            case .success:
+                environment.logger.error("message dead-lettered to \(letter.topic) after \(attempts) attempts: \(error)", metadata: logMetadata.merging([
+                    LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)", LogKey.offset: "\(message.offset)",
+                ]) { $1 })
+                return nil
+            case .failure(let failure):
+                tries += 1
+                environment.logger.error("dead-letter send failed (try \(tries)): \(failure)", metadata: logMetadata)
+                if let stop = pause(milliseconds: min(environment.group.retryBackoffMs << min(tries, 8), 10_000), lease: lease) {
+                    return stop
+                }
+            }
+        }
+    }
+
+    /// Sleeps `milliseconds` in short steps; returns early with the reason if
+    /// the lease is asked to stop.
+    private func pause(milliseconds: Int, lease: Lease) -> SliceEndReason? {
+        let until = ContinuousClock.now + .milliseconds(milliseconds)
+        while ContinuousClock.now < until {
+            if let stop = lease.control.stopReason { return stop }
+            Thread.sleep(forTimeInterval: min(0.01, Double(milliseconds) / 1000))
+        }
+        return lease.control.stopReason
+    }
+}
+
+/// Why `process()` failed for one message.
+struct ProcessFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,16 @@
+import Logging
+
+/// What every worker of a group shares.
+struct WorkerEnvironment: Sendable {
+    let group: GroupConfig
+    let publisher: TaskPublisher
+    let consumer: KafkaConsumer
+    let logger: Logger
+
+    /// How long a worker waits for a message before it calls its partition
+    /// drained and ends the slice early, so idle partitions do not hold workers.
+    static let drainWaitMs = 20
+    /// How often a long slice commits its progress (async), bounding what a
+    /// crash makes the next holder process again.
+    static let commitInterval = Duration.seconds(1)
+}

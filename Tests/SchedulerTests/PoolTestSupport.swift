@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import Synchronization
+@testable import Scheduler
+
+/// Collects log records so tests can see what scripts logged (`scheduler.log`)
+/// and which warnings the daemon gave.
+final class LogCapture: Sendable {
+    struct Record: Sendable {
+        let level: Logger.Level
+        let message: String
+        let metadata: [String: String]
+    }
+
+    private let records = Mutex<[Record]>([])
+    let echo: Bool
+
+    init(echo: Bool = false) {
+        self.echo = echo
+    }
+
+    var logger: Logger {
+        Logger(label: "capture") { [self] _ in Handler(capture: self) }
+    }
+
+    func append(_ record: Record) {
+        if echo { FileHandle.standardError.write(Data("[capture] \(record.level) \(record.message) \(record.metadata)\n".utf8)) }
+        records.withLock { $0.append(record) }
+    }
+
+    var all: [Record] { records.withLock { $0 } }
+
+    /// Records whose message starts with `prefix`.
+    func lines(startingWith prefix: String) -> [Record] { all.filter { $0.message.hasPrefix(prefix) } }
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var merged: [String: String] = [:]
+            for (key, value) in metadata { merged[key] = "\(value)" }
+            for (key, value) in event.metadata ?? [:] { merged[key] = "\(value)" }
+            capture.append(Record(level: event.level, message: "\(event.message)", metadata: merged))
+        }
+    }
+}
+
+/// One processed message as reported by the test scripts' `seen` log line:
+/// `seen <partition> <offset> <key> <payload>`.
+struct Seen: Hashable {
+    let partition: Int32
+    let offset: Int64
+    let key: String
+    let payload: String
+    let worker: String
+
+    init?(_ record: LogCapture.Record) {
+        let parts = record.message.split(separator: " ", maxSplits: 4).map(String.init)
+        guard parts.count == 5, parts[0] == "seen", let partition = Int32(parts[1]), let offset = Int64(parts[2]) else { return nil }
+        self.partition = partition
+        self.offset = offset
+        self.key = parts[3]
+        self.payload = parts[4]
+        self.worker = record.metadata[LogKey.worker] ?? "?"
+    }
+}
+
+/// A process.lua that logs `seen <partition> <offset> <key> <payload>` for each message.
+let seenProcessScript = """
+    function process(msg)
+      scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
+    end
+    """
+
+/// Publishes `count` messages to `topic`, keyed `k<i % keys>`, with payload
+/// `<key>:<sequence within key>`, and waits for every acknowledgement.
+func publishKeyed(topic: String, count: Int, keys: Int, startSequence: Int = 0) async throws {
+    let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 10_000)
+    var deliveries: [PendingDelivery] = []
+    for index in startSequence..<(startSequence + count) {
+        let key = "k\(index % keys)"
+        deliveries.append(producer.enqueue(OutgoingMessage(topic: topic, key: Array(key.utf8), value: Array("\(key):\(index / keys)".utf8))))
+    }
+    for delivery in deliveries { _ = try await delivery.report() }
+    await producer.close(timeoutMs: 5000)
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+/// A group config for pool tests.
+func poolConfig(topics: [String], workers: Int, sliceMs: Int, group: String = "pool-\(UUID().uuidString.prefix(6))") -> SchedulerConfig {
+    var config = testConfig(topics: topics)
+    config.groups = [GroupConfig(name: group, topics: topics, workers: workers, sliceMs: sliceMs)]
+    return config
+}
+
+/// Runs the real application with `logger` until `body` returns.
+func withPool<T: Sendable>(
+    _ config: SchedulerConfig, scripts: String, logger: Logger,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: logger))
+    return try await app.test(.live) { _ in try await body() }
+}
