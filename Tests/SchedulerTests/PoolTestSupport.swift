@@ -10,6 +10,7 @@ final class LogCapture: Sendable {
         let level: Logger.Level
         let message: String
         let metadata: [String: String]
+        let at = ContinuousClock.now
     }
 
     private let records = Mutex<[Record]>([])
@@ -104,7 +105,7 @@ func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -
 
 /// A group config for pool tests.
 func poolConfig(topics: [String], workers: Int, sliceMs: Int, group: String = "pool-\(UUID().uuidString.prefix(6))") -> SchedulerConfig {
-    var config = testConfig(topics: topics)
+    var config = testConfig()
     config.groups = [GroupConfig(name: group, topics: topics, workers: workers, sliceMs: sliceMs)]
     return config
 }

@@ -44,9 +44,10 @@ func makeScripts(_ files: [String: String]) throws -> String {
     return directory.path
 }
 
-/// A configuration for tests: the shared broker, an ephemeral API port, and a
-/// generate() tick so long it never fires unless a test asks for it.
-func testConfig(topics: [String] = ["A"], intervalMs: Int = 3_600_000) -> SchedulerConfig {
+/// A configuration for tests: the shared broker, an ephemeral API port, no
+/// consumer groups, and a generate() tick so long it never fires unless a
+/// test asks for it.
+func testConfig(intervalMs: Int = 3_600_000) -> SchedulerConfig {
     var config = SchedulerConfig()
     config.kafka.brokers = TestBroker.shared.bootstrapServers.split(separator: ",").map(String.init)
     config.api.listen = "127.0.0.1:0"
@@ -54,7 +55,7 @@ func testConfig(topics: [String] = ["A"], intervalMs: Int = 3_600_000) -> Schedu
     // group wait for about the session timeout.
     config.kafka.properties = ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"]
     config.producer.intervalMs = intervalMs
-    config.groups = [GroupConfig(name: "test-\(UUID().uuidString.prefix(6))", topics: topics, workers: 2, sliceMs: 200)]
+    config.groups = []
     return config
 }
 

@@ -62,6 +62,10 @@ public final class KafkaConsumer: @unchecked Sendable {
                 let handler = Unmanaged<RebalanceHandler>.fromOpaque(opaque).takeUnretainedValue()
                 handler.handle(rk: rk, err: err, partitions: partitions)
             }
+            rd_kafka_conf_set_offset_commit_cb(conf) { _, err, _, opaque in
+                guard let opaque else { return }
+                Unmanaged<RebalanceHandler>.fromOpaque(opaque).takeUnretainedValue().committed(err: err)
+            }
         }
         let handle: OpaquePointer
         do {

@@ -32,6 +32,13 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
         code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue
     }
 
+    /// The group is rebalancing or this member's generation is stale: the
+    /// commit was refused and the partitions are about to move.
+    public var isRebalance: Bool {
+        [RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+         RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID].map(\.rawValue).contains(code)
+    }
+
     public var description: String { message }
 }
 

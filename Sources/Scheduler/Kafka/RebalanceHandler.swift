@@ -9,15 +9,25 @@ import CRdKafka
 /// and must not return until nothing of them is being processed and their
 /// offsets are committed (INTRODUCTION.md, "Consumer groups").
 public final class RebalanceHandler: @unchecked Sendable {
-    // Threading rule: immutable closures; called only on the consumer's poll thread.
+    // Threading rule: immutable closures; called only on the thread that polls
+    // the consumer queue (or closes the consumer).
     let assigned: @Sendable ([PartitionOffset]) -> Void
     let revoking: @Sendable ([PartitionOffset]) -> Void
+    let commitFailed: @Sendable (KafkaError) -> Void
 
-    /// Creates a handler.
+    /// Creates a handler. `commitFailed` receives the errors of offset commits
+    /// (librdkafka's offset_commit_cb), e.g. "rebalance in progress".
     public init(assigned: @escaping @Sendable ([PartitionOffset]) -> Void,
-                revoking: @escaping @Sendable ([PartitionOffset]) -> Void) {
+                revoking: @escaping @Sendable ([PartitionOffset]) -> Void,
+                commitFailed: @escaping @Sendable (KafkaError) -> Void = { _ in }) {
         self.assigned = assigned
         self.revoking = revoking
+        self.commitFailed = commitFailed
+    }
+
+    func committed(err: rd_kafka_resp_err_t) {
+        // _NO_OFFSET: nothing was stored to commit; not a failure.
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET { commitFailed(KafkaError(err)) }
     }
 
     func handle(rk: OpaquePointer, err: rd_kafka_resp_err_t, partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {

@@ -42,6 +42,16 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
                 logger.info("partitions revoked: \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
+            },
+            commitFailed: { error in
+                guard let (_, coordinator) = consumerRef.withLock({ $0 }) else { return }
+                if error.isRebalance {
+                    // The partitions are about to move: stop at the next message
+                    // boundary rather than process what the next owner will redo.
+                    coordinator.pauseForRebalance()
+                } else {
+                    logger.warning("offset commit failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
+                }
             })
         // Kafka's pre-3.0 session timeout: a process that died is replaced
         // after 10 s instead of 45 s (and librdkafka's mock broker makes a
@@ -133,7 +143,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             try consumer.commit(offsets, async: false)
             for feed in feeds where feed.nextOffset >= 0 { feed.committedOffset = feed.nextOffset }
         } catch {
-            logger.error("final commit failed: \(error)", metadata: [LogKey.group: "\(group)"])
+            // The next owner resumes from the last commit that succeeded, so
+            // messages since then may be processed again (at-least-once).
+            logger.warning("final commit failed, the next owner may process some messages again: \(error)", metadata: [LogKey.group: "\(group)"])
         }
     }
 }

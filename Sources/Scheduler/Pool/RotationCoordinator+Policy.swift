@@ -144,6 +144,7 @@ extension RotationCoordinator {
 
     /// Gives every idle worker a free partition with work, round robin.
     func fill() {
+        guard mayGrant else { return }
         advanceTopicIfDone()
         while let partition = nextPartition() {
             guard let worker = idleWorkers(after: fillCursor).first else { return }

@@ -23,6 +23,9 @@ final class RotationCoordinator: @unchecked Sendable {
     var fillCursor = 0
     private var nextLeaseID: UInt64 = 1
     private var stopping = false
+    /// A commit was refused because the group is rebalancing: no new leases
+    /// until the group protocol assigns partitions again.
+    private var rebalancing = false
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
@@ -59,6 +62,7 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Partitions this process was given by the group protocol.
     func assign(_ newFeeds: [PartitionFeed]) {
         thread.submit { [self] in
+            rebalancing = false
             for feed in newFeeds {
                 feeds[feed.partition] = feed
                 slots[feed.partition] = PartitionSlot()
@@ -94,8 +98,22 @@ final class RotationCoordinator: @unchecked Sendable {
 
     /// Periodic check for new work on idle partitions.
     func tick() {
-        thread.submit { [self] in if !stopping { fill() } }
+        thread.submit { [self] in if mayGrant { fill() } }
     }
+
+    /// Ends every lease at its next message boundary and grants none until
+    /// the next assignment: the group is rebalancing.
+    func pauseForRebalance() {
+        thread.submit { [self] in
+            guard !rebalancing else { return }
+            rebalancing = true
+            logger.info("group is rebalancing: pausing leases", metadata: [LogKey.group: "\(group.name)"])
+            for entry in activity { entry.lease?.control.requestStop(.revoked) }
+        }
+    }
+
+    /// New leases may be granted (not stopping, not rebalancing).
+    var mayGrant: Bool { !stopping && !rebalancing }
 
     /// Stops granting leases, ends the running ones at their next message
     /// boundary and returns when every worker is idle.
@@ -144,7 +162,7 @@ final class RotationCoordinator: @unchecked Sendable {
             "elapsed_ms": "\((report.endedAt - report.lease.grantedAt) / .milliseconds(1))",
             LogKey.offset: "\(report.nextOffset.map(String.init) ?? "-")",
         ])
-        if settleRevocations() || stopping {
+        if settleRevocations() || !mayGrant {
             settleIdle()
             return
         }

@@ -10,7 +10,7 @@ struct WorkerEnvironment: Sendable {
     /// How long a worker waits for a message before it calls its partition
     /// drained and ends the slice early, so idle partitions do not hold workers.
     static let drainWaitMs = 20
-    /// How often a long slice commits its progress (async), bounding what a
-    /// crash makes the next holder process again.
-    static let commitInterval = Duration.seconds(1)
+    /// How often a slice commits its progress (async), bounding what a crash
+    /// or a rebalance makes the next holder process again.
+    static let commitInterval = Duration.milliseconds(100)
 }
