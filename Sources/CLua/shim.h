@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <lualib.h>
 #include <lauxlib.h>
+#include <stdlib.h>
 
 static inline int clua_pcall(lua_State *L, int nargs, int nresults, int msgh) {
     return lua_pcall(L, nargs, nresults, msgh);
@@ -27,5 +28,48 @@ static inline int clua_upvalueindex(int i) { return lua_upvalueindex(i); }
 static inline void *clua_newuserdata(lua_State *L, size_t size) { return lua_newuserdata(L, size); }
 static inline int clua_registryindex(void) { return LUA_REGISTRYINDEX; }
 static inline int clua_multret(void) { return LUA_MULTRET; }
+
+/* Limits (issue: scripts you can trust). Both stay in C so that Lua's error
+ * longjmp never crosses a Swift frame. */
+
+/* Memory accounting for one lua_State: lua_newstate's allocator with a cap.
+ * Returning NULL makes Lua raise "not enough memory" in the running call. */
+typedef struct {
+    size_t used;
+    size_t limit;
+} clua_memory;
+
+static inline void *clua_limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    clua_memory *memory = (clua_memory *)ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        memory->used -= old;
+        return NULL;
+    }
+    if (nsize > old && memory->used - old + nsize > memory->limit) return NULL;
+    void *block = realloc(ptr, nsize);
+    if (block) memory->used = memory->used - old + nsize;
+    return block;
+}
+
+static inline lua_State *clua_newstate_limited(clua_memory *memory) {
+    return lua_newstate(clua_limited_alloc, memory);
+}
+
+/* Instruction budget for one call: a count hook that fires once the budget
+ * is spent and raises an error inside the running function. */
+static inline void clua_budget_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    luaL_error(L, "instruction limit exceeded");
+}
+
+static inline void clua_set_budget(lua_State *L, int instructions) {
+    if (instructions > 0) lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, instructions);
+}
+
+static inline void clua_clear_budget(lua_State *L) {
+    lua_sethook(L, NULL, 0, 0);
+}
 
 #endif

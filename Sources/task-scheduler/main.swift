@@ -10,7 +10,7 @@ struct TaskSchedulerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task-scheduler",
         abstract: "Publishes tasks to Kafka and runs pools of consumer workers over them, scripted in Lua.",
-        subcommands: [Run.self, Broker.self, Check.self],
+        subcommands: [Run.self, Broker.self, Check.self, Bench.self],
         defaultSubcommand: Run.self)
 }
 
@@ -117,5 +117,36 @@ struct BrokerHolder: Service {
     func run() async throws {
         try? await gracefulShutdown()
         broker.shutdown()
+    }
+}
+
+extension TaskSchedulerCommand {
+    /// Measures throughput against kcat and the handoff gaps.
+    struct Bench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Benchmark: kcat vs the scheduler with a no-op process() on one embedded broker; prints rates, ratio and handoff gaps.")
+
+        @Option(help: "Messages in the benchmark topic.") var messages = 200_000
+        @Option(help: "Workers in the group.") var workers = 6
+        @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
+        @Option(help: "Runs of each reader.") var runs = 3
+
+        func run() async throws {
+            bootstrapLogging(.warning)
+            var bench = ThroughputBenchmark()
+            bench.messages = messages
+            bench.workers = workers
+            bench.sliceMs = sliceMs
+            bench.runs = runs
+            let result = try await bench.run(logger: Logger(label: "bench")) { print($0) }
+            func median(_ runs: [ThroughputBenchmark.Run]) -> Double { runs.map(\.rate).sorted()[runs.count / 2] }
+            func best(_ runs: [ThroughputBenchmark.Run]) -> Double { runs.map(\.rate).max() ?? 0 }
+            let format = { (value: Double) in String(Int(value.rounded())) }
+            print("")
+            print("kcat:      best \(format(best(result.kcat))) msg/s, median \(format(median(result.kcat))) msg/s")
+            print("scheduler: best \(format(best(result.scheduler))) msg/s, median \(format(median(result.scheduler))) msg/s (\(workers) workers, slice \(sliceMs) ms, \(result.slices) slices)")
+            print("ratio (scheduler / kcat, medians): \(String(format: "%.2f", median(result.scheduler) / median(result.kcat)))")
+            print("handoff gap over \(result.gapCount) handoffs: p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
+        }
     }
 }

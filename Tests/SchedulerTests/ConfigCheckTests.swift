@@ -25,4 +25,18 @@ struct ConfigCheckTests {
         #expect(result.problems.contains { $0.hasPrefix("\(configFile.path):2: key 'producer.interval_ms'") })
         #expect(result.problems.contains { $0.contains("process.lua:2:") })
     }
+
+    @Test("a process.lua without process() and a policy without rotate() are reported")
+    func missingHooks() async throws {
+        let scripts = try makeScripts([
+            "generate.lua": "function generate() return nil end",
+            "process.lua": "function handle(msg) end",
+        ])
+        let policies = URL(fileURLWithPath: scripts).appendingPathComponent("policies")
+        try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
+        try "function choose(ctx) end".write(to: policies.appendingPathComponent("mine.lua"), atomically: true, encoding: .utf8)
+        let result = await ConfigCheck.run(configPath: nil, scriptsDirectory: scripts, logger: quietLogger)
+        #expect(result.problems.contains { $0.contains("process.lua: the script must define a global function process") })
+        #expect(result.problems.contains { $0.contains("mine.lua: the script must define a global function rotate") })
+    }
 }

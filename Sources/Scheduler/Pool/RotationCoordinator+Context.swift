@@ -14,7 +14,7 @@ extension RotationCoordinator {
                 "messages": .integer(Int64(report.messages)),
                 "errors": .integer(Int64(report.errors)),
                 "dead_lettered": .integer(Int64(report.deadLettered)),
-                "elapsed_ms": .integer(Int64((report.endedAt - report.lease.grantedAt) / .milliseconds(1))),
+                "elapsed_ms": .integer(Int64((report.endedAt - report.startedAt) / .milliseconds(1))),
                 "slice_ms": .integer(Int64(report.lease.sliceMs)),
             ]),
             "slice_ms": .integer(Int64(group.sliceMs)),

@@ -81,28 +81,66 @@ extension RotationCoordinator {
 
     /// The default policy: the next idle worker after the one whose slice
     /// ended takes the same partition if it still has work (else the free
-    /// partition of the current topic waiting longest).
+    /// partition of the current topic waiting longest). When no other worker
+    /// is idle, the same worker continues.
     func defaultDecision(after report: SliceReport) -> RotationDecision? {
-        guard let worker = idleWorkers(after: report.lease.workerIndex).first,
-              let partition = nextPartition(preferring: report.lease.partition) else { return nil }
+        let ended = report.lease.partition
+        let holder = report.lease.workerIndex
+        let stillHeld = !report.final && slots[ended]?.holder == holder
+        if stillHeld && ended.topic != currentTopic { return nil }  // the group moved on: let go
+        guard let worker = idleWorkers(after: holder).first else {
+            return stillHeld ? RotationDecision(worker: holder, partition: ended, sliceMs: group.sliceMs) : nil
+        }
+        if stillHeld { return RotationDecision(worker: worker, partition: ended, sliceMs: group.sliceMs) }
+        guard let partition = nextPartition(preferring: ended) else { return nil }
         return RotationDecision(worker: worker, partition: partition, sliceMs: group.sliceMs)
     }
 
-    /// At a slice boundary: ask `rotate(ctx)`, fall back to the default policy
-    /// on nil, an invalid answer or an error, and grant the lease.
+    /// `rotate(ctx)`'s answer, or nil (default policy) on nil, an invalid
+    /// answer or an error, which is logged.
+    func askPolicy(after report: SliceReport) -> RotationDecision? {
+        guard let policy, policy.hasFunction("rotate") else { return nil }
+        do {
+            let answer = try policy.call("rotate", [context(after: report)], results: 1)[0]
+            return try parse(answer, after: report)
+        } catch {
+            logger.warning("rotate() answer not used, default policy applies: \(error)", metadata: [LogKey.group: "\(group.name)", LogKey.script: "\(policy.script)"])
+            return nil
+        }
+    }
+
+    /// A slice boundary of a lease that goes on in overtime: decide who
+    /// continues. Same worker and partition: renew. Another worker, same
+    /// partition: make-before-break handoff. Another partition: the holder
+    /// lets go, and the chosen worker gets the other partition.
+    func decideAtBoundary(_ report: SliceReport) {
+        let lease = report.lease
+        if lease.partition.topic == currentTopic { hadTurn.insert(lease.workerIndex) }
+        advanceTopicIfDone()
+        guard let decision = askPolicy(after: report) ?? defaultDecision(after: report) else {
+            lease.control.requestStop(.slice)
+            return
+        }
+        switch (decision.worker == lease.workerIndex, decision.partition == lease.partition) {
+        case (true, true):
+            lease.control.renew(sliceMs: decision.sliceMs)
+        case (false, true):
+            grant(worker: decision.worker, partition: lease.partition, sliceMs: decision.sliceMs, handoffFrom: lease)
+        case (false, false):
+            lease.control.requestStop(.slice)
+            grant(worker: decision.worker, partition: decision.partition, sliceMs: decision.sliceMs)
+        case (true, false):
+            lease.control.requestStop(.slice)
+            pendingGrants[lease.workerIndex] = (decision.partition, decision.sliceMs)
+        }
+    }
+
+    /// After a lease ended without a boundary decision (it ran dry): ask
+    /// `rotate(ctx)` (or the default) who takes which partition next.
     func rotate(after report: SliceReport) {
         if report.lease.partition.topic == currentTopic { hadTurn.insert(report.lease.workerIndex) }
         advanceTopicIfDone()
-        var decision: RotationDecision?
-        if let policy, policy.hasFunction("rotate") {
-            do {
-                let answer = try policy.call("rotate", [context(after: report)], results: 1)[0]
-                decision = try parse(answer, after: report)
-            } catch {
-                logger.warning("rotate() answer not used, default policy applies: \(error)", metadata: [LogKey.group: "\(group.name)", LogKey.script: "\(policy.script)"])
-            }
-        }
-        if let decision = decision ?? defaultDecision(after: report) {
+        if let decision = askPolicy(after: report) ?? defaultDecision(after: report) {
             grant(worker: decision.worker, partition: decision.partition, sliceMs: decision.sliceMs)
         }
     }
@@ -111,31 +149,43 @@ extension RotationCoordinator {
     func parse(_ answer: LuaValue, after report: SliceReport) throws -> RotationDecision? {
         guard let policy else { return nil }
         func invalid(_ message: String) -> LuaError { LuaError(script: policy.script, line: nil, message: "rotate(): \(message)") }
+        let ended = report.lease.partition
+        let holder = report.final ? nil : report.lease.workerIndex
         if case .nil = answer { return nil }
         guard case .table = answer else { throw invalid("must return nil or a table, got \(answer.typeName)") }
         guard case .string(let workerID) = answer["worker"] else { throw invalid("field 'worker' must name a worker, got \(answer["worker"].typeName)") }
         guard let worker = workers.firstIndex(where: { $0.id == workerID }) else { throw invalid("no worker '\(workerID)' in group \(group.name)") }
-        guard activity[worker].lease == nil else { throw invalid("worker '\(workerID)' is busy") }
+        guard activity[worker].lease == nil || worker == holder else { throw invalid("worker '\(workerID)' is busy") }
         var sliceMs = group.sliceMs
         if case .nil = answer["slice_ms"] {} else {
             guard let value = answer["slice_ms"].intValue, value > 0, value <= 86_400_000 else { throw invalid("field 'slice_ms' must be a positive integer") }
             sliceMs = Int(value)
         }
+        /// Free, or held by the worker whose slice just ended.
+        func available(_ partition: TopicPartition) -> Bool {
+            guard let slot = slots[partition], !slot.revoked else { return false }
+            return slot.holder == nil || slot.holder == holder
+        }
         let partition: TopicPartition
         switch (answer["topic"], answer["partition"]) {
         case (.nil, .nil):
-            guard let chosen = nextPartition(preferring: report.lease.partition) else { return nil }
-            partition = chosen
+            if available(ended) && ended.topic == currentTopic && (holder != nil || hasWork(ended)) {
+                partition = ended
+            } else if let chosen = nextPartition() {
+                partition = chosen
+            } else {
+                return nil
+            }
         case (.string(let topic), .nil):
-            guard let chosen = slots.filter({ $0.key.topic == topic && $0.value.holder == nil && hasWork($0.key) }).keys.min() else {
+            guard let chosen = slots.keys.filter({ $0.topic == topic && available($0) && hasWork($0) }).min() else {
                 throw invalid("topic '\(topic)' has no free partition with work here")
             }
             partition = chosen
         case (.string(let topic), let number):
             guard let id = number.intValue else { throw invalid("field 'partition' must be an integer") }
             partition = TopicPartition(topic: topic, partition: Int32(truncatingIfNeeded: id))
-            guard let slot = slots[partition], !slot.revoked else { throw invalid("partition \(partition) is not assigned to this process") }
-            guard slot.holder == nil else { throw invalid("partition \(partition) is held by another worker") }
+            guard slots[partition].map({ !$0.revoked }) == true else { throw invalid("partition \(partition) is not assigned to this process") }
+            guard available(partition) else { throw invalid("partition \(partition) is held by another worker") }
         default:
             throw invalid("field 'topic' must be a string when 'partition' is given")
         }

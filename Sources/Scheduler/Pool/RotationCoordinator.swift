@@ -29,6 +29,8 @@ final class RotationCoordinator: @unchecked Sendable {
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
+    /// Partitions promised to a worker once its current lease has ended.
+    var pendingGrants: [Int: (partition: TopicPartition, sliceMs: Int)] = [:]
 
     /// Starts the coordinator's thread and loads `rotate.lua` from
     /// `policyPath` on it if that file exists.
@@ -80,9 +82,9 @@ final class RotationCoordinator: @unchecked Sendable {
         let removed = LockedValue<[PartitionFeed]>([])
         thread.submit { [self] in
             removed.withLock { $0 = partitions.compactMap { feeds[$0] } }
-            for partition in partitions {
-                slots[partition]?.revoked = true
-                if let holder = slots[partition]?.holder { activity[holder].lease?.control.requestStop(.revoked) }
+            for partition in partitions { slots[partition]?.revoked = true }
+            for entry in activity where entry.lease.map({ partitions.contains($0.partition) }) == true {
+                entry.lease?.control.requestStop(.revoked)
             }
             revokeWaiters.append((partitions, done))
             settleRevocations()
@@ -91,9 +93,9 @@ final class RotationCoordinator: @unchecked Sendable {
         return removed.withLock { $0 }
     }
 
-    /// A worker's lease ended.
-    func sliceEnded(_ report: SliceReport) {
-        thread.submit { [self] in handleSliceEnd(report) }
+    /// A worker reached a slice boundary (and goes on in overtime), or let go of its partition.
+    func received(_ report: SliceReport) {
+        thread.submit { [self] in handle(report) }
     }
 
     /// Periodic check for new work on idle partitions.
@@ -141,32 +143,38 @@ final class RotationCoordinator: @unchecked Sendable {
 
     // MARK: Internals (coordinator thread only)
 
-    private func handleSliceEnd(_ report: SliceReport) {
+    private func handle(_ report: SliceReport) {
         let partition = report.lease.partition
         let index = report.lease.workerIndex
         activity[index].record(report)
-        if var slot = slots[partition] {
-            if let first = report.firstMessageAt, let previousEnd = slot.lastEnd, slot.workWaitingAtEnd {
-                gaps.record(first - previousEnd)
-            }
-            slot.holder = nil
+        if let gap = report.handoffGap { gaps.record(gap) }
+        if report.final, var slot = slots[partition] {
+            if slot.holder == index { slot.holder = nil }
             slot.lastHolder = index
             slot.lastEnd = report.endedAt
-            slot.workWaitingAtEnd = report.reason == .slice || report.reason == .yield
             slots[partition] = slot
         }
-        logger.debug("slice ended", metadata: [
+        logger.debug(report.final ? "lease ended" : "slice boundary", metadata: [
             LogKey.group: "\(group.name)", LogKey.worker: "\(workers[index].id)",
             LogKey.topic: "\(partition.topic)", LogKey.partition: "\(partition.partition)",
             "reason": "\(report.reason.rawValue)", "messages": "\(report.messages)",
-            "elapsed_ms": "\((report.endedAt - report.lease.grantedAt) / .milliseconds(1))",
+            "elapsed_ms": "\((report.endedAt - report.startedAt) / .milliseconds(1))",
             LogKey.offset: "\(report.nextOffset.map(String.init) ?? "-")",
         ])
+        if report.final, activity[index].lease?.id == report.lease.id { activity[index].lease = nil }
         if settleRevocations() || !mayGrant {
             settleIdle()
             return
         }
-        rotate(after: report)
+        if !report.final {
+            decideAtBoundary(report)
+        } else {
+            if let pending = pendingGrants.removeValue(forKey: index) {
+                grant(worker: index, partition: pending.partition, sliceMs: pending.sliceMs)
+            }
+            // A lease that ran dry ended without a boundary decision: ask now.
+            if report.reason == .drained && slots[partition]?.holder == nil { rotate(after: report) }
+        }
         fill()
     }
 
@@ -175,7 +183,8 @@ final class RotationCoordinator: @unchecked Sendable {
     private func settleRevocations() -> Bool {
         var removedAny = false
         revokeWaiters.removeAll { waiter in
-            guard waiter.partitions.allSatisfy({ slots[$0]?.holder == nil }) else { return false }
+            let stillHeld = activity.contains { $0.lease.map { waiter.partitions.contains($0.partition) } == true }
+            guard !stillHeld else { return false }
             for partition in waiter.partitions {
                 feeds[partition] = nil
                 slots[partition] = nil
@@ -194,14 +203,18 @@ final class RotationCoordinator: @unchecked Sendable {
         waiters.forEach { $0.resume() }
     }
 
-    /// Gives `partition` to worker `index` for `sliceMs`.
-    func grant(worker index: Int, partition: TopicPartition, sliceMs: Int) {
-        guard let feed = feeds[partition], slots[partition]?.holder == nil, activity[index].lease == nil else { return }
-        let lease = Lease(id: nextLeaseID, partition: partition, workerIndex: index, sliceMs: sliceMs, grantedAt: .now)
+    /// Gives `partition` to idle worker `index` for `sliceMs`; with
+    /// `handoffFrom`, the partition's current holder lets go as soon as the
+    /// new worker runs (make-before-break).
+    func grant(worker index: Int, partition: TopicPartition, sliceMs: Int, handoffFrom previous: Lease? = nil) {
+        guard let feed = feeds[partition], activity[index].lease == nil,
+              slots[partition]?.holder == previous?.workerIndex else { return }
+        let lease = Lease(id: nextLeaseID, partition: partition, workerIndex: index, sliceMs: sliceMs,
+                          grantedAt: .now, predecessor: previous?.control)
         nextLeaseID += 1
         slots[partition]?.holder = index
         activity[index].lease = lease
-        workers[index].begin(lease, feed: feed) { [self] report in sliceEnded(report) }
+        workers[index].begin(lease, feed: feed) { [self] report in received(report) }
     }
 }
 

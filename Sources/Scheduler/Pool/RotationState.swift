@@ -6,9 +6,6 @@ struct PartitionSlot {
     var lastHolder: Int?
     /// When the previous lease ended.
     var lastEnd: ContinuousClock.Instant?
-    /// The previous lease ended with work still waiting (its slice ran out
-    /// or the script yielded), so the gap to the next lease is a handoff gap.
-    var workWaitingAtEnd = false
     /// A rebalance is taking the partition away.
     var revoked = false
 }
@@ -23,11 +20,12 @@ struct WorkerActivity {
     var busy = Duration.zero
 
     mutating func record(_ report: SliceReport) {
-        lease = nil
         messages += report.messages
         errors += report.errors
         deadLettered += report.deadLettered
-        slices += 1
+        // A slice is counted at its boundary, or at the lease's end when
+        // the lease ended inside the slice.
+        if !report.final || report.reason != .slice { slices += 1 }
         busy += report.busy
     }
 }
@@ -57,6 +55,9 @@ struct GapRecorder {
         let index = min(sorted.count - 1, Int((Double(sorted.count) * q).rounded(.up)) - 1)
         return Double(sorted[max(0, index)] / .microseconds(1)) / 1000
     }
+
+    /// The recorded gaps (up to `capacity`), in no particular order.
+    var recentDurations: [Duration] { recent }
 
     /// The last `n` gaps in milliseconds, newest last.
     func lastMs(_ n: Int) -> [Double] {

@@ -2,38 +2,70 @@ import Foundation
 import Logging
 
 extension Worker {
-    /// Processes messages of `feed` until the slice boundary: `slice_ms`
-    /// elapsed, the partition ran dry, the script yielded, or the coordinator
-    /// asked to stop. The message in flight always finishes; messages taken
-    /// but not processed go back to the feed for the next holder.
-    func runLease(_ lease: Lease, feed: PartitionFeed) -> SliceReport {
+    /// Holds `feed` under `lease`: waits for the predecessor to let go, then
+    /// processes messages. At each slice boundary (`slice_ms` elapsed, or the
+    /// script yielded) it reports to the coordinator and goes on in overtime
+    /// until the coordinator renews the lease, a successor takes over, or it
+    /// is asked to stop. The lease ends at once when the partition runs dry.
+    /// The message in flight always finishes; messages taken but not
+    /// processed go back to the feed for the next holder.
+    func runLease(_ lease: Lease, feed: PartitionFeed, onReport: @Sendable (SliceReport) -> Void) {
+        var handoffFrom: ContinuousClock.Instant?
+        if let predecessor = lease.predecessor {
+            awaitRelease(of: predecessor, lease: lease)
+            if let released = predecessor.released, released.messagesWaiting { handoffFrom = released.at }
+        }
+        var handoffGap: Duration?
         let clock = ContinuousClock()
-        let start = clock.now
-        let deadline = start + .milliseconds(lease.sliceMs)
+        var deadline = clock.now + .milliseconds(lease.sliceMs)
+        var sliceStart = lease.grantedAt
         var tally = SliceTally()
-        var lastCommit = start
+        var announced = false
+        var lastCommit = clock.now
         var reason = SliceEndReason.slice
         script?.bindings.yieldRequested = false
 
+        /// The reason to let go now, or nil to go on. Announces the slice
+        /// boundary once, and applies a renewal.
+        func checkpoint() -> SliceEndReason? {
+            if let stop = lease.control.stopReason { return stop }
+            if announced {
+                // Hand over only while the successor is actually running, so
+                // the partition never waits for a thread to be scheduled.
+                if lease.control.successorReady { return .slice }
+                if let renewed = lease.control.takeRenewal() {
+                    announced = false
+                    sliceStart = clock.now
+                    deadline = sliceStart + .milliseconds(renewed)
+                }
+            }
+            let yielded = script?.bindings.yieldRequested == true
+            if !announced && (clock.now >= deadline || yielded) {
+                script?.bindings.yieldRequested = false
+                announced = true
+                onReport(report(lease, reason: yielded ? .yield : .slice, tally: tally, start: sliceStart, feed: feed, gap: handoffGap, final: false))
+                handoffGap = nil
+                tally = SliceTally()
+                commitProgress(feed)
+                lastCommit = clock.now
+            }
+            return nil
+        }
+
         lease: while true {
-            if let stop = lease.control.stopReason { reason = stop; break }
-            let now = clock.now
-            if now >= deadline { reason = .slice; break }
-            let remainingMs = Int((deadline - now) / .milliseconds(1))
-            let batch = feed.takeBatch(timeoutMs: max(1, min(WorkerEnvironment.drainWaitMs, remainingMs)))
+            if let stop = checkpoint() { reason = stop; break }
+            // In overtime, wait briefly so the coordinator's answer is seen soon.
+            let wait = announced ? 1 : max(1, min(WorkerEnvironment.drainWaitMs, Int((deadline - clock.now) / .milliseconds(1))))
+            let batch = feed.takeBatch(timeoutMs: wait)
             if batch.isEmpty {
-                reason = clock.now >= deadline ? .slice : .drained
-                break
+                if announced { continue }
+                if clock.now < deadline { reason = .drained; break }
+                continue
             }
             for (position, message) in batch.enumerated() {
-                if let stop = lease.control.stopReason {
+                if let stop = checkpoint() {
                     feed.giveBack(batch[position...])
                     reason = stop
-                    break lease
-                }
-                if position > 0 && clock.now >= deadline {
-                    feed.giveBack(batch[position...])
-                    reason = .slice
                     break lease
                 }
                 if let error = message.error {
@@ -43,6 +75,10 @@ extension Worker {
                 }
                 let began = clock.now
                 if tally.firstMessageAt == nil { tally.firstMessageAt = began }
+                if let from = handoffFrom {
+                    handoffGap = began - from
+                    handoffFrom = nil
+                }
                 let outcome = handle(message, lease: lease)
                 tally.busy += clock.now - began
                 switch outcome {
@@ -57,23 +93,52 @@ extension Worker {
                     reason = stop
                     break lease
                 }
-                if script?.bindings.yieldRequested == true {
-                    feed.giveBack(batch[(position + 1)...])
-                    reason = .yield
-                    break lease
-                }
             }
             if clock.now - lastCommit >= WorkerEnvironment.commitInterval {
                 commitProgress(feed)
                 lastCommit = clock.now
             }
         }
-        let endedAt = clock.now
-        commitProgress(feed)
-        return SliceReport(
+        let final = report(lease, reason: reason, tally: tally, start: sliceStart, feed: feed, gap: handoffGap, final: true)
+        if reason == .slice && lease.control.takeoverRequested && lease.control.stopReason == nil {
+            // Handoff: let go first (waking threads to commit or report could
+            // get this thread preempted while the successor waits); the
+            // successor commits the position within commit_interval.
+            lease.control.release(at: final.endedAt, messagesWaiting: final.readyAtEnd)
+            onReport(final)
+        } else {
+            commitProgress(feed)
+            lease.control.release(at: final.endedAt, messagesWaiting: final.readyAtEnd)
+            onReport(final)
+        }
+    }
+
+    /// Waits until the previous holder has let go. It spins in short bursts
+    /// and says so; the holder lets go only during a burst (between bursts it
+    /// keeps processing), so the partition is never left waiting for this
+    /// thread to be scheduled again.
+    private func awaitRelease(of predecessor: LeaseControl, lease: Lease) {
+        predecessor.requestTakeover()
+        while !predecessor.isReleased {
+            predecessor.setSuccessorSpinning(true)
+            var spins = 0
+            while !predecessor.isReleased && spins < 50_000 { spins += 1 }
+            predecessor.setSuccessorSpinning(false)
+            if predecessor.isReleased { break }
+            // Also unblocks the holder when it is asked to stop for other reasons.
+            Thread.sleep(forTimeInterval: 0.0005)
+        }
+    }
+
+    private func report(
+        _ lease: Lease, reason: SliceEndReason, tally: SliceTally, start: ContinuousClock.Instant,
+        feed: PartitionFeed, gap: Duration?, final: Bool
+    ) -> SliceReport {
+        SliceReport(
             lease: lease, reason: reason, messages: tally.messages, errors: tally.errors,
-            deadLettered: tally.deadLettered, busy: tally.busy, endedAt: endedAt,
-            firstMessageAt: tally.firstMessageAt, nextOffset: feed.nextOffset >= 0 ? feed.nextOffset : nil)
+            deadLettered: tally.deadLettered, busy: tally.busy, startedAt: start, endedAt: .now,
+            firstMessageAt: tally.firstMessageAt, nextOffset: feed.nextOffset >= 0 ? feed.nextOffset : nil,
+            readyAtEnd: feed.readyCount > 0, handoffGap: gap, final: final)
     }
 
     /// Commits the feed's position asynchronously if it moved (the seed's

@@ -48,7 +48,9 @@ extension Worker {
         do {
             answer = try script.callProcess(message, group: environment.group.name, worker: id)
         } catch {
-            _ = script.bindings.takeEmitted()
+            if let lua = error as? LuaError, let traceback = lua.traceback {
+                environment.logger.debug("process() traceback:\n\(traceback)", metadata: logMetadata)
+            }
             return .failure(ProcessFailure("\(error)"))
         }
         let emitted = script.bindings.takeEmitted()
@@ -96,7 +98,8 @@ extension Worker {
             case .failure(let failure):
                 tries += 1
                 environment.logger.error("dead-letter send failed (try \(tries)): \(failure)", metadata: logMetadata)
-                if let stop = pause(milliseconds: min(environment.group.retryBackoffMs << min(tries, 8), 10_000), lease: lease) {
+                let wait = min(max(100, environment.group.retryBackoffMs) << min(tries, 7), 10_000)
+                if let stop = pause(milliseconds: wait, lease: lease) {
                     return stop
                 }
             }

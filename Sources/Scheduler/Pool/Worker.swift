@@ -39,10 +39,11 @@ final class Worker: @unchecked Sendable {
         self.thread = thread
     }
 
-    /// Runs `lease` on the worker's thread and reports its end through `onEnd`.
-    func begin(_ lease: Lease, feed: PartitionFeed, onEnd: @escaping @Sendable (SliceReport) -> Void) {
+    /// Runs `lease` on the worker's thread; slice boundaries and the lease's
+    /// end are reported through `onReport`.
+    func begin(_ lease: Lease, feed: PartitionFeed, onReport: @escaping @Sendable (SliceReport) -> Void) {
         thread.submit { [self] in
-            onEnd(runLease(lease, feed: feed))
+            runLease(lease, feed: feed, onReport: onReport)
         }
     }
 
