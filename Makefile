@@ -31,5 +31,9 @@ check: build
 test: deps
 	$(SWIFT) test
 
+# Throughput (kcat vs the scheduler) and handoff gaps on one embedded broker.
+bench: release
+	.build/release/task-scheduler bench
+
 clean:
 	rm -rf .build
