@@ -28,6 +28,7 @@ static inline int clua_upvalueindex(int i) { return lua_upvalueindex(i); }
 static inline void *clua_newuserdata(lua_State *L, size_t size) { return lua_newuserdata(L, size); }
 static inline int clua_registryindex(void) { return LUA_REGISTRYINDEX; }
 static inline int clua_multret(void) { return LUA_MULTRET; }
+static inline void clua_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
 
 /* Limits (issue: scripts you can trust). Both stay in C so that Lua's error
  * longjmp never crosses a Swift frame. */
@@ -61,6 +62,9 @@ static inline lua_State *clua_newstate_limited(clua_memory *memory) {
  * is spent and raises an error inside the running function. */
 static inline void clua_budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
+    /* From now on every instruction fails, so a script that catches the
+     * error with pcall cannot go on looping. */
+    lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, 1);
     luaL_error(L, "instruction limit exceeded");
 }
 

@@ -119,7 +119,7 @@ struct GenerateScriptTests {
         await #expect {
             _ = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
         } throws: { error in
-            "\(error)".contains("must define a global function generate(tick)")
+            "\(error)".contains("must define a global function generate")
         }
     }
 }

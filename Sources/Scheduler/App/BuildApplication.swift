@@ -41,25 +41,30 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         logger: logger,
         topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
 
+    let catalog = try await ScriptCatalog.load(
+        directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty, logger: logger)
     var groups: [GroupRuntime] = []
     for group in config.groups {
         let runtime = try await GroupRuntime.start(
             group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties,
-            publisher: publisher, scriptsDirectory: options.scriptsDirectory, logger: logger)
+            publisher: publisher, catalog: catalog, logger: logger)
         groups.append(runtime)
         // After the producer in the list, so the group stops (and commits)
         // before the producer it dead-letters and emits through is closed.
         services.append(runtime)
     }
 
-    let script = try await GenerateScript.load(scriptsDirectory: options.scriptsDirectory, logger: logger)
+    let script = try await GenerateScript.load(catalog: catalog, logger: logger)
     services.append(TaskGeneratorService(script: script, publisher: publisher, intervalMs: config.producer.intervalMs, logger: logger))
+    services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
 
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: JSONErrorMiddleware(routes: [
         "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get], "/groups": [.get],
+        "/scripts": [.get], "/scripts/reload": [.post],
     ]))
     GroupRoutes(groups: groups).add(to: router)
+    ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
     HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher).add(to: router)
 

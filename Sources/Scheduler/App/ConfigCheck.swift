@@ -9,9 +9,12 @@ public enum ConfigCheck {
     public static func run(configPath: String?, scriptsDirectory: String, logger: Logger) async -> (problems: [String], summary: [String]) {
         var problems: [String] = []
         var summary: [String] = []
+        var limits = LuaLimits.standard
         do {
             let config = try ConfigLoader.load(path: configPath)
-            summary.append("config \(configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : "(built-in defaults)")): ok, \(config.groups.count) group(s), "
+            limits = LuaLimits(config.scripts)
+            let shown = configPath ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultPath) ? ConfigLoader.defaultPath : "(built-in defaults)")
+            summary.append("config \(shown): ok, \(config.groups.count) group(s), "
                 + (config.usesEmbeddedBroker ? "embedded broker" : "brokers \(config.kafka.brokers.joined(separator: ","))"))
         } catch {
             problems.append("\(error)")
@@ -22,17 +25,14 @@ public enum ConfigCheck {
             problems.append("\(scriptsDirectory): scripts directory not found")
             return (problems, summary)
         }
-        do {
-            let generate = try await GenerateScript.load(scriptsDirectory: scriptsDirectory, logger: logger)
-            await generate.close()
-            summary.append("\(generate.path): ok")
-        } catch {
-            problems.append("\(error)")
+        let generate = directory.appendingPathComponent(ScriptCatalog.generate).path
+        if !FileManager.default.fileExists(atPath: generate) {
+            problems.append("\(generate): script file not found")
         }
-        for path in otherScripts(in: directory) {
+        for path in scripts(in: directory) {
             do {
-                let host = try await ScriptHost.load(path: path, worker: "check", group: nil, logger: logger)
-                let required = requiredFunction(for: path, in: directory)
+                let host = try await ScriptHost.load(source: ScriptSource.read(path: path), limits: limits, worker: "check", group: nil, logger: logger)
+                let required = requiredFunction(for: path)
                 let defined = await required.asyncMap { await host.hasFunction($0) }
                 await host.close()
                 if let required, defined == false {
@@ -47,21 +47,19 @@ public enum ConfigCheck {
         return (problems, summary)
     }
 
-    /// The function a script must define: `process` in process.lua,
-    /// `rotate` in rotate.lua and in the policies folder; nil for others.
-    static func requiredFunction(for path: String, in directory: URL) -> String? {
+    /// The function a script must define: by its name for the three scripts,
+    /// `rotate` for the policies folder; nil for others.
+    static func requiredFunction(for path: String) -> String? {
         let url = URL(fileURLWithPath: path)
-        if url.lastPathComponent == GroupRuntime.processScript { return "process" }
-        if url.lastPathComponent == GroupRuntime.rotateScript || url.deletingLastPathComponent().lastPathComponent == "policies" { return "rotate" }
-        return nil
+        if url.deletingLastPathComponent().lastPathComponent == "policies" { return "rotate" }
+        return ScriptCatalog.requiredFunction(url.lastPathComponent)
     }
 
-    /// Every `.lua` file under `directory` except `generate.lua`, sorted.
-    static func otherScripts(in directory: URL) -> [String] {
+    /// Every `.lua` file under `directory`, sorted.
+    static func scripts(in directory: URL) -> [String] {
         guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else { return [] }
-        let generate = directory.appendingPathComponent(GenerateScript.fileName).standardizedFileURL.path
         return walker.compactMap { ($0 as? URL)?.standardizedFileURL }
-            .filter { $0.pathExtension == "lua" && $0.path != generate }
+            .filter { $0.pathExtension == "lua" }
             .map(\.path)
             .sorted()
     }

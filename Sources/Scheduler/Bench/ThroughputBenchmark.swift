@@ -68,7 +68,7 @@ public struct ThroughputBenchmark: Sendable {
             kcatRuns.append(run)
         }
 
-        let scripts = try BenchScripts.make()
+        let scripts = try await ScriptCatalog.load(directory: BenchScripts.make(), limits: .standard, needsProcess: true, logger: logger)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, topicCreator: nil)
         var schedulerRuns: [Run] = []
         var gaps = GapRecorder()
@@ -79,7 +79,7 @@ public struct ThroughputBenchmark: Sendable {
             let runtime = try await GroupRuntime.start(
                 group: group, bootstrapServers: broker.bootstrapServers,
                 properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"],
-                publisher: publisher, scriptsDirectory: scripts, logger: logger)
+                publisher: publisher, catalog: scripts, logger: logger)
             // The clock starts when the group protocol has assigned the
             // partitions (the join itself is Kafka's, not the scheduler's).
             while await runtime.snapshot().partitions.count < partitions { try await Task.sleep(for: .milliseconds(1)) }
@@ -145,7 +145,8 @@ enum BenchScripts {
     static func make() throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("task-scheduler-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try "function process(msg) end\n".write(to: directory.appendingPathComponent(GroupRuntime.processScript), atomically: true, encoding: .utf8)
+        try "function process(msg) end\n".write(to: directory.appendingPathComponent(ScriptCatalog.process), atomically: true, encoding: .utf8)
+        try "function generate() end\n".write(to: directory.appendingPathComponent(ScriptCatalog.generate), atomically: true, encoding: .utf8)
         return directory.path
     }
 }

@@ -53,9 +53,10 @@ public enum ConfigLoader {
             case "api": try readAPI(reader.table(value, key), into: &config.api, reader)
             case "producer": try readProducer(reader.table(value, key), into: &config.producer, reader)
             case "log": try readLog(reader.table(value, key), into: &config.log, reader)
+            case "scripts": try readScripts(reader.table(value, key), into: &config.scripts, reader)
             case "groups": config.groups = try readGroups(value, reader)
             case _ where SeedConfig.keys.contains(key): seedKeys[key] = value
-            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "groups"] + SeedConfig.keys.sorted())
+            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "scripts", "groups"] + SeedConfig.keys.sorted())
             }
         }
         if !seedKeys.isEmpty { try SeedConfig.apply(seedKeys, to: &config, reader) }
@@ -107,6 +108,17 @@ public enum ConfigLoader {
             switch key {
             case "level": section.level = try reader.string(value, "log.level", table: "log")
             default: throw reader.unknownKey(key, table: "log", allowed: ["level"])
+            }
+        }
+    }
+
+    private static func readScripts(_ table: TOMLTable, into section: inout ScriptsSection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            let path = "scripts.\(key)"
+            switch key {
+            case "max_instructions": section.maxInstructions = try reader.int(value, path, table: "scripts")
+            case "max_memory_mb": section.maxMemoryMB = try reader.int(value, path, table: "scripts")
+            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb"])
             }
         }
     }

@@ -9,6 +9,8 @@ public struct SchedulerConfig: Sendable, Equatable {
     public var producer = ProducerSection()
     /// `[log]`: logging.
     public var log = LogSection()
+    /// `[scripts]`: limits for every Lua state.
+    public var scripts = ScriptsSection()
     /// `[[groups]]`: the consumer groups and their worker pools.
     public var groups: [GroupConfig] = [GroupConfig()]
 
@@ -56,6 +58,16 @@ public struct ProducerSection: Sendable, Equatable {
     /// Largest accepted message (payload) in bytes; larger ones get 400.
     /// Default 1000000, Kafka's default `message.max.bytes`.
     public var maxMessageBytes = 1_000_000
+}
+
+/// `[scripts]`: what one Lua call and one Lua state may use. Going over
+/// fails that call (process: retry then dead letter; rotate: default policy).
+public struct ScriptsSection: Sendable, Equatable {
+    /// Lua VM instructions one call may execute. Default 50,000,000 (well
+    /// under a second of pure Lua on this machine).
+    public var maxInstructions = 50_000_000
+    /// Memory one Lua state may hold, in MiB. Default 64.
+    public var maxMemoryMB = 64
 }
 
 /// `[log]`.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// What `on_task` decided about an API-submitted task.
 public enum TaskDecision: Sendable, Equatable {
@@ -12,23 +13,50 @@ public enum TaskDecision: Sendable, Equatable {
 /// `scripts/generate.lua`: `generate(tick)` returns tasks to publish every
 /// `producer.interval_ms`; optional `on_task(task)` vets API-submitted tasks.
 public final class GenerateScript: Sendable {
-    /// File name of the script inside the scripts directory.
-    public static let fileName = "generate.lua"
     private let host: ScriptHost
+    private let catalog: ScriptCatalog
+    private let logger: Logger
+    /// The catalog generation the host's state was made from.
+    private let loadedGeneration: Mutex<Int>
 
-    /// Loads `generate.lua` from `scriptsDirectory`; it must define `generate`.
-    public static func load(scriptsDirectory: String, logger: Logger) async throws -> GenerateScript {
-        let path = URL(fileURLWithPath: scriptsDirectory).appendingPathComponent(fileName).path
-        let host = try await ScriptHost.load(path: path, worker: "producer", group: nil, logger: logger)
-        guard await host.hasFunction("generate") else {
-            await host.close()
-            throw LuaError(script: path, line: nil, message: "the script must define a global function generate(tick)")
-        }
-        return GenerateScript(host: host)
+    /// Loads the scripts of `scriptsDirectory` and starts its `generate.lua`
+    /// (a catalog of its own: for tools and tests that need only this script).
+    public static func load(scriptsDirectory: String, logger: Logger, limits: LuaLimits = .standard) async throws -> GenerateScript {
+        let catalog = try await ScriptCatalog.load(directory: scriptsDirectory, limits: limits, needsProcess: false, logger: logger)
+        return try await load(catalog: catalog, logger: logger)
     }
 
-    private init(host: ScriptHost) {
+    /// Starts `generate.lua` from the catalog on its own thread.
+    public static func load(catalog: ScriptCatalog, logger: Logger) async throws -> GenerateScript {
+        guard let source = catalog.source(ScriptCatalog.generate) else {
+            throw LuaError(script: catalog.directory, line: nil, message: "generate.lua is missing")
+        }
+        let generation = catalog.generation
+        let host = try await ScriptHost.load(source: source, limits: catalog.limits, worker: "producer", group: nil, logger: logger)
+        return GenerateScript(host: host, catalog: catalog, logger: logger, generation: generation)
+    }
+
+    private init(host: ScriptHost, catalog: ScriptCatalog, logger: Logger, generation: Int) {
         self.host = host
+        self.catalog = catalog
+        self.logger = logger
+        self.loadedGeneration = Mutex(generation)
+    }
+
+    /// Switches to the catalog's current generate.lua if a reload happened
+    /// (at a call boundary: never in the middle of a call).
+    private func refresh() async {
+        let current = catalog.generation
+        guard loadedGeneration.withLock({ $0 }) != current else { return }
+        loadedGeneration.withLock { $0 = current }
+        guard let source = catalog.source(ScriptCatalog.generate) else { return }
+        do {
+            try await host.replace(with: source)
+            logger.info("generate.lua switched to version \(source.version)", metadata: [LogKey.script: "\(source.path)"])
+        } catch {
+            catalog.countError(script: ScriptCatalog.generate, hook: "init")
+            logger.error("generate.lua could not switch, the old version stays: \(error)", metadata: [LogKey.script: "\(source.path)"])
+        }
     }
 
     /// Path of the loaded script.
@@ -38,8 +66,9 @@ public final class GenerateScript: Sendable {
     /// `scheduler.emit`. Throws `LuaError` if it raised or answered anything
     /// but nil or a list of task tables.
     public func generate(tick: Int) async throws -> [TaskSpec] {
+        await refresh()
         let path = self.path
-        return try await host.withState { state in
+        return try await countingErrors(hook: "generate") { try await self.host.withState { state in
             let answer = try state.call("generate", [.integer(Int64(tick))], results: 1)[0]
             let emitted = state.bindings.takeEmitted()
             if case .nil = answer { return emitted }
@@ -56,15 +85,16 @@ public final class GenerateScript: Sendable {
                 }
             }
             return tasks + emitted
-        }
+        } }
     }
 
     /// Calls `on_task(task)` if the script defines it, else accepts the task.
     /// Throws `LuaError` if it raised or answered something else than a task
     /// table or `nil, "reason"`.
     public func onTask(_ task: TaskSpec) async throws -> TaskDecision {
+        await refresh()
         let path = self.path
-        return try await host.withState { state in
+        return try await countingErrors(hook: "on_task") { try await self.host.withState { state in
             guard state.hasFunction("on_task") else { return .accept(task) }
             let answer = try state.call("on_task", [task.luaValue], results: 2)
             _ = state.bindings.takeEmitted()
@@ -81,6 +111,15 @@ public final class GenerateScript: Sendable {
                 throw LuaError(script: path, line: nil,
                                message: "on_task() must return a task table, or nil and a reason; got \(other.typeName)")
             }
+        } }
+    }
+
+    private func countingErrors<T>(hook: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            catalog.countError(script: ScriptCatalog.generate, hook: hook)
+            throw error
         }
     }
 

@@ -7,41 +7,61 @@ import Foundation
 /// dropped on one thread (its `ScriptHost`'s `DedicatedThread`).
 final class LuaState {
     private let L: OpaquePointer
+    private let memory: UnsafeMutablePointer<clua_memory>
+    let limits: LuaLimits
     /// Path of the script file.
     let script: String
+    /// Content hash of the source this state runs.
+    let version: String
     /// Name Lua uses for the script in messages (`chunk:line: ...`).
     let chunkName: String
     /// Kept alive for as long as `L`: the C functions reach it through a light userdata upvalue.
     let bindings: ScriptBindings
 
     /// Creates a state with the sandboxed standard libraries and the
-    /// `scheduler` table, then loads and runs `path` (defining its functions).
-    static func load(path: String, bindings: ScriptBindings) throws -> LuaState {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LuaError(script: path, line: nil, message: FileManager.default.fileExists(atPath: path)
-                ? "cannot read the script" : "script file not found")
+    /// `scheduler` table, runs `source` (defining its functions), then its
+    /// `init()` if it has one. Throws `LuaError` with file and line.
+    static func load(source: ScriptSource, bindings: ScriptBindings, limits: LuaLimits) throws -> LuaState {
+        let memory = UnsafeMutablePointer<clua_memory>.allocate(capacity: 1)
+        memory.initialize(to: clua_memory(used: 0, limit: limits.maxMemoryBytes))
+        guard let L = clua_newstate_limited(memory) else {
+            memory.deallocate()
+            throw LuaError(script: source.path, line: nil, message: "could not create a Lua state (out of memory)")
         }
-        guard let L = luaL_newstate() else {
-            throw LuaError(script: path, line: nil, message: "could not create a Lua state (out of memory)")
-        }
-        let state = LuaState(L: L, script: path, bindings: bindings)
+        let state = LuaState(L: L, memory: memory, source: source, bindings: bindings, limits: limits)
         try state.openLibraries()
-        try state.run(source: Array(data), chunkName: state.chunkName)
+        try state.run(source: source.bytes, chunkName: state.chunkName)
+        if state.hasFunction("init") { _ = try state.call("init", [], results: 0) }
         return state
     }
 
-    private init(L: OpaquePointer, script: String, bindings: ScriptBindings) {
+    private init(L: OpaquePointer, memory: UnsafeMutablePointer<clua_memory>, source: ScriptSource, bindings: ScriptBindings, limits: LuaLimits) {
         self.L = L
-        self.script = script
+        self.memory = memory
+        self.script = source.path
+        self.version = source.version
+        self.limits = limits
         // "scripts/generate.lua" rather than a long absolute path: Lua cuts
         // chunk names over LUA_IDSIZE (60) characters.
-        let url = URL(fileURLWithPath: script)
+        let url = URL(fileURLWithPath: source.path)
         self.chunkName = url.deletingLastPathComponent().lastPathComponent + "/" + url.lastPathComponent
         self.bindings = bindings
     }
 
+    /// Calls the script's `shutdown()` hook, if any, before the state is
+    /// dropped; an error there is logged, not thrown.
+    func finish() {
+        guard hasFunction("shutdown") else { return }
+        do {
+            _ = try call("shutdown", [], results: 0)
+        } catch {
+            bindings.logger.error("shutdown() failed: \(error)", metadata: [LogKey.script: "\(script)"])
+        }
+    }
+
     deinit {
         lua_close(L)
+        memory.deallocate()
     }
 
     private func openLibraries() throws {
@@ -101,16 +121,27 @@ final class LuaState {
     /// The raw state, for extensions in this module that push values directly.
     var rawState: OpaquePointer { L }
 
-    /// `lua_pcall` with a message handler that adds a traceback.
+    /// `lua_pcall` with a message handler that adds a traceback, under the
+    /// instruction budget (a count hook in C, so Lua's error longjmp never
+    /// crosses a Swift frame).
     private func protectedCall(arguments: Int, results: Int) throws {
         let base = lua_gettop(L) - Int32(arguments)
         clua_pushcfunction(L, luaTraceback)
         clua_insert(L, base)
+        clua_set_budget(L, Int32(clamping: limits.maxInstructions))
         let status = clua_pcall(L, Int32(arguments), Int32(results), base)
+        clua_clear_budget(L)
         clua_remove(L, base)
         guard status != LUA_OK else { return }
-        let text = clua_tostring(L, -1).map { String(cString: $0) } ?? "error object is not a string"
+        var text = clua_tostring(L, -1).map { String(cString: $0) } ?? "error object is not a string"
         clua_pop(L, 1)
+        if status == LUA_ERRMEM {
+            // Give back what the failed call left behind before the next one.
+            clua_gc_collect(L)
+            text = "memory limit exceeded (\(limits.maxMemoryBytes / 1024 / 1024) MiB, [scripts] max_memory_mb)"
+        } else if text.contains("instruction limit exceeded") {
+            text += " (\(limits.maxInstructions) instructions, [scripts] max_instructions)"
+        }
         let parts = text.components(separatedBy: "\nstack traceback:\n")
         throw LuaError(script: script, chunkName: chunkName, luaMessage: parts[0],
                        traceback: parts.count > 1 ? parts[1] : nil)

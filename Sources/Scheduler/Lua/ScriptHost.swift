@@ -8,18 +8,19 @@ public final class ScriptHost: @unchecked Sendable {
     // Threading rule: `state` is created, used and dropped only on `thread`.
     private let thread: DedicatedThread
     private var state: LuaState?
+    private let worker: String
+    private let group: String?
+    private let logger: Logger
+    private let limits: LuaLimits
     /// Path of the script.
     public let path: String
 
-    /// Loads `path` on a new thread. Throws `LuaError` (with file and line)
-    /// if it does not compile or its top level raises.
-    public static func load(path: String, worker: String, group: String?, logger: Logger) async throws -> ScriptHost {
-        let host = ScriptHost(path: path, thread: DedicatedThread(name: "lua-\(worker)"))
+    /// Loads `source` on a new thread. Throws `LuaError` (with file and line)
+    /// if it does not compile, its top level or its `init()` raises.
+    public static func load(source: ScriptSource, limits: LuaLimits, worker: String, group: String?, logger: Logger) async throws -> ScriptHost {
+        let host = ScriptHost(path: source.path, thread: DedicatedThread(name: "lua-\(worker)"), worker: worker, group: group, logger: logger, limits: limits)
         do {
-            try await host.thread.run { [host] in
-                let bindings = ScriptBindings(script: path, worker: worker, group: group, logger: logger)
-                host.state = try LuaState.load(path: path, bindings: bindings)
-            }
+            try await host.replace(with: source)
         } catch {
             host.thread.stop()
             throw error
@@ -27,9 +28,25 @@ public final class ScriptHost: @unchecked Sendable {
         return host
     }
 
-    private init(path: String, thread: DedicatedThread) {
+    private init(path: String, thread: DedicatedThread, worker: String, group: String?, logger: Logger, limits: LuaLimits) {
         self.path = path
         self.thread = thread
+        self.worker = worker
+        self.group = group
+        self.logger = logger
+        self.limits = limits
+    }
+
+    /// Loads `source` into a fresh state on the host's thread and, if that
+    /// works, drops the old state (after its `shutdown()`). On failure the old
+    /// state stays and the error is thrown.
+    public func replace(with source: ScriptSource) async throws {
+        try await thread.run { [self] in
+            let bindings = ScriptBindings(script: source.path, worker: worker, group: group, logger: logger)
+            let fresh = try LuaState.load(source: source, bindings: bindings, limits: limits)
+            state?.finish()
+            state = fresh
+        }
     }
 
     /// Runs `body` with the state, on the state's thread.
@@ -45,9 +62,12 @@ public final class ScriptHost: @unchecked Sendable {
         (try? await withState { $0.hasFunction(name) }) ?? false
     }
 
-    /// Drops the state (on its thread) and ends the thread.
+    /// Calls `shutdown()`, drops the state (on its thread) and ends the thread.
     public func close() async {
-        await thread.run { [self] in state = nil }
+        await thread.run { [self] in
+            state?.finish()
+            state = nil
+        }
         thread.stop()
     }
 }

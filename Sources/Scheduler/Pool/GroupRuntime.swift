@@ -15,17 +15,12 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     let workers: [Worker]
     private var pollLoop: KafkaPollLoop?
 
-    /// File names inside the scripts directory.
-    public static let processScript = "process.lua"
-    public static let rotateScript = "rotate.lua"
-
     /// Creates the consumer, the workers (each loading `process.lua`) and the
     /// coordinator (loading `rotate.lua` if present), then subscribes.
     public static func start(
         group: GroupConfig, bootstrapServers: String, properties: [String: String],
-        publisher: TaskPublisher, scriptsDirectory: String, logger: Logger
+        publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger
     ) async throws -> GroupRuntime {
-        let scripts = URL(fileURLWithPath: scriptsDirectory)
         let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
         let rebalance = RebalanceHandler(
             assigned: { partitions in
@@ -61,21 +56,25 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
-        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, logger: logger)
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger)
         var workers: [Worker] = []
         do {
             for index in 0..<group.workers {
-                workers.append(try await Worker.start(
-                    index: index, scriptPath: scripts.appendingPathComponent(processScript).path, environment: environment))
+                workers.append(try await Worker.start(index: index, environment: environment))
             }
         } catch {
             for worker in workers { await worker.close() }
             consumer.close()
             throw error
         }
-        let coordinator = try await RotationCoordinator.start(
-            group: group, workers: workers, consumer: consumer,
-            policyPath: scripts.appendingPathComponent(rotateScript).path, logger: logger)
+        let coordinator: RotationCoordinator
+        do {
+            coordinator = try await RotationCoordinator.start(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger)
+        } catch {
+            for worker in workers { await worker.close() }
+            consumer.close()
+            throw error
+        }
         consumerRef.withLock { $0 = (consumer, coordinator) }
         try consumer.subscribe(group.topics)
         let runtime = GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers)

@@ -99,9 +99,16 @@ extension RotationCoordinator {
     /// `rotate(ctx)`'s answer, or nil (default policy) on nil, an invalid
     /// answer or an error, which is logged.
     func askPolicy(after report: SliceReport) -> RotationDecision? {
+        if policyGeneration != catalog.generation { try? loadPolicy(strict: false) }
         guard let policy, policy.hasFunction("rotate") else { return nil }
         do {
-            let answer = try policy.call("rotate", [context(after: report)], results: 1)[0]
+            let answer: LuaValue
+            do {
+                answer = try policy.call("rotate", [context(after: report)], results: 1)[0]
+            } catch {
+                catalog.countError(script: ScriptCatalog.rotate, hook: "rotate")
+                throw error
+            }
             return try parse(answer, after: report)
         } catch {
             logger.warning("rotate() answer not used, default policy applies: \(error)", metadata: [LogKey.group: "\(group.name)", LogKey.script: "\(policy.script)"])

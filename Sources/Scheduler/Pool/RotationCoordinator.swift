@@ -15,6 +15,8 @@ final class RotationCoordinator: @unchecked Sendable {
     let consumer: KafkaConsumer
     private let thread: DedicatedThread
     var policy: LuaState?
+    var policyGeneration = 0
+    let catalog: ScriptCatalog
     var feeds: [TopicPartition: PartitionFeed] = [:]
     var slots: [TopicPartition: PartitionSlot] = [:]
     var activity: [WorkerActivity]
@@ -32,26 +34,45 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Partitions promised to a worker once its current lease has ended.
     var pendingGrants: [Int: (partition: TopicPartition, sliceMs: Int)] = [:]
 
-    /// Starts the coordinator's thread and loads `rotate.lua` from
-    /// `policyPath` on it if that file exists.
-    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, policyPath: String?, logger: Logger) async throws -> RotationCoordinator {
-        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, logger: logger)
-        if let policyPath, FileManager.default.fileExists(atPath: policyPath) {
-            do {
-                try await coordinator.thread.run { [coordinator] in
-                    let bindings = ScriptBindings(script: policyPath, worker: "\(group.name)-coordinator", group: group.name, logger: logger)
-                    coordinator.policy = try LuaState.load(path: policyPath, bindings: bindings)
-                }
-            } catch {
-                coordinator.thread.stop()
-                throw error
-            }
+    /// Starts the coordinator's thread and loads `rotate.lua` from the
+    /// catalog on it, if there is one.
+    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger) async throws -> RotationCoordinator {
+        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger)
+        do {
+            try await coordinator.thread.run { [coordinator] in try coordinator.loadPolicy(strict: true) }
+        } catch {
+            coordinator.thread.stop()
+            throw error
         }
         return coordinator
     }
 
-    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, logger: Logger) {
+    /// (Re)creates the `rotate.lua` state from the catalog, on the
+    /// coordinator's thread. Not strict (a reload): a failure keeps the old state.
+    func loadPolicy(strict: Bool) throws {
+        policyGeneration = catalog.generation
+        guard let source = catalog.source(ScriptCatalog.rotate) else {
+            policy?.finish()
+            policy = nil
+            return
+        }
+        if source.version == policy?.version { return }
+        do {
+            let bindings = ScriptBindings(script: source.path, worker: "\(group.name)-coordinator", group: group.name, logger: logger)
+            let fresh = try LuaState.load(source: source, bindings: bindings, limits: catalog.limits)
+            policy?.finish()
+            policy = fresh
+            if !strict { logger.info("switched to rotate.lua version \(source.version)", metadata: [LogKey.group: "\(group.name)"]) }
+        } catch {
+            if strict { throw error }
+            catalog.countError(script: ScriptCatalog.rotate, hook: "init")
+            logger.error("could not switch rotate.lua, the old version stays: \(error)", metadata: [LogKey.group: "\(group.name)"])
+        }
+    }
+
+    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger) {
         self.group = group
+        self.catalog = catalog
         self.workers = workers
         self.consumer = consumer
         self.logger = logger
@@ -132,7 +153,10 @@ final class RotationCoordinator: @unchecked Sendable {
 
     /// Drops the `rotate.lua` state and ends the thread.
     func close() async {
-        await thread.run { [self] in policy = nil }
+        await thread.run { [self] in
+            policy?.finish()
+            policy = nil
+        }
         thread.stop()
     }
 

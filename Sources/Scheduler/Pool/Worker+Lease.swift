@@ -16,6 +16,7 @@ extension Worker {
             if let released = predecessor.released, released.messagesWaiting { handoffFrom = released.at }
         }
         var handoffGap: Duration?
+        refreshScript()
         let clock = ContinuousClock()
         var deadline = clock.now + .milliseconds(lease.sliceMs)
         var sliceStart = lease.grantedAt
@@ -29,6 +30,7 @@ extension Worker {
         /// boundary once, and applies a renewal.
         func checkpoint() -> SliceEndReason? {
             if let stop = lease.control.stopReason { return stop }
+            refreshScript()
             if announced {
                 // Hand over only while the successor is actually running, so
                 // the partition never waits for a thread to be scheduled.

@@ -48,6 +48,7 @@ extension Worker {
         do {
             answer = try script.callProcess(message, group: environment.group.name, worker: id)
         } catch {
+            environment.catalog.countError(script: ScriptCatalog.process, hook: "process")
             if let lua = error as? LuaError, let traceback = lua.traceback {
                 environment.logger.debug("process() traceback:\n\(traceback)", metadata: logMetadata)
             }

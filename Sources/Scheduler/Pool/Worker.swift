@@ -11,25 +11,53 @@ final class Worker: @unchecked Sendable {
     let environment: WorkerEnvironment
     private let thread: DedicatedThread
     var script: LuaState?
+    /// The catalog generation `script` was made from.
+    var scriptGeneration = 0
 
-    /// Starts the worker's thread and loads `process.lua` on it; it must define `process(msg)`.
-    static func start(index: Int, scriptPath: String, environment: WorkerEnvironment) async throws -> Worker {
+    /// Starts the worker's thread and loads `process.lua` on it.
+    static func start(index: Int, environment: WorkerEnvironment) async throws -> Worker {
         let id = "\(environment.group.name)-\(index)"
         let worker = Worker(id: id, index: index, environment: environment, thread: DedicatedThread(name: "worker-\(id)"))
+        let catalog = environment.catalog
+        guard let source = catalog.source(ScriptCatalog.process) else {
+            throw LuaError(script: catalog.directory, line: nil, message: "process.lua is missing")
+        }
+        let generation = catalog.generation
         do {
             try await worker.thread.run { [worker] in
-                let bindings = ScriptBindings(script: scriptPath, worker: id, group: environment.group.name, logger: environment.logger)
-                let state = try LuaState.load(path: scriptPath, bindings: bindings)
-                guard state.hasFunction("process") else {
-                    throw LuaError(script: scriptPath, line: nil, message: "the script must define a global function process(msg)")
-                }
-                worker.script = state
+                worker.script = try worker.makeState(source)
+                worker.scriptGeneration = generation
             }
         } catch {
             worker.thread.stop()
             throw error
         }
         return worker
+    }
+
+    private func makeState(_ source: ScriptSource) throws -> LuaState {
+        let bindings = ScriptBindings(script: source.path, worker: id, group: environment.group.name, logger: environment.logger)
+        return try LuaState.load(source: source, bindings: bindings, limits: environment.catalog.limits)
+    }
+
+    /// On the worker's thread, between two messages: after a reload, switch
+    /// to the new process.lua (the old state's `shutdown()` runs first; if the
+    /// new state cannot start, the old one stays).
+    func refreshScript() {
+        let catalog = environment.catalog
+        let current = catalog.generation
+        guard current != scriptGeneration else { return }
+        scriptGeneration = current
+        guard let source = catalog.source(ScriptCatalog.process), source.version != script?.version else { return }
+        do {
+            let fresh = try makeState(source)
+            script?.finish()
+            script = fresh
+            environment.logger.info("switched to process.lua version \(source.version)", metadata: logMetadata)
+        } catch {
+            catalog.countError(script: ScriptCatalog.process, hook: "init")
+            environment.logger.error("could not switch process.lua, the old version stays: \(error)", metadata: logMetadata)
+        }
     }
 
     private init(id: String, index: Int, environment: WorkerEnvironment, thread: DedicatedThread) {
@@ -49,7 +77,10 @@ final class Worker: @unchecked Sendable {
 
     /// Drops the Lua state and ends the thread (after any running lease).
     func close() async {
-        await thread.run { [self] in script = nil }
+        await thread.run { [self] in
+            script?.finish()
+            script = nil
+        }
         thread.stop()
     }
 

@@ -5,6 +5,7 @@ struct WorkerEnvironment: Sendable {
     let group: GroupConfig
     let publisher: TaskPublisher
     let consumer: KafkaConsumer
+    let catalog: ScriptCatalog
     let logger: Logger
 
     /// How long a worker waits for a message before it calls its partition
