@@ -65,6 +65,10 @@ static inline void clua_budget_hook(lua_State *L, lua_Debug *ar) {
     /* From now on every instruction fails, so a script that catches the
      * error with pcall cannot go on looping. */
     lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, 1);
+    /* Name the line that was running (luaL_error's own position would be
+     * the caller's). */
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        luaL_error(L, "%s:%d: instruction limit exceeded", ar->short_src, ar->currentline);
     luaL_error(L, "instruction limit exceeded");
 }
 
