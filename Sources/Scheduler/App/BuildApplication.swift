@@ -9,6 +9,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     let config = options.config
     let logger = options.logger
     var services: [any Service] = []
+    let metrics = SchedulerMetrics()
 
     let broker: EmbeddedBroker?
     let bootstrapServers: String
@@ -39,10 +40,12 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         producer: producer,
         maxMessageBytes: config.producer.maxMessageBytes,
         logger: logger,
+        metrics: metrics,
         topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
 
     let catalog = try await ScriptCatalog.load(
-        directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty, logger: logger)
+        directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,
+        logger: logger, metrics: metrics)
     var groups: [GroupRuntime] = []
     for group in config.groups {
         let runtime = try await GroupRuntime.start(
@@ -59,10 +62,15 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
 
     let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: HTTPMetricsMiddleware(metrics: metrics))
     router.add(middleware: JSONErrorMiddleware(routes: [
         "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get], "/groups": [.get],
-        "/scripts": [.get], "/scripts/reload": [.post],
+        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get],
     ]))
+    router.get("/metrics") { _, _ in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
     GroupRoutes(groups: groups).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)

@@ -69,7 +69,7 @@ public struct ThroughputBenchmark: Sendable {
         }
 
         let scripts = try await ScriptCatalog.load(directory: BenchScripts.make(), limits: .standard, needsProcess: true, logger: logger)
-        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, topicCreator: nil)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
         var schedulerRuns: [Run] = []
         var gaps = GapRecorder()
         var slices = 0

@@ -115,6 +115,8 @@ public final class GenerateScript: Sendable {
     }
 
     private func countingErrors<T>(hook: String, _ body: () async throws -> T) async throws -> T {
+        let started = ContinuousClock.now
+        defer { catalog.recordCall(script: ScriptCatalog.generate, hook: hook, .now - started) }
         do {
             return try await body()
         } catch {

@@ -23,6 +23,8 @@ public final class ScriptCatalog: Sendable {
     /// Whether process.lua is required (the configuration has groups).
     let needsProcess: Bool
     private let state: Mutex<CatalogState>
+    /// Where Lua call durations, errors and reloads are counted.
+    let metrics: SchedulerMetrics
     private let generationCounter = Atomic<Int>(1)
 
     struct CatalogState {
@@ -33,13 +35,16 @@ public final class ScriptCatalog: Sendable {
     }
 
     /// Reads and validates the scripts; throws the first problem (file, line).
-    public static func load(directory: String, limits: LuaLimits, needsProcess: Bool, logger: Logger) async throws -> ScriptCatalog {
+    public static func load(
+        directory: String, limits: LuaLimits, needsProcess: Bool, logger: Logger, metrics: SchedulerMetrics = SchedulerMetrics()
+    ) async throws -> ScriptCatalog {
         let sources = try readAll(directory: directory, needsProcess: needsProcess)
         try await validate(sources, limits: limits, logger: logger)
-        return ScriptCatalog(directory: directory, limits: limits, needsProcess: needsProcess, sources: sources)
+        return ScriptCatalog(directory: directory, limits: limits, needsProcess: needsProcess, sources: sources, metrics: metrics)
     }
 
-    private init(directory: String, limits: LuaLimits, needsProcess: Bool, sources: [String: ScriptSource]) {
+    private init(directory: String, limits: LuaLimits, needsProcess: Bool, sources: [String: ScriptSource], metrics: SchedulerMetrics) {
+        self.metrics = metrics
         self.directory = directory
         self.limits = limits
         self.needsProcess = needsProcess
@@ -58,6 +63,12 @@ public final class ScriptCatalog: Sendable {
     /// Counts a Lua error of `script` in `hook` (e.g. process.lua, process).
     public func countError(script: String, hook: String) {
         state.withLock { $0.errors[script, default: [:]][hook, default: 0] += 1 }
+        metrics.counter(MetricName.luaErrors, [("script", script), ("hook", hook)]).increment()
+    }
+
+    /// Records the duration of one call (for hooks that are not per message).
+    func recordCall(script: String, hook: String, _ duration: Duration) {
+        metrics.luaCalls.record(script: script, hook: hook, duration)
     }
 
     /// Re-reads and validates every script; swaps them in only if all pass.
@@ -85,6 +96,7 @@ public final class ScriptCatalog: Sendable {
             ])
         }
         state.withLock { $0.lastReload = result }
+        metrics.counter(MetricName.reloads, [("result", result.ok ? "ok" : "failed")]).increment()
         return result
     }
 

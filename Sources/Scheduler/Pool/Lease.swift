@@ -119,6 +119,8 @@ struct SliceReport: Sendable {
     let errors: Int
     let deadLettered: Int
     let busy: Duration
+    /// Durations of this slice's `process()` calls.
+    let luaCalls: LuaCallTally
     /// When this slice began (grant, or the last renewal).
     let startedAt: ContinuousClock.Instant
     /// When the slice ended (for a final report: when the worker stopped taking messages).

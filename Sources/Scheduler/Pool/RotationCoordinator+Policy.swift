@@ -103,6 +103,8 @@ extension RotationCoordinator {
         guard let policy, policy.hasFunction("rotate") else { return nil }
         do {
             let answer: LuaValue
+            let started = ContinuousClock.now
+            defer { catalog.recordCall(script: ScriptCatalog.rotate, hook: "rotate", .now - started) }
             do {
                 answer = try policy.call("rotate", [context(after: report)], results: 1)[0]
             } catch {

@@ -77,6 +77,8 @@ final class RotationCoordinator: @unchecked Sendable {
         self.consumer = consumer
         self.logger = logger
         self.activity = workers.map { _ in WorkerActivity() }
+        // Present from the start (empty), so dashboards find the family.
+        _ = catalog.metrics.timer(MetricName.handoffGap, [("group", group.name)])
         self.thread = DedicatedThread(name: "coordinator-\(group.name)")
     }
 
@@ -119,9 +121,34 @@ final class RotationCoordinator: @unchecked Sendable {
         thread.submit { [self] in handle(report) }
     }
 
-    /// Periodic check for new work on idle partitions.
+    /// Periodic check for new work on idle partitions; refreshes the lag gauges.
     func tick() {
-        thread.submit { [self] in if mayGrant { fill() } }
+        thread.submit { [self] in
+            if mayGrant { fill() }
+            let metrics = catalog.metrics
+            for partition in slots.keys {
+                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
+                    .record(lag(partition))
+            }
+        }
+    }
+
+    /// Adds one report's figures to the metrics (once per slice, not per message).
+    private func recordMetrics(_ report: SliceReport) {
+        let metrics = catalog.metrics
+        let topicLabels = [("group", group.name), ("topic", report.lease.partition.topic)]
+        // Dead-lettered messages are handled but not processed.
+        let processed = report.messages - report.deadLettered
+        if processed > 0 { metrics.counter(MetricName.processed, topicLabels).increment(by: processed) }
+        if report.errors > 0 { metrics.counter(MetricName.failed, topicLabels).increment(by: report.errors) }
+        if report.deadLettered > 0 { metrics.counter(MetricName.deadLettered, topicLabels).increment(by: report.deadLettered) }
+        let workerLabels = [("group", group.name), ("worker", workers[report.lease.workerIndex].id)]
+        if !report.final || report.reason != .slice { metrics.counter(MetricName.slices, workerLabels).increment() }
+        if report.busy > .zero {
+            metrics.floatingCounter(MetricName.busy, workerLabels).increment(by: Double(report.busy / .microseconds(1)) / 1e6)
+        }
+        if let gap = report.handoffGap { metrics.timer(MetricName.handoffGap, [("group", group.name)]).record(duration: gap) }
+        metrics.luaCalls.merge(script: ScriptCatalog.process, hook: "process", report.luaCalls)
     }
 
     /// Ends every lease at its next message boundary and grants none until
@@ -172,6 +199,7 @@ final class RotationCoordinator: @unchecked Sendable {
         let index = report.lease.workerIndex
         activity[index].record(report)
         if let gap = report.handoffGap { gaps.record(gap) }
+        recordMetrics(report)
         if report.final, var slot = slots[partition] {
             if slot.holder == index { slot.holder = nil }
             slot.lastHolder = index

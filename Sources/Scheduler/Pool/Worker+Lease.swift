@@ -81,7 +81,7 @@ extension Worker {
                     handoffGap = began - from
                     handoffFrom = nil
                 }
-                let outcome = handle(message, lease: lease)
+                let outcome = handle(message, lease: lease, calls: &tally.luaCalls)
                 tally.busy += clock.now - began
                 switch outcome {
                 case .done(let failures, let deadLettered):
@@ -138,7 +138,7 @@ extension Worker {
     ) -> SliceReport {
         SliceReport(
             lease: lease, reason: reason, messages: tally.messages, errors: tally.errors,
-            deadLettered: tally.deadLettered, busy: tally.busy, startedAt: start, endedAt: .now,
+            deadLettered: tally.deadLettered, busy: tally.busy, luaCalls: tally.luaCalls, startedAt: start, endedAt: .now,
             firstMessageAt: tally.firstMessageAt, nextOffset: feed.nextOffset >= 0 ? feed.nextOffset : nil,
             readyAtEnd: feed.readyCount > 0, handoffGap: gap, final: final)
     }
@@ -164,4 +164,5 @@ struct SliceTally {
     var deadLettered = 0
     var busy = Duration.zero
     var firstMessageAt: ContinuousClock.Instant?
+    var luaCalls = LuaCallTally()
 }

@@ -15,12 +15,12 @@ extension Worker {
     /// partition stays held (so order is kept); after `max_attempts` the
     /// message goes to the dead-letter topic. Follow-up tasks it emitted must
     /// be acknowledged before the message counts as done.
-    func handle(_ message: KafkaRawMessage, lease: Lease) -> MessageOutcome {
+    func handle(_ message: KafkaRawMessage, lease: Lease, calls: inout LuaCallTally) -> MessageOutcome {
         let group = environment.group
         var failures = 0
         while true {
             let failure: String
-            switch attempt(message) {
+            switch attempt(message, calls: &calls) {
             case .success: return .done(failures: failures, deadLettered: false)
             case .failure(let reason): failure = reason.description
             }
@@ -42,12 +42,15 @@ extension Worker {
     }
 
     /// One call of `process(msg)`, then the acknowledgement of what it emitted.
-    private func attempt(_ message: KafkaRawMessage) -> Result<Void, ProcessFailure> {
+    private func attempt(_ message: KafkaRawMessage, calls: inout LuaCallTally) -> Result<Void, ProcessFailure> {
         guard let script else { return .failure(ProcessFailure("process.lua is not loaded")) }
         let answer: (LuaValue, LuaValue)
+        let started = ContinuousClock.now
         do {
             answer = try script.callProcess(message, group: environment.group.name, worker: id)
+            calls.add(.now - started)
         } catch {
+            calls.add(.now - started)
             environment.catalog.countError(script: ScriptCatalog.process, hook: "process")
             if let lua = error as? LuaError, let traceback = lua.traceback {
                 environment.logger.debug("process() traceback:\n\(traceback)", metadata: logMetadata)
@@ -77,8 +80,10 @@ extension Worker {
         }
         for (message, delivery) in zip(messages, deliveries) {
             if case .failure(let error) = delivery.wait() {
+                publishedCounter(MetricName.publishErrors, topic: message.topic).increment()
                 return .failure(ProcessFailure("emit to '\(message.topic)' was not acknowledged: \(error)"))
             }
+            publishedCounter(MetricName.published, topic: message.topic).increment()
         }
         return .success(())
     }

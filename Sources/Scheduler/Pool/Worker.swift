@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -13,6 +14,18 @@ final class Worker: @unchecked Sendable {
     var script: LuaState?
     /// The catalog generation `script` was made from.
     var scriptGeneration = 0
+    /// Counters this worker increments per emitted message, cached on its
+    /// thread so the message path takes no lock to find them.
+    private var counterCache: [String: CoreMetrics.Counter] = [:]
+
+    /// The per-topic publish counter `name`, from this worker's cache.
+    func publishedCounter(_ name: String, topic: String) -> CoreMetrics.Counter {
+        let key = name + "\u{0}" + topic
+        if let cached = counterCache[key] { return cached }
+        let counter = environment.catalog.metrics.counter(name, [("topic", topic)])
+        counterCache[key] = counter
+        return counter
+    }
 
     /// Starts the worker's thread and loads `process.lua` on it.
     static func start(index: Int, environment: WorkerEnvironment) async throws -> Worker {

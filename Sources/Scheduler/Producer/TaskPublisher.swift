@@ -32,8 +32,11 @@ public final class TaskPublisher: Sendable {
     /// `[kafka] partitions`); nil for a real cluster.
     private let topicCreator: (@Sendable (String) throws -> Void)?
     private let knownTopics = LockedValue<Set<String>>([])
+    let metrics: SchedulerMetrics
 
-    init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, topicCreator: (@Sendable (String) throws -> Void)?) {
+    init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
+         topicCreator: (@Sendable (String) throws -> Void)?) {
+        self.metrics = metrics
         self.producer = producer
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
@@ -104,12 +107,14 @@ public final class TaskPublisher: Sendable {
     private func outcome(of delivery: PendingDelivery, task: TaskSpec) async -> Result<DeliveryReport, PublishError> {
         do {
             let report = try await delivery.report()
+            metrics.counter(MetricName.published, [("topic", task.topic)]).increment()
             // The seed's delivery log line, kept for compatibility.
             logger.info("Future completed. Result: Ok((\(report.partition), \(report.offset)))",
                         metadata: [LogKey.topic: "\(report.topic)", LogKey.partition: "\(report.partition)", LogKey.offset: "\(report.offset)"])
             return .success(report)
         } catch {
             let kafkaError = error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")
+            metrics.counter(MetricName.publishErrors, [("topic", task.topic)]).increment()
             logger.warning("Future completed. Result: Err(\(kafkaError))", metadata: [LogKey.topic: "\(task.topic)"])
             if kafkaError.isTimeout { return .failure(.timedOut) }
             if kafkaError.isQueueFull { return .failure(.backpressure("producer queue is full; retry later")) }

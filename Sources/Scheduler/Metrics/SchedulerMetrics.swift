@@ -1,0 +1,105 @@
+import CoreMetrics
+import Prometheus
+import Synchronization
+
+/// The daemon's metrics, served at `GET /metrics` in Prometheus text format.
+///
+/// One registry per application (tests run several in one process), used
+/// through swift-metrics' types with swift-prometheus' factory. Handles are
+/// cached, and the per-message figures reach them in batches (per slice), so
+/// the message path takes no lock for metrics.
+public final class SchedulerMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let counters = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let gauges = Mutex<[String: CoreMetrics.Gauge]>([:])
+    private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
+    private let floatingCounters = Mutex<[String: CoreMetrics.FloatingPointCounter]>([:])
+    let luaCalls = LuaCallHistogram()
+
+    /// Creates an empty registry.
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets = [
+            "scheduler_handoff_gap_seconds": [
+                .microseconds(10), .microseconds(50), .microseconds(100), .microseconds(500), .milliseconds(1),
+                .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(100), .seconds(1),
+            ],
+            "scheduler_http_request_duration_seconds": [
+                .microseconds(100), .microseconds(500), .milliseconds(1), .milliseconds(5), .milliseconds(10),
+                .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5),
+            ],
+        ]
+        self.factory = factory
+    }
+
+    private static func key(_ name: String, _ labels: [(String, String)]) -> String {
+        ([name] + labels.map { "\($0.0)=\($0.1)" }).joined(separator: "\u{0}")
+    }
+
+    /// The counter `name{labels}` (created once, then cached).
+    func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
+        counters.withLock { all in
+            let key = Self.key(name, labels)
+            if let existing = all[key] { return existing }
+            let created = CoreMetrics.Counter(label: name, dimensions: labels, factory: factory)
+            all[key] = created
+            return created
+        }
+    }
+
+    /// The gauge `name{labels}`.
+    func gauge(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Gauge {
+        gauges.withLock { all in
+            let key = Self.key(name, labels)
+            if let existing = all[key] { return existing }
+            let created = CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory)
+            all[key] = created
+            return created
+        }
+    }
+
+    /// The histogram (swift-metrics `Timer`) `name{labels}`, in seconds.
+    func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
+        timers.withLock { all in
+            let key = Self.key(name, labels)
+            if let existing = all[key] { return existing }
+            let created = CoreMetrics.Timer(label: name, dimensions: labels, preferredDisplayUnit: .seconds, factory: factory)
+            all[key] = created
+            return created
+        }
+    }
+
+    /// The floating-point counter `name{labels}` (e.g. seconds).
+    func floatingCounter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.FloatingPointCounter {
+        floatingCounters.withLock { all in
+            let key = Self.key(name, labels)
+            if let existing = all[key] { return existing }
+            let created = CoreMetrics.FloatingPointCounter(label: name, dimensions: labels, factory: factory)
+            all[key] = created
+            return created
+        }
+    }
+
+    /// Every family, in Prometheus text format.
+    public func render() -> String {
+        registry.emitToString() + luaCalls.render()
+    }
+}
+
+/// Metric names, in one place (the documented contract of `GET /metrics`).
+enum MetricName {
+    static let processed = "scheduler_messages_processed_total"
+    static let failed = "scheduler_messages_failed_total"
+    static let deadLettered = "scheduler_messages_dead_lettered_total"
+    static let lag = "scheduler_partition_lag"
+    static let handoffGap = "scheduler_handoff_gap_seconds"
+    static let slices = "scheduler_slices_total"
+    static let busy = "scheduler_worker_busy_seconds_total"
+    static let luaErrors = "scheduler_lua_errors_total"
+    static let published = "scheduler_tasks_published_total"
+    static let publishErrors = "scheduler_publish_errors_total"
+    static let httpRequests = "scheduler_http_requests_total"
+    static let httpDuration = "scheduler_http_request_duration_seconds"
+    static let reloads = "scheduler_script_reloads_total"
+}
