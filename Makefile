@@ -28,7 +28,9 @@ run: release
 check: build
 	.build/debug/task-scheduler check --config $(CONFIG)
 
+# Builds the executable too: a test runs the daemon as a process.
 test: deps
+	$(SWIFT) build
 	$(SWIFT) test
 
 # Throughput (kcat vs the scheduler) and handoff gaps on one embedded broker.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Scheduler
 import ServiceLifecycle
+import UnixSignals
 
 /// The `task-scheduler` command line. All logic lives in the Scheduler library.
 @main
@@ -61,6 +62,19 @@ extension TaskSchedulerCommand {
             }
             bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? config.log.level) ?? .info)
             let logger = Logger(label: "task-scheduler")
+            // SIGINT/SIGTERM shut down gracefully (stop intake, finish in-flight
+            // messages, commit, flush); a second SIGINT during that exits at once.
+            let interrupts = await UnixSignalsSequence(trapping: .sigint)
+            Task.detached {
+                var count = 0
+                for await _ in interrupts {
+                    count += 1
+                    if count >= 2 {
+                        logger.warning("second SIGINT: exiting without finishing the shutdown")
+                        Foundation.exit(130)
+                    }
+                }
+            }
             do {
                 let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: options.scripts, logger: logger))
                 try await app.runService()

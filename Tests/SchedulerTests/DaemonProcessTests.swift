@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+/// The built `task-scheduler` executable (`swift build` puts it next to the tests).
+let daemonBinary = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent(".build/debug/task-scheduler")
+
+/// A daemon process with its stderr collected.
+final class DaemonProcess: @unchecked Sendable {
+    // Threading rule: `output` is guarded by `lock`; the rest is set in init.
+    let process = Process()
+    private let lock = NSLock()
+    private var output = ""
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = daemonBinary
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = errors
+        errors.fileHandleForReading.readabilityHandler = { [self] handle in
+            let text = String(decoding: handle.availableData, as: UTF8.self)
+            lock.withLock { output += text }
+        }
+        try process.run()
+    }
+
+    var log: String { lock.withLock { output } }
+    var lines: [Substring] { log.split(separator: "\n") }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; nil if it did not exit.
+    func terminate(timeout: Duration = .seconds(15)) async -> Int32? {
+        process.terminate()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            process.interrupt()
+            return nil
+        }
+        return process.terminationStatus
+    }
+}
+
+@Suite("The daemon as a process")
+struct DaemonProcessTests {
+    @Test("SIGTERM exits 0 within seconds after committing; a restart processes nothing twice; the log level is respected")
+    func terminateAndRestart() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")
+        let topic = try TestBroker.freshTopic("daemon", partitions: 2)
+        let scripts = try makeScripts([
+            "generate.lua": idleGenerate,
+            "process.lua": "function process(msg) scheduler.log('notice', 'seen ' .. msg.partition .. ' ' .. msg.offset .. ' x ' .. msg.payload) end",
+        ])
+        let configFile = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("daemon.toml")
+        try """
+            [kafka]
+            brokers = ["\(TestBroker.shared.bootstrapServers)"]
+            [kafka.properties]
+            "session.timeout.ms" = 3000
+            "heartbeat.interval.ms" = 500
+            [api]
+            listen = "127.0.0.1:0"
+            [[groups]]
+            name = "daemon-\(UUID().uuidString.prefix(6))"
+            topics = ["\(topic)"]
+            workers = 2
+            slice_ms = 20
+            """.write(to: configFile, atomically: true, encoding: .utf8)
+        try await publishKeyed(topic: topic, count: 300, keys: 10)
+
+        let first = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
+        _ = await eventually { first.lines.filter { $0.contains("] seen ") }.count >= 300 }
+        let started = ContinuousClock.now
+        let status = await first.terminate()
+        #expect(status == 0, "exit status \(String(describing: status)); log:\n\(first.log.suffix(2000))")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(first.lines.filter { $0.contains("] seen ") }.count == 300)
+        #expect(first.log.contains("partitions assigned"))  // an info line, shown at info
+
+        try await publishKeyed(topic: topic, count: 100, keys: 10, startSequence: 300)
+        let second = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "notice"])
+        _ = await eventually { second.lines.filter { $0.contains("] seen ") }.count >= 100 }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(await second.terminate() == 0)
+        let seen = second.lines.filter { $0.contains("] seen ") }
+        #expect(seen.count == 100, "the restart processed \(seen.count) messages")
+        #expect(seen.allSatisfy { line in Int(line.split(separator: ":").last ?? "") ?? 0 >= 30 })
+        #expect(!second.log.contains("partitions assigned"))  // info is below notice
+        #expect(!second.log.contains(" info "))
+    }
+}
