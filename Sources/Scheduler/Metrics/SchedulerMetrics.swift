@@ -37,48 +37,36 @@ public final class SchedulerMetrics: Sendable {
         ([name] + labels.map { "\($0.0)=\($0.1)" }).joined(separator: "\u{0}")
     }
 
+    /// The handle `name{labels}` from `cache`, made once by `make`.
+    private func cached<Handle>(_ cache: borrowing Mutex<[String: Handle]>, _ name: String, _ labels: [(String, String)],
+                                _ make: () -> Handle) -> Handle {
+        cache.withLock { all in
+            let key = Self.key(name, labels)
+            if let existing = all[key] { return existing }
+            let created = make()
+            all[key] = created
+            return created
+        }
+    }
+
     /// The counter `name{labels}` (created once, then cached).
     func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
-        counters.withLock { all in
-            let key = Self.key(name, labels)
-            if let existing = all[key] { return existing }
-            let created = CoreMetrics.Counter(label: name, dimensions: labels, factory: factory)
-            all[key] = created
-            return created
-        }
-    }
-
-    /// The gauge `name{labels}`.
-    func gauge(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Gauge {
-        gauges.withLock { all in
-            let key = Self.key(name, labels)
-            if let existing = all[key] { return existing }
-            let created = CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory)
-            all[key] = created
-            return created
-        }
-    }
-
-    /// The histogram (swift-metrics `Timer`) `name{labels}`, in seconds.
-    func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
-        timers.withLock { all in
-            let key = Self.key(name, labels)
-            if let existing = all[key] { return existing }
-            let created = CoreMetrics.Timer(label: name, dimensions: labels, preferredDisplayUnit: .seconds, factory: factory)
-            all[key] = created
-            return created
-        }
+        cached(counters, name, labels) { CoreMetrics.Counter(label: name, dimensions: labels, factory: factory) }
     }
 
     /// The floating-point counter `name{labels}` (e.g. seconds).
     func floatingCounter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.FloatingPointCounter {
-        floatingCounters.withLock { all in
-            let key = Self.key(name, labels)
-            if let existing = all[key] { return existing }
-            let created = CoreMetrics.FloatingPointCounter(label: name, dimensions: labels, factory: factory)
-            all[key] = created
-            return created
-        }
+        cached(floatingCounters, name, labels) { CoreMetrics.FloatingPointCounter(label: name, dimensions: labels, factory: factory) }
+    }
+
+    /// The gauge `name{labels}`.
+    func gauge(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Gauge {
+        cached(gauges, name, labels) { CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory) }
+    }
+
+    /// The histogram (swift-metrics `Timer`) `name{labels}`, in seconds.
+    func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
+        cached(timers, name, labels) { CoreMetrics.Timer(label: name, dimensions: labels, preferredDisplayUnit: .seconds, factory: factory) }
     }
 
     /// Every family, in Prometheus text format.
