@@ -67,6 +67,9 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get], "/groups": [.get],
         "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get],
     ]))
+    if !config.api.token.isEmpty {
+        router.add(middleware: TokenMiddleware(token: Array(config.api.token.utf8)))
+    }
     router.get("/metrics") { _, _ in
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                  body: .init(byteBuffer: ByteBuffer(string: metrics.render())))

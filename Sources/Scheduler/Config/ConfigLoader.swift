@@ -60,6 +60,9 @@ public enum ConfigLoader {
             }
         }
         if !seedKeys.isEmpty { try SeedConfig.apply(seedKeys, to: &config, reader) }
+        if let token = ProcessInfo.processInfo.environment[APISection.tokenVariable], !token.isEmpty {
+            config.api.token = token
+        }
         try ConfigValidator.validate(config, reader)
         return config
     }
@@ -86,7 +89,8 @@ public enum ConfigLoader {
             switch key {
             case "listen": section.listen = try reader.string(value, path, table: "api")
             case "max_body_bytes": section.maxBodyBytes = try reader.int(value, path, table: "api")
-            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes"])
+            case "token": section.token = try reader.string(value, path, table: "api")
+            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes", "token"])
             }
         }
     }

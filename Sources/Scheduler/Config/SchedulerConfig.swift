@@ -38,6 +38,14 @@ public struct APISection: Sendable, Equatable {
     public var listen = "127.0.0.1:5000"
     /// Largest accepted request body in bytes; larger bodies get 413. Default 10 MiB.
     public var maxBodyBytes = 10 * 1024 * 1024
+    /// Bearer token required by the mutating endpoints (`POST /tasks/generate`,
+    /// `POST /scripts/reload`). Empty (default): no token. The environment
+    /// variable `TASK_SCHEDULER_API_TOKEN`, when set, takes precedence, so the
+    /// token need not sit in a file.
+    public var token = ""
+
+    /// The environment variable that sets `token`.
+    public static let tokenVariable = "TASK_SCHEDULER_API_TOKEN"
 
     /// `listen` split into host and port (validated at load).
     public var hostAndPort: (host: String, port: Int) {
