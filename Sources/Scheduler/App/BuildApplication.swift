@@ -57,7 +57,14 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         services.append(runtime)
     }
 
-    let script = try await GenerateScript.load(catalog: catalog, logger: logger)
+    let script: GenerateScript
+    do {
+        script = try await GenerateScript.load(catalog: catalog, logger: logger)
+    } catch {
+        // Groups already consume: stop them cleanly before giving up.
+        for group in groups { await group.shutdown() }
+        throw error
+    }
     services.append(TaskGeneratorService(script: script, publisher: publisher, intervalMs: config.producer.intervalMs, logger: logger))
     services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
 

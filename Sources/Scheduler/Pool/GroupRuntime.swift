@@ -45,7 +45,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                     // boundary rather than process what the next owner will redo.
                     coordinator.pauseForRebalance()
                 } else {
-                    logger.warning("offset commit failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
+                    // Retried: the next commit of each partition sends its position again.
+                    logger.warning("offset commit failed, will retry: \(error)", metadata: [LogKey.group: "\(group.name)"])
+                    coordinator.commitFailed()
                 }
             })
         // Kafka's pre-3.0 session timeout: a process that died is replaced

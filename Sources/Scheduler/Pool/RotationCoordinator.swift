@@ -31,6 +31,7 @@ final class RotationCoordinator: @unchecked Sendable {
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
+    private var lastCommitRetry = ContinuousClock.now
     /// Partitions promised to a worker once its current lease has ended.
     var pendingGrants: [Int: (partition: TopicPartition, sliceMs: Int)] = [:]
 
@@ -121,10 +122,36 @@ final class RotationCoordinator: @unchecked Sendable {
         thread.submit { [self] in handle(report) }
     }
 
+    /// A commit failed (not for a rebalance): every position is sent again,
+    /// by the holding worker within its commit interval, or by `tick` for
+    /// partitions nobody holds.
+    func commitFailed() {
+        thread.submit { [self] in
+            for feed in feeds.values { feed.committedOffset = -1 }
+        }
+    }
+
+    /// Commits the positions of partitions nobody holds that moved since
+    /// their last successful commit (at most once a second).
+    private func retryIdleCommits() {
+        guard ContinuousClock.now - lastCommitRetry >= .seconds(1) else { return }
+        let offsets = feeds.values
+            .filter { slots[$0.partition]?.holder == nil && $0.nextOffset >= 0 && $0.nextOffset != $0.committedOffset }
+        guard !offsets.isEmpty else { return }
+        lastCommitRetry = .now
+        do {
+            try consumer.commit(offsets.map { PartitionOffset(topic: $0.partition.topic, partition: $0.partition.partition, offset: $0.nextOffset) }, async: true)
+            for feed in offsets { feed.committedOffset = feed.nextOffset }
+        } catch {
+            logger.warning("commit retry failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
+        }
+    }
+
     /// Periodic check for new work on idle partitions; refreshes the lag gauges.
     func tick() {
         thread.submit { [self] in
             if mayGrant { fill() }
+            retryIdleCommits()
             let metrics = catalog.metrics
             for partition in slots.keys {
                 metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
