@@ -57,6 +57,31 @@ public final class EmbeddedBroker: @unchecked Sendable {
         _ = rd_kafka_mock_broker_set_up(cluster, id)
     }
 
+    /// Kafka protocol request types that faults can be injected into.
+    public enum Request: Int16, Sendable, CaseIterable {
+        case produce = 0, fetch = 1, offsetCommit = 8, joinGroup = 11, heartbeat = 12, syncGroup = 14
+    }
+
+    /// Makes the next `count` requests of `request` fail with Kafka error
+    /// `code` (e.g. 6 NOT_LEADER_FOR_PARTITION, 7 REQUEST_TIMED_OUT,
+    /// 15 COORDINATOR_NOT_AVAILABLE, 27 REBALANCE_IN_PROGRESS).
+    public func failNext(_ request: Request, count: Int, code: Int32) {
+        let errors = [rd_kafka_resp_err_t](repeating: rd_kafka_resp_err_t(rawValue: code), count: count)
+        errors.withUnsafeBufferPointer { buffer in
+            rd_kafka_mock_push_request_errors_array(cluster, request.rawValue, buffer.count, buffer.baseAddress)
+        }
+    }
+
+    /// Moves the leadership of a partition to broker `broker` (1-based).
+    public func setLeader(topic: String, partition: Int32, broker: Int32) {
+        _ = rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker)
+    }
+
+    /// Moves the group coordinator of `group` to broker `broker`.
+    public func setGroupCoordinator(_ group: String, broker: Int32) {
+        _ = rd_kafka_mock_coordinator_set(cluster, "group", group, broker)
+    }
+
     private let stopped = LockedValue(false)
 
     /// Stops the brokers and discards every topic. Safe to call twice.

@@ -1,0 +1,75 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+@testable import Scheduler
+
+/// A fault the mock broker can inject.
+enum Fault: String, CaseIterable, Sendable {
+    case produceErrors, fetchErrors, commitErrors, heartbeatRebalance, joinGroupErrors, syncGroupErrors, leaderMoved, coordinatorMoved
+
+    func inject(_ broker: EmbeddedBroker, topic: String, group: String) {
+        switch self {
+        case .produceErrors: broker.failNext(.produce, count: 5, code: 6)          // NOT_LEADER_FOR_PARTITION
+        case .fetchErrors: broker.failNext(.fetch, count: 10, code: 6)
+        case .commitErrors: broker.failNext(.offsetCommit, count: 5, code: 15)     // COORDINATOR_NOT_AVAILABLE
+        case .heartbeatRebalance: broker.failNext(.heartbeat, count: 2, code: 27)  // REBALANCE_IN_PROGRESS
+        case .joinGroupErrors:
+            broker.failNext(.heartbeat, count: 1, code: 27)
+            broker.failNext(.joinGroup, count: 2, code: 15)
+        case .syncGroupErrors:
+            broker.failNext(.heartbeat, count: 1, code: 27)
+            broker.failNext(.syncGroup, count: 2, code: 15)
+        case .leaderMoved:
+            broker.setLeader(topic: topic, partition: 0, broker: 2)
+            broker.setLeader(topic: topic, partition: 1, broker: 3)
+        case .coordinatorMoved: broker.setGroupCoordinator(group, broker: 3)
+        }
+    }
+}
+
+@Suite("Faults injected by the mock broker")
+struct FaultInjectionTests {
+    @Test("nothing accepted is lost; duplicates only where at-least-once allows them, and counted", arguments: Fault.allCases)
+    func fault(_ fault: Fault) async throws {
+        let broker = try EmbeddedBroker.start(brokers: 3)
+        defer { broker.shutdown() }
+        let topic = "faults"
+        try broker.createTopic(topic, partitions: 2)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcessScript])
+        let group = "faults-\(fault.rawValue)"
+        var config = poolConfig(topics: [topic], workers: 2, sliceMs: 20, group: group)
+        config.kafka.brokers = [broker.bootstrapServers]
+        config.producer.timeoutMs = 20_000
+        let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: capture.logger))
+        let (accepted, seen) = try await app.test(.live) { client in
+            var accepted: [String] = []
+            func postBatch(_ range: Range<Int>) async throws {
+                for index in range {
+                    let response = try await post(client, #"{"topic": "\#(topic)", "message": "m\#(index)", "key": "k\#(index % 8)"}"#)
+                    if response.status == .ok { accepted.append("m\(index)") }
+                }
+            }
+            try await postBatch(0..<40)
+            _ = await eventually { capture.lines(startingWith: "seen ").count >= 40 }
+            fault.inject(broker, topic: topic, group: group)
+            try await postBatch(40..<80)
+            _ = await eventually(timeout: .seconds(60)) {
+                Set(capture.lines(startingWith: "seen ").compactMap(Seen.init).map(\.payload)).isSuperset(of: accepted)
+            }
+            return (accepted, capture.lines(startingWith: "seen ").compactMap(Seen.init))
+        }
+        #expect(accepted.count == 80, "\(fault): \(80 - accepted.count) tasks refused")
+        let payloads = Set(seen.map(\.payload))
+        #expect(payloads.isSuperset(of: accepted), "\(fault) lost: \(Set(accepted).subtracting(payloads).sorted())")
+        // Per key, the first processing of each message keeps the order of posting.
+        var firstSeen: [String] = []
+        for record in seen where !firstSeen.contains(record.payload) { firstSeen.append(record.payload) }
+        for key in 0..<8 {
+            let order = firstSeen.filter { (Int($0.dropFirst()) ?? 0) % 8 == key }.map { Int($0.dropFirst()) ?? 0 }
+            #expect(order == order.sorted(), "\(fault): key k\(key) processed out of order")
+        }
+        print("fault \(fault): \(seen.count) processed for \(accepted.count) accepted, \(seen.count - payloads.count) duplicates")
+    }
+}
