@@ -68,3 +68,41 @@ struct BrokerOutageTests {
         }
     }
 }
+
+@Suite("Back pressure")
+struct BackPressureTests {
+    @Test("when max_pending tasks wait for the broker, further tasks get 503 with Retry-After instead of queueing without limit")
+    func producerQueueFull() async throws {
+        let broker = try EmbeddedBroker.start()
+        defer { broker.shutdown() }
+        var config = testConfig()
+        config.kafka.brokers = [broker.bootstrapServers]
+        config.producer.maxPending = 3
+        config.producer.timeoutMs = 4000
+        broker.setBrokerDown(1)
+        try await withApplication(config) { client in
+            let port = try #require(client.port)
+            let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?, String?).self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        // One connection each: requests on one connection are answered in order.
+                        let own = TestClient(host: "localhost", port: port, configuration: .init())
+                        own.connect()
+                        defer { Task { try? await own.shutdown() } }
+                        let response = try await own.post("/tasks/generate", headers: [.contentType: "application/json"],
+                                                           body: ByteBuffer(string: #"{"topic": "E", "message": "m\#(index)"}"#))
+                        let error = (try? JSONSerialization.jsonObject(with: Data(buffer: response.body ?? ByteBuffer())) as? [String: String])?["error"]
+                        return (response.status, error, response.headers[.retryAfter])
+                    }
+                }
+                var all: [(HTTPResponse.Status, String?, String?)] = []
+                for try await result in group { all.append(result) }
+                return all
+            }
+            let full = statuses.filter { $0.1 == "producer queue is full; retry later" }
+            #expect(full.count >= 7, "\(statuses.map { "\($0.0.code) \($0.1 ?? "")" })")
+            #expect(full.allSatisfy { $0.0 == .serviceUnavailable && $0.2 == "1" })
+            #expect(statuses.allSatisfy { $0.0 == .serviceUnavailable })
+        }
+    }
+}

@@ -32,7 +32,11 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     let producer = try KafkaProducer.make(
         bootstrapServers: bootstrapServers,
         deliveryTimeoutMs: config.producer.timeoutMs,
-        properties: config.kafka.properties.merging(["message.max.bytes": String(max(config.producer.maxMessageBytes + 4096, 1000))]) { user, _ in user })
+        properties: config.kafka.properties.merging([
+            "message.max.bytes": String(max(config.producer.maxMessageBytes + 4096, 1000)),
+            // Bounded memory: past this, produce() answers QUEUE_FULL and the API 503.
+            "queue.buffering.max.messages": String(config.producer.maxPending),
+        ]) { user, _ in user })
     services.append(ProducerService(producer: producer, flushTimeoutMs: config.producer.timeoutMs, logger: logger))
 
     let partitions = config.kafka.partitions

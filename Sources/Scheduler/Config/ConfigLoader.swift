@@ -102,7 +102,8 @@ public enum ConfigLoader {
             case "interval_ms": section.intervalMs = try reader.int(value, path, table: "producer")
             case "timeout_ms": section.timeoutMs = try reader.int(value, path, table: "producer")
             case "max_message_bytes": section.maxMessageBytes = try reader.int(value, path, table: "producer")
-            default: throw reader.unknownKey(key, table: "producer", allowed: ["interval_ms", "timeout_ms", "max_message_bytes"])
+            case "max_pending": section.maxPending = try reader.int(value, path, table: "producer")
+            default: throw reader.unknownKey(key, table: "producer", allowed: ["interval_ms", "timeout_ms", "max_message_bytes", "max_pending"])
             }
         }
     }

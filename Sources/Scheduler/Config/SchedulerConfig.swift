@@ -66,6 +66,10 @@ public struct ProducerSection: Sendable, Equatable {
     /// Largest accepted message (payload) in bytes; larger ones get 400.
     /// Default 1000000, Kafka's default `message.max.bytes`.
     public var maxMessageBytes = 1_000_000
+    /// Most messages the producer holds unacknowledged
+    /// (`queue.buffering.max.messages`); past it new tasks get 503 with
+    /// `Retry-After` instead of growing memory. Default 100000.
+    public var maxPending = 100_000
 }
 
 /// `[scripts]`: what one Lua call and one Lua state may use. Going over

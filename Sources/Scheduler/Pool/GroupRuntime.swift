@@ -54,7 +54,13 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // after 10 s instead of 45 s (and librdkafka's mock broker makes a
         // joining member wait about this long when the group emptied).
         // [kafka.properties] overrides both.
-        var properties = ["session.timeout.ms": "10000", "heartbeat.interval.ms": "3000"].merging(properties) { _, user in user }
+        // Prefetch is bounded (librdkafka CONFIGURATION.md: queued.max.messages.kbytes
+        // caps each partition's fetch queue), so a slow process() with a fast
+        // producer keeps memory flat: the fetcher simply waits.
+        var properties = [
+            "session.timeout.ms": "10000", "heartbeat.interval.ms": "3000",
+            "queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608",
+        ].merging(properties) { _, user in user }
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
