@@ -5,7 +5,7 @@ APT_PACKAGES := librdkafka-dev liblua5.4-dev kcat pkg-config
 CONFIG ?= config.toml
 ARGS ?=
 
-.PHONY: deps build release run test check bench clean
+.PHONY: deps build release run test check bench loadtest clean
 
 # Installs the Debian packages the build and the tests need, when missing.
 deps:
@@ -36,6 +36,30 @@ test: deps
 # Throughput (kcat vs the scheduler) and handoff gaps on one embedded broker.
 bench: release
 	.build/release/task-scheduler bench
+
+# Load test on loopback (benchmark, not a test): wrk against GET /health and
+# POST /tasks/generate on a release daemon with the embedded broker, then a
+# 60 s soak sampling the daemon's RSS. Prints requests/s, p50/p99, errors, RSS.
+LOAD_PORT ?= 5077
+LOAD_SECONDS ?= 15
+SOAK_SECONDS ?= 60
+loadtest: release
+	@command -v wrk >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq wrk; }
+	@set -e; dir=$$(mktemp -d); \
+	printf '[api]\nlisten = "127.0.0.1:$(LOAD_PORT)"\n[producer]\ninterval_ms = 3600000\n[log]\nlevel = "warning"\n[[groups]]\nname = "load"\ntopics = ["load"]\nworkers = 2\nslice_ms = 500\n' > $$dir/config.toml; \
+	printf 'function generate() end\n' > $$dir/generate.lua; printf 'function process(msg) end\n' > $$dir/process.lua; \
+	printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, nil, nil, string.format([[{"topic": "load", "message": "m%%d", "key": "k%%d"}]], counter, counter %% 64))\nend\n' > $$dir/post.lua; \
+	.build/release/task-scheduler --config $$dir/config.toml --scripts $$dir 2>$$dir/daemon.log & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
+	for i in $$(seq 50); do curl -sf localhost:$(LOAD_PORT)/health >/dev/null && break; sleep 0.2; done; \
+	echo "== GET /health, $(LOAD_SECONDS) s, 2 threads, 32 connections"; \
+	wrk -t2 -c32 -d$(LOAD_SECONDS)s --latency http://127.0.0.1:$(LOAD_PORT)/health | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors|requests in"; \
+	echo "== POST /tasks/generate (each answered after the broker's ack), $(LOAD_SECONDS) s, 2 threads, 32 connections"; \
+	wrk -t2 -c32 -d$(LOAD_SECONDS)s --latency -s $$dir/post.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors|requests in"; \
+	echo "== soak: POST for $(SOAK_SECONDS) s, RSS of the daemon every 10 s (KiB)"; \
+	wrk -t1 -c16 -d$(SOAK_SECONDS)s -s $$dir/post.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate > $$dir/soak.txt & wrkpid=$$!; \
+	for i in $$(seq 0 10 $(SOAK_SECONDS)); do echo "t=$${i}s rss=$$(ps -o rss= -p $$pid)"; sleep 10; done; wait $$wrkpid; \
+	grep -E "Requests/sec|Non-2xx|Socket errors|requests in" $$dir/soak.txt
 
 clean:
 	rm -rf .build
