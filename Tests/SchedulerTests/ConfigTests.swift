@@ -143,3 +143,55 @@ struct ConfigTests {
         }
     }
 }
+
+@Suite("Configuration: every key refuses a wrong type")
+struct ConfigTypeTests {
+    static let keys: [(header: String, key: String, path: String, wrong: String)] = [
+        ("[kafka]", "brokers", "kafka.brokers", "\"k:9092\""),
+        ("[kafka]", "partitions", "kafka.partitions", "\"4\""),
+        ("[api]", "listen", "api.listen", "5000"),
+        ("[api]", "max_body_bytes", "api.max_body_bytes", "1.5"),
+        ("[api]", "token", "api.token", "123"),
+        ("[producer]", "interval_ms", "producer.interval_ms", "true"),
+        ("[producer]", "timeout_ms", "producer.timeout_ms", "[1]"),
+        ("[producer]", "max_message_bytes", "producer.max_message_bytes", "\"big\""),
+        ("[producer]", "max_pending", "producer.max_pending", "\"many\""),
+        ("[log]", "level", "log.level", "3"),
+        ("[scripts]", "max_instructions", "scripts.max_instructions", "\"lots\""),
+        ("[scripts]", "max_memory_mb", "scripts.max_memory_mb", "64.0"),
+        ("[[groups]]", "name", "groups[0].name", "7"),
+        ("[[groups]]", "topics", "groups[0].topics", "\"A\""),
+        ("[[groups]]", "workers", "groups[0].workers", "\"4\""),
+        ("[[groups]]", "slice_ms", "groups[0].slice_ms", "6.0"),
+        ("[[groups]]", "max_attempts", "groups[0].max_attempts", "false"),
+        ("[[groups]]", "retry_backoff_ms", "groups[0].retry_backoff_ms", "\"soon\""),
+        ("[[groups]]", "dead_letter_topic", "groups[0].dead_letter_topic", "1"),
+    ]
+
+    @Test("a wrong type names the key and its line", arguments: 0..<keys.count)
+    func wrongType(_ index: Int) {
+        let entry = Self.keys[index]
+        do {
+            _ = try ConfigLoader.parse("# comment\n\(entry.header)\n\(entry.key) = \(entry.wrong)\n", file: "types.toml")
+            Issue.record("\(entry.path) accepted \(entry.wrong)")
+        } catch let error as ConfigError {
+            #expect(error.key == entry.path)
+            #expect(error.line == 3)
+            #expect(error.message.hasPrefix("expected"), "\(error)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test("a missing process.lua stops startup naming the file")
+    func missingScript() async throws {
+        let scripts = try makeScripts(["generate.lua": "function generate() end"])
+        var config = testConfig()
+        config.groups = [GroupConfig(name: "missing", topics: ["A"], workers: 1, sliceMs: 100)]
+        await #expect {
+            _ = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: quietLogger))
+        } throws: { error in
+            "\(error)".hasSuffix("scripts/process.lua: script file not found")
+        }
+    }
+}
