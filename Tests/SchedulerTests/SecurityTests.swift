@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -25,6 +26,20 @@ struct SecurityTests {
             #expect(good.status == .ok)
             #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
             #expect(try await client.execute(uri: "/tasks", method: .get).status == .ok)
+        }
+    }
+
+    @Test("headers over 80 KiB are refused (SwiftNIO's HTTP/1 limit) and the daemon keeps serving")
+    func headerLimit() async throws {
+        try await withApplication(testConfig()) { client in
+            let port = try #require(client.port)
+            let big = TestClient(host: "localhost", port: port, configuration: .init())
+            big.connect()
+            let huge = String(repeating: "a", count: 100 * 1024)
+            let refused = try? await big.get("/health", headers: [HTTPField.Name("X-Big")!: huge])
+            #expect(refused == nil || refused?.status == .badRequest)
+            try? await big.shutdown()
+            #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
         }
     }
 
