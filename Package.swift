@@ -43,7 +43,9 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // Compiled into the binary: the daemon serves it with no files to install.
+            resources: [.embedInCode("Resources/dashboard.html")]
         ),
         .executableTarget(
             name: "task-scheduler",

@@ -76,7 +76,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     router.add(middleware: HTTPMetricsMiddleware(metrics: metrics))
     router.add(middleware: JSONErrorMiddleware(routes: [
         "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get], "/groups": [.get],
-        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get],
+        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/": [.get],
     ]))
     if !config.api.token.isEmpty {
         router.add(middleware: TokenMiddleware(token: Array(config.api.token.utf8)))
@@ -85,6 +85,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                  body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
     }
+    DashboardRoute().add(to: router)
     GroupRoutes(groups: groups).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)

@@ -14,6 +14,19 @@ public struct GroupView: Codable, Sendable {
     public var partitions: [PartitionView]
     /// Handoff gaps: end of one lease to the first message of the next.
     public var handoff: HandoffView
+    /// Slices of the last minute, for the dashboard's timeline.
+    public var recent_leases: [LeaseSpanView]
+}
+
+/// One slice in `GET /groups` `recent_leases`.
+public struct LeaseSpanView: Codable, Sendable {
+    public var worker: String
+    public var topic: String
+    public var partition: Int32
+    /// When it began, in milliseconds before now.
+    public var start_ms_ago: Int
+    /// When it ended, in milliseconds before now.
+    public var end_ms_ago: Int
 }
 
 /// One worker in `GET /groups`.

@@ -74,6 +74,10 @@ extension RotationCoordinator {
             name: group.name, topics: group.topics, current_topic: currentTopic, slice_ms: group.sliceMs,
             workers: workerViews, partitions: partitionViews,
             handoff: HandoffView(
-                count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)))
+                count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)),
+            recent_leases: history.spans.filter { now - $0.end <= LeaseHistory.window }.map { span in
+                LeaseSpanView(worker: workers[span.worker].id, topic: span.partition.topic, partition: span.partition.partition,
+                              start_ms_ago: Int((now - span.start) / .milliseconds(1)), end_ms_ago: Int((now - span.end) / .milliseconds(1)))
+            })
     }
 }

@@ -31,6 +31,7 @@ final class RotationCoordinator: @unchecked Sendable {
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
+    var history = LeaseHistory()
     private var lastCommitRetry = ContinuousClock.now
     /// Partitions promised to a worker once its current lease has ended.
     var pendingGrants: [Int: (partition: TopicPartition, sliceMs: Int)] = [:]
@@ -226,6 +227,7 @@ final class RotationCoordinator: @unchecked Sendable {
         let index = report.lease.workerIndex
         activity[index].record(report)
         if let gap = report.handoffGap { gaps.record(gap) }
+        history.record(.init(worker: index, partition: partition, start: report.startedAt, end: report.endedAt))
         recordMetrics(report)
         if report.final, var slot = slots[partition] {
             if slot.holder == index { slot.holder = nil }

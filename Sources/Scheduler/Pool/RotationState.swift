@@ -66,3 +66,26 @@ struct GapRecorder {
         return ordered.suffix(n).map { Double($0 / .microseconds(1)) / 1000 }
     }
 }
+
+/// Recent lease spans, for the dashboard's timeline (the last minute).
+struct LeaseHistory {
+    struct Span {
+        let worker: Int
+        let partition: TopicPartition
+        let start: ContinuousClock.Instant
+        let end: ContinuousClock.Instant
+    }
+
+    static let window = Duration.seconds(60)
+    static let capacity = 2000
+    private(set) var spans: [Span] = []
+
+    mutating func record(_ span: Span) {
+        spans.append(span)
+        let horizon = span.end - Self.window
+        if spans.count > Self.capacity || (spans.first.map { $0.end < horizon } ?? false) {
+            spans.removeAll { $0.end < horizon }
+            if spans.count > Self.capacity { spans.removeFirst(spans.count - Self.capacity) }
+        }
+    }
+}
