@@ -2,14 +2,22 @@
 # `make test` runs the test suite. Both install what is missing first.
 SWIFT ?= swift
 APT_PACKAGES := librdkafka-dev liblua5.4-dev kcat pkg-config
+# The tests also render the dashboard in headless Chromium.
+TEST_PACKAGES := chromium
 CONFIG ?= config.toml
 ARGS ?=
 
-.PHONY: deps build release run test check bench loadtest clean
+.PHONY: deps test-deps apt-install build release run test check bench loadtest clean
 
-# Installs the Debian packages the build and the tests need, when missing.
+# Installs the Debian packages the build (and, for test-deps, the tests) need, when missing.
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+test-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES) $(TEST_PACKAGES)"
+
+apt-install:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -29,7 +37,7 @@ check: build
 	.build/debug/task-scheduler check --config $(CONFIG)
 
 # Builds the executable too: a test runs the daemon as a process.
-test: deps
+test: test-deps
 	$(SWIFT) build
 	$(SWIFT) test
 

@@ -1,0 +1,68 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+@testable import Scheduler
+
+let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+/// Runs headless Chromium on `url` with `arguments` and returns its stdout.
+func runChromium(_ arguments: [String], url: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: chromium!)
+    process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+                         "--window-size=1280,1000", "--virtual-time-budget=6000"] + arguments + [url]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
+
+@Suite("Dashboard")
+struct DashboardTests {
+    @Test("GET / serves the page")
+    func servesPage() async throws {
+        try await withApplication(testConfig()) { client in
+            let response = try await client.execute(uri: "/", method: .get)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(String(buffer: response.body).contains("task-scheduler dashboard"))
+        }
+    }
+
+    @Test("in headless Chromium the group, its workers and a lease appear; a screenshot is saved",
+          .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
+    func rendersInChromium() async throws {
+        let topic = try TestBroker.freshTopic("dash", partitions: 2)
+        let group = "dash-\(UUID().uuidString.prefix(6))"
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              local started = os.clock()
+              while os.clock() - started < 0.002 do end
+            end
+            """])
+        try await publishKeyed(topic: topic, count: 4000, keys: 16)
+        let app = try await buildApplication(LaunchOptions(config: poolConfig(topics: [topic], workers: 3, sliceMs: 200, group: group),
+                                                           scriptsDirectory: scripts, logger: quietLogger))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let url = "http://127.0.0.1:\(port)/"
+            _ = try await eventually {
+                let view = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/groups", method: .get).body)) as? [[String: Any]]
+                return ((view?.first?["recent_leases"] as? [Any])?.count ?? 0) > 2
+            }
+            let dom = try runChromium(["--dump-dom"], url: url)
+            #expect(dom.contains("data-group=\"\(group)\""), "group missing from the rendered page")
+            for index in 0..<3 { #expect(dom.contains("data-worker=\"\(group)-\(index)\""), "worker \(index) missing") }
+            #expect(dom.contains("class=\"lease\""), "no lease drawn")
+            #expect(dom.contains("\(topic)[0]"))
+            let screenshot = FileManager.default.temporaryDirectory.appendingPathComponent("task-scheduler-dashboard.png")
+            _ = try runChromium(["--screenshot=\(screenshot.path)"], url: url)
+            #expect(FileManager.default.fileExists(atPath: screenshot.path))
+            print("dashboard screenshot: \(screenshot.path)")
+        }
+    }
+}
