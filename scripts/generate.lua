@@ -33,11 +33,15 @@ end
 -- Return the task (changed or not) to publish it, or nil and a reason to
 -- refuse it (the client gets 400 with that reason).
 --
--- Here: a task without a key gets the seed's first key, "Key 0", so that
--- un-keyed tasks of one topic stay in one partition, in the order they came.
+-- Here, as the seed did: a task without a key gets the seed's first key,
+-- "Key 0" (so un-keyed tasks of one topic stay in one partition, in the order
+-- they came), and a task without headers gets the seed's header_key header.
 function on_task(task)
   if task.key == nil then
     task.key = "Key 0"
+  end
+  if task.headers == nil then
+    task.headers = { header_key = "header_value" }
   end
   return task
 end

@@ -11,7 +11,10 @@ struct GenerateScriptTests {
         #expect(tasks.map(\.topic) == ["A", "B", "C", "D"])
         #expect(tasks.map(\.key) == ["Key 0", "Key 1", "Key 2", "Key 3"])
         #expect(tasks.allSatisfy { $0.headers?["header_key"] != nil })
-        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE")) == .accept(TaskSpec(topic: "E", message: "EE", key: "Key 0")))
+        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE"))
+                == .accept(TaskSpec(topic: "E", message: "EE", key: "Key 0", headers: ["header_key": "header_value"])))
+        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE", key: "mine", headers: ["h": "v"]))
+                == .accept(TaskSpec(topic: "E", message: "EE", key: "mine", headers: ["h": "v"])))
         await script.close()
     }
 
