@@ -43,6 +43,27 @@ final class DaemonProcess: @unchecked Sendable {
     }
 }
 
+/// Writes a config file for a daemon process on the shared broker (API on an
+/// ephemeral port, short group sessions) beside the `scripts` directory.
+func daemonConfig(next scripts: String, topic: String, group: String, workers: Int, sliceMs: Int) throws -> URL {
+    let file = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("\(group).toml")
+    try """
+        [kafka]
+        brokers = ["\(TestBroker.shared.bootstrapServers)"]
+        [kafka.properties]
+        "session.timeout.ms" = 3000
+        "heartbeat.interval.ms" = 500
+        [api]
+        listen = "127.0.0.1:0"
+        [[groups]]
+        name = "\(group)-\(UUID().uuidString.prefix(6))"
+        topics = ["\(topic)"]
+        workers = \(workers)
+        slice_ms = \(sliceMs)
+        """.write(to: file, atomically: true, encoding: .utf8)
+    return file
+}
+
 @Suite("The daemon as a process")
 struct DaemonProcessTests {
     @Test("SIGTERM exits 0 within seconds after committing; a restart processes nothing twice; the log level is respected")
@@ -53,21 +74,7 @@ struct DaemonProcessTests {
             "generate.lua": idleGenerate,
             "process.lua": "function process(msg) scheduler.log('notice', 'seen ' .. msg.partition .. ' ' .. msg.offset .. ' x ' .. msg.payload) end",
         ])
-        let configFile = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("daemon.toml")
-        try """
-            [kafka]
-            brokers = ["\(TestBroker.shared.bootstrapServers)"]
-            [kafka.properties]
-            "session.timeout.ms" = 3000
-            "heartbeat.interval.ms" = 500
-            [api]
-            listen = "127.0.0.1:0"
-            [[groups]]
-            name = "daemon-\(UUID().uuidString.prefix(6))"
-            topics = ["\(topic)"]
-            workers = 2
-            slice_ms = 20
-            """.write(to: configFile, atomically: true, encoding: .utf8)
+        let configFile = try daemonConfig(next: scripts, topic: topic, group: "daemon", workers: 2, sliceMs: 20)
         try await publishKeyed(topic: topic, count: 300, keys: 10)
 
         let first = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
@@ -110,21 +117,7 @@ struct DaemonKillTests {
                 end
                 """,
         ])
-        let configFile = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("kill.toml")
-        try """
-            [kafka]
-            brokers = ["\(TestBroker.shared.bootstrapServers)"]
-            [kafka.properties]
-            "session.timeout.ms" = 3000
-            "heartbeat.interval.ms" = 500
-            [api]
-            listen = "127.0.0.1:0"
-            [[groups]]
-            name = "kill-\(UUID().uuidString.prefix(6))"
-            topics = ["\(topic)"]
-            workers = 3
-            slice_ms = 30
-            """.write(to: configFile, atomically: true, encoding: .utf8)
+        let configFile = try daemonConfig(next: scripts, topic: topic, group: "kill", workers: 3, sliceMs: 30)
         func seen(_ daemon: DaemonProcess) -> [String] {
             daemon.lines.compactMap { line in line.range(of: "] seen ").map { String(line[$0.upperBound...]) } }
         }
