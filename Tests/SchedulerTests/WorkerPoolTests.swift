@@ -39,37 +39,56 @@ struct WorkerPoolTests {
         }
     }
 
-    @Test("rotate() answers are honoured, and an invalid answer falls back to the default policy")
-    func rotateAnswers() async throws {
+    /// Runs 300 messages of one partition through 3 workers with `rotate`
+    /// as rotate.lua; each message takes about 0.5 ms, so the 5 ms slices
+    /// cross many boundaries. Returns what was processed and the log.
+    func runRotation(rotate: (String) -> String) async throws -> (seen: [Seen], capture: LogCapture, group: String) {
         let topic = try TestBroker.freshTopic("rotate", partitions: 1)
         try await publishKeyed(topic: topic, count: 300, keys: 1)
         let capture = LogCapture()
         let group = "rot-\(UUID().uuidString.prefix(6))"
         let scripts = try makeScripts([
             "generate.lua": idleGenerate,
-            "process.lua": seenProcessScript,
-            "rotate.lua": """
-                local calls = 0
-                function rotate(ctx)
-                  calls = calls + 1
-                  if calls % 2 == 0 then return { worker = "nobody" } end
-                  return { worker = "\(group)-2", topic = ctx.topic, partition = ctx.partition, slice_ms = 5 }
+            "process.lua": """
+                function process(msg)
+                  local started = os.clock()
+                  while os.clock() - started < 0.0005 do end
+                  scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
                 end
                 """,
+            "rotate.lua": rotate(group),
         ])
-        var config = poolConfig(topics: [topic], workers: 3, sliceMs: 5, group: group)
-        config.groups[0].sliceMs = 5
-        let seen = try await withPool(config, scripts: scripts, logger: capture.logger) {
+        let seen = try await withPool(poolConfig(topics: [topic], workers: 3, sliceMs: 5, group: group), scripts: scripts, logger: capture.logger) {
             _ = await eventually { capture.lines(startingWith: "seen ").count >= 300 }
             return capture.lines(startingWith: "seen ").compactMap(Seen.init)
         }
-        #expect(seen.count == 300)
+        return (seen, capture, group)
+    }
+
+    @Test("rotate() answers are honoured: the named worker keeps the partition")
+    func rotateAnswers() async throws {
+        let (seen, _, group) = try await runRotation { group in
+            "function rotate(ctx) return { worker = \"\(group)-2\", topic = ctx.topic, partition = ctx.partition, slice_ms = 5 } end"
+        }
+        #expect(seen.map(\.offset) == Array(0..<300).map(Int64.init))
+        // From the first slice boundary on, every answer names worker 2: it takes
+        // the partition over and keeps it (only the first slice, and the
+        // overtime until worker 2 runs, belong to another worker).
+        let byWorker = Dictionary(grouping: seen, by: \.worker).mapValues(\.count)
+        #expect((byWorker["\(group)-2"] ?? 0) >= 200, "by worker: \(byWorker)")
+        let holders = seen.map(\.worker)
+        let lastOther = holders.lastIndex { $0 != "\(group)-2" } ?? -1
+        #expect(holders[(lastOther + 1)...].count >= 200, "worker 2 did not keep the partition")
+    }
+
+    @Test("an invalid rotate() answer is logged and the default policy applies")
+    func invalidRotateAnswer() async throws {
+        let (seen, capture, _) = try await runRotation { _ in "function rotate(ctx) return { worker = \"nobody\" } end" }
         #expect(seen.map(\.offset) == Array(0..<300).map(Int64.init))
         let warnings = capture.all.filter { $0.message.contains("rotate() answer not used") && $0.message.contains("no worker 'nobody'") }
         #expect(!warnings.isEmpty, "the invalid answer was not reported")
-        // Honoured answers give worker 2 every other lease; the default gives the next worker after it.
-        let byWorker = Dictionary(grouping: seen, by: \.worker).mapValues(\.count)
-        #expect((byWorker["\(group)-2"] ?? 0) > 300 / 3, "worker 2 processed \(byWorker["\(group)-2"] ?? 0)")
+        // The default policy hands the partition round robin: every worker took part.
+        #expect(Set(seen.map(\.worker)).count == 3)
     }
 
     @Test("a failing message is retried, then dead-lettered with headers naming the error, and processing goes on in order")
