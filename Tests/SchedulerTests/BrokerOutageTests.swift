@@ -106,3 +106,47 @@ struct BackPressureTests {
         }
     }
 }
+
+@Suite("Slow consumer, fast producer")
+struct SlowConsumerTests {
+    @Test("prefetch stays within queued.max.messages.kbytes: a slow process() does not pull the whole backlog into memory")
+    func boundedPrefetch() async throws {
+        let topic = try TestBroker.freshTopic("slow", partitions: 2)
+        let total = 6000
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 30_000)
+        let payload = [UInt8](repeating: UInt8(ascii: "p"), count: 1024)
+        let deliveries = (0..<total).map { index in
+            producer.enqueue(OutgoingMessage(topic: topic, key: Array("k\(index % 8)".utf8), value: payload))
+        }
+        for delivery in deliveries { _ = try await delivery.report() }
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              local started = os.clock()
+              while os.clock() - started < 0.01 do end
+            end
+            """])
+        let catalog = try await ScriptCatalog.load(directory: scripts, limits: .standard, needsProcess: true, logger: quietLogger)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
+        let runtime = try await GroupRuntime.start(
+            group: GroupConfig(name: "slow-\(UUID().uuidString.prefix(6))", topics: [topic], workers: 2, sliceMs: 100),
+            bootstrapServers: TestBroker.shared.bootstrapServers,
+            properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500", "queued.max.messages.kbytes": "512"],
+            publisher: publisher, catalog: catalog, logger: quietLogger)
+        _ = await eventually { await runtime.snapshot().partitions.contains { $0.next_offset > 0 } }
+        var mostReady = 0
+        for _ in 0..<30 {
+            let ready = await runtime.coordinator.inspect { $0.feeds.values.reduce(0) { $0 + $1.readyCount } }
+            mostReady = max(mostReady, ready)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let processed = await runtime.snapshot().partitions.reduce(0) { $0 + max(0, Int($1.next_offset)) }
+        await runtime.shutdown()
+        await producer.close(timeoutMs: 1000)
+        print("slow consumer: at most \(mostReady) messages (1 KiB each) fetched ahead; \(processed) of \(total) processed")
+        // Per partition: 512 KiB queued plus at most one fetch response in
+        // flight (fetch.message.max.bytes, 1 MiB): about 1,500 messages of 1 KiB.
+        #expect(mostReady <= 2 * 1600, "fetched ahead: \(mostReady)")
+        // The point: what is neither processed nor fetched stays on the broker.
+        #expect(processed + mostReady < total, "the whole backlog was pulled into memory")
+    }
+}
