@@ -96,6 +96,10 @@ public final class TaskPublisher: Sendable {
     /// tasks and dead letters); on the embedded broker its topic is created first.
     func enqueue(_ message: OutgoingMessage) -> Result<PendingDelivery, PublishError> {
         if let problem = TopicName.problem(message.topic) { return .failure(.invalid(problem)) }
+        let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        if size > maxMessageBytes {
+            return .failure(.invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)"))
+        }
         do {
             try prepareTopic(message.topic)
         } catch {
