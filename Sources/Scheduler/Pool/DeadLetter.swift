@@ -23,7 +23,7 @@ enum DeadLetter {
             headers.append(KafkaHeader(String(cString: name), String(decoding: value, as: UTF8.self)))
         }
         headers += [
-            KafkaHeader(Header.error, String(error.prefix(4000))),
+            KafkaHeader(Header.error, String(error.prefix(2000))),
             KafkaHeader(Header.attempts, String(attempts)),
             KafkaHeader(Header.group, group.name),
             KafkaHeader(Header.worker, worker),

@@ -69,11 +69,11 @@ extension Worker {
     }
 
     /// Publishes `messages` in order and waits for every acknowledgement.
-    func publishAndWait(_ messages: [OutgoingMessage]) -> Result<Void, ProcessFailure> {
+    func publishAndWait(_ messages: [OutgoingMessage], checkSize: Bool = true) -> Result<Void, ProcessFailure> {
         guard !messages.isEmpty else { return .success(()) }
         var deliveries: [PendingDelivery] = []
         for message in messages {
-            switch environment.publisher.enqueue(message) {
+            switch environment.publisher.enqueue(message, checkSize: checkSize) {
             case .success(let delivery): deliveries.append(delivery)
             case .failure(let error): return .failure(ProcessFailure("emit to '\(message.topic)' failed: \(error)"))
             }
@@ -95,7 +95,7 @@ extension Worker {
         let letter = DeadLetter.message(for: message, error: error, attempts: attempts, group: environment.group, worker: id)
         var tries = 0
         while true {
-            switch publishAndWait([letter]) {
+            switch publishAndWait([letter], checkSize: false) {
             case .success:
                 environment.logger.error("message dead-lettered to \(letter.topic) after \(attempts) attempts: \(error)", metadata: logMetadata.merging([
                     LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)", LogKey.offset: "\(message.offset)",

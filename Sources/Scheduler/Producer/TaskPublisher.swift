@@ -94,10 +94,13 @@ public final class TaskPublisher: Sendable {
 
     /// Hands `message` to the producer without waiting (for workers: emitted
     /// tasks and dead letters); on the embedded broker its topic is created first.
-    func enqueue(_ message: OutgoingMessage) -> Result<PendingDelivery, PublishError> {
+    /// `checkSize: false` for dead letters: the original passed the broker's
+    /// limit, and the producer's `message.max.bytes` leaves 4 KiB for the
+    /// headers added to it.
+    func enqueue(_ message: OutgoingMessage, checkSize: Bool = true) -> Result<PendingDelivery, PublishError> {
         if let problem = TopicName.problem(message.topic) { return .failure(.invalid(problem)) }
         let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-        if size > maxMessageBytes {
+        if checkSize && size > maxMessageBytes {
             return .failure(.invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)"))
         }
         do {
