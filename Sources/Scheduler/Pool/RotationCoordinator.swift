@@ -13,7 +13,7 @@ final class RotationCoordinator: @unchecked Sendable {
     let logger: Logger
     let workers: [Worker]
     let consumer: KafkaConsumer
-    private let thread: DedicatedThread
+    let thread: DedicatedThread
     var policy: LuaState?
     var policyGeneration = 0
     let catalog: ScriptCatalog
@@ -32,7 +32,7 @@ final class RotationCoordinator: @unchecked Sendable {
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
     var history = LeaseHistory()
-    private var lastCommitRetry = ContinuousClock.now
+    var lastCommitRetry = ContinuousClock.now
     /// Partitions promised to a worker once its current lease has ended.
     var pendingGrants: [Int: (partition: TopicPartition, sliceMs: Int)] = [:]
 
@@ -123,31 +123,6 @@ final class RotationCoordinator: @unchecked Sendable {
         thread.submit { [self] in handle(report) }
     }
 
-    /// A commit failed (not for a rebalance): every position is sent again,
-    /// by the holding worker within its commit interval, or by `tick` for
-    /// partitions nobody holds.
-    func commitFailed() {
-        thread.submit { [self] in
-            for feed in feeds.values { feed.committedOffset = -1 }
-        }
-    }
-
-    /// Commits the positions of partitions nobody holds that moved since
-    /// their last successful commit (at most once a second).
-    private func retryIdleCommits() {
-        guard ContinuousClock.now - lastCommitRetry >= .seconds(1) else { return }
-        let offsets = feeds.values
-            .filter { slots[$0.partition]?.holder == nil && $0.nextOffset >= 0 && $0.nextOffset != $0.committedOffset }
-        guard !offsets.isEmpty else { return }
-        lastCommitRetry = .now
-        do {
-            try consumer.commit(offsets.map { PartitionOffset(topic: $0.partition.topic, partition: $0.partition.partition, offset: $0.nextOffset) }, async: true)
-            for feed in offsets { feed.committedOffset = feed.nextOffset }
-        } catch {
-            logger.warning("commit retry failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
-        }
-    }
-
     /// Periodic check for new work on idle partitions; refreshes the lag gauges.
     func tick() {
         thread.submit { [self] in
@@ -159,24 +134,6 @@ final class RotationCoordinator: @unchecked Sendable {
                     .record(lag(partition))
             }
         }
-    }
-
-    /// Adds one report's figures to the metrics (once per slice, not per message).
-    private func recordMetrics(_ report: SliceReport) {
-        let metrics = catalog.metrics
-        let topicLabels = [("group", group.name), ("topic", report.lease.partition.topic)]
-        // Dead-lettered messages are handled but not processed.
-        let processed = report.messages - report.deadLettered
-        if processed > 0 { metrics.counter(MetricName.processed, topicLabels).increment(by: processed) }
-        if report.errors > 0 { metrics.counter(MetricName.failed, topicLabels).increment(by: report.errors) }
-        if report.deadLettered > 0 { metrics.counter(MetricName.deadLettered, topicLabels).increment(by: report.deadLettered) }
-        let workerLabels = [("group", group.name), ("worker", workers[report.lease.workerIndex].id)]
-        if !report.final || report.reason != .slice { metrics.counter(MetricName.slices, workerLabels).increment() }
-        if report.busy > .zero {
-            metrics.floatingCounter(MetricName.busy, workerLabels).increment(by: Double(report.busy / .microseconds(1)) / 1e6)
-        }
-        if let gap = report.handoffGap { metrics.timer(MetricName.handoffGap, [("group", group.name)]).record(duration: gap) }
-        metrics.luaCalls.merge(script: ScriptCatalog.process, hook: "process", report.luaCalls)
     }
 
     /// Ends every lease at its next message boundary and grants none until
@@ -296,21 +253,5 @@ final class RotationCoordinator: @unchecked Sendable {
         slots[partition]?.holder = index
         activity[index].lease = lease
         workers[index].begin(lease, feed: feed) { [self] report in received(report) }
-    }
-}
-
-extension RotationCoordinator {
-    /// A message that reached the consumer queue instead of its partition
-    /// queue: queue it on its feed so the lease holder processes it in order.
-    func routeStray(_ message: KafkaRawMessage) {
-        thread.submit { [self] in
-            let partition = TopicPartition(topic: message.topic, partition: message.partition)
-            if let feed = feeds[partition] {
-                feed.addStray(message)
-            } else {
-                logger.warning("message for unassigned partition \(partition) dropped; it will be fetched again by its owner")
-                message.destroy()
-            }
-        }
     }
 }
