@@ -10,6 +10,9 @@ struct EmbeddedBrokerService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         logger.info("embedded broker stopping; its topics are discarded")
-        broker.shutdown()
+        // Destroying the mock cluster waits for its thread: not on the concurrency pool.
+        let thread = DedicatedThread(name: "embedded-broker-stop")
+        await thread.run { [broker] in broker.shutdown() }
+        thread.stop()
     }
 }

@@ -136,9 +136,11 @@ public final class KafkaProducer: @unchecked Sendable {
         }
         if wasClosed { return }
         await flush(timeoutMs: timeoutMs)
-        poller.stop()
         let shared = SendableHandle(raw: handle)
-        await blocking.run { rd_kafka_destroy(shared.raw) }
+        await blocking.run { [poller] in
+            poller.stop()
+            rd_kafka_destroy(shared.raw)
+        }
         blocking.stop()
         router.failAll(KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer closed before delivery"))
     }

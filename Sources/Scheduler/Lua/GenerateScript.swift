@@ -47,8 +47,13 @@ public final class GenerateScript: Sendable {
     /// (at a call boundary: never in the middle of a call).
     private func refresh() async {
         let current = catalog.generation
-        guard loadedGeneration.withLock({ $0 }) != current else { return }
-        loadedGeneration.withLock { $0 = current }
+        // Check and claim in one step, so concurrent calls switch only once.
+        let claimed = loadedGeneration.withLock { loaded in
+            guard loaded != current else { return false }
+            loaded = current
+            return true
+        }
+        guard claimed else { return }
         guard let source = catalog.source(ScriptCatalog.generate) else { return }
         do {
             try await host.replace(with: source)

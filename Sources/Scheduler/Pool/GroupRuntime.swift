@@ -123,12 +123,15 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     public func shutdown() async {
         await coordinator.stopAll()
         let feeds = await coordinator.inspect { Array($0.feeds.values) }
-        GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
-        pollLoop?.stop()
-        // Leaving the group runs the revoke callback on this thread; nothing is held any more.
-        let consumer = self.consumer
+        // The final commit, stopping the poll thread and leaving the group
+        // block: they run on a thread of their own, not on the concurrency pool.
+        // Leaving the group runs the revoke callback there; nothing is held any more.
         let closer = DedicatedThread(name: "close-\(group.name)")
-        await closer.run { consumer.close() }
+        await closer.run { [self] in
+            GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
+            pollLoop?.stop()
+            consumer.close()
+        }
         closer.stop()
         for worker in workers { await worker.close() }
         await coordinator.close()

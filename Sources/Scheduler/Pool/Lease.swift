@@ -136,6 +136,9 @@ struct SliceReport: Sendable {
     /// another worker: from the predecessor's last message to this lease's
     /// first (only when messages were waiting, so it is a pure handoff cost).
     let handoffGap: Duration?
+    /// A final report of messages processed in overtime, after the slice's
+    /// boundary was already reported (so it is not a slice of its own).
+    let overtime: Bool
     /// False for a slice boundary announced while the worker goes on
     /// (overtime, waiting for the coordinator's decision); true when the
     /// worker has let go of the partition.

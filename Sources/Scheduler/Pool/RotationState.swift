@@ -24,8 +24,8 @@ struct WorkerActivity {
         errors += report.errors
         deadLettered += report.deadLettered
         // A slice is counted at its boundary, or at the lease's end when
-        // the lease ended inside the slice.
-        if !report.final || report.reason != .slice { slices += 1 }
+        // the lease ended inside the slice (not in overtime).
+        if !report.overtime { slices += 1 }
         busy += report.busy
     }
 }

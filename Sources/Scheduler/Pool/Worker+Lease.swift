@@ -101,7 +101,7 @@ extension Worker {
                 lastCommit = clock.now
             }
         }
-        let final = report(lease, reason: reason, tally: tally, start: sliceStart, feed: feed, gap: handoffGap, final: true)
+        let final = report(lease, reason: reason, tally: tally, start: sliceStart, feed: feed, gap: handoffGap, overtime: announced, final: true)
         if reason == .slice && lease.control.takeoverRequested && lease.control.stopReason == nil {
             // Handoff: let go first (waking threads to commit or report could
             // get this thread preempted while the successor waits); the
@@ -134,13 +134,13 @@ extension Worker {
 
     private func report(
         _ lease: Lease, reason: SliceEndReason, tally: SliceTally, start: ContinuousClock.Instant,
-        feed: PartitionFeed, gap: Duration?, final: Bool
+        feed: PartitionFeed, gap: Duration?, overtime: Bool = false, final: Bool
     ) -> SliceReport {
         SliceReport(
             lease: lease, reason: reason, messages: tally.messages, errors: tally.errors,
             deadLettered: tally.deadLettered, busy: tally.busy, luaCalls: tally.luaCalls, startedAt: start, endedAt: .now,
             firstMessageAt: tally.firstMessageAt, nextOffset: feed.nextOffset >= 0 ? feed.nextOffset : nil,
-            readyAtEnd: feed.readyCount > 0, handoffGap: gap, final: final)
+            readyAtEnd: feed.readyCount > 0, handoffGap: gap, overtime: final && overtime, final: final)
     }
 
     /// Commits the feed's position asynchronously if it moved (the seed's

@@ -32,6 +32,7 @@ public final class TaskPublisher: Sendable {
     /// `[kafka] partitions`); nil for a real cluster.
     private let topicCreator: (@Sendable (String) throws -> Void)?
     private let knownTopics = LockedValue<Set<String>>([])
+    private let topicThread = DedicatedThread(name: "topic-create")
     let metrics: SchedulerMetrics
 
     init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
@@ -72,7 +73,7 @@ public final class TaskPublisher: Sendable {
                 continue
             }
             do {
-                try prepareTopic(task.topic)
+                try await prepareTopicOffPool(task.topic)
             } catch {
                 waits.append((nil, task, .failure(.kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")))))
                 continue
@@ -128,6 +129,13 @@ public final class TaskPublisher: Sendable {
             if kafkaError.isMessageTooLarge { return .failure(.invalid("message too large for the broker: \(kafkaError)")) }
             return .failure(.kafka(kafkaError))
         }
+    }
+
+    /// `prepareTopic` for async callers: creating a topic on the embedded
+    /// broker waits for the mock cluster's thread, so it runs on a dedicated one.
+    private func prepareTopicOffPool(_ topic: String) async throws {
+        guard topicCreator != nil, knownTopics.withLock({ !$0.contains(topic) }) else { return }
+        try await topicThread.run { [self] in try prepareTopic(topic) }
     }
 
     private func prepareTopic(_ topic: String) throws {
