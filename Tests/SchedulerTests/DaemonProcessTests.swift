@@ -109,13 +109,7 @@ struct DaemonKillTests {
         try await publishKeyed(topic: topic, count: total, keys: 32)
         let scripts = try makeScripts([
             "generate.lua": idleGenerate,
-            "process.lua": """
-                function process(msg)
-                  local started = os.clock()
-                  while os.clock() - started < 0.0005 do end
-                  scheduler.log('notice', 'seen ' .. msg.partition .. ' ' .. msg.offset .. ' ' .. tostring(msg.key) .. ' ' .. msg.payload)
-                end
-                """,
+            "process.lua": seenProcess(busySeconds: 0.0005),
         ])
         let configFile = try daemonConfig(next: scripts, topic: topic, group: "kill", workers: 3, sliceMs: 30)
         func seen(_ daemon: DaemonProcess) -> [String] {

@@ -73,12 +73,21 @@ struct Seen: Hashable {
     }
 }
 
-/// A process.lua that logs `seen <partition> <offset> <key> <payload>` for each message.
-let seenProcessScript = """
+/// A process.lua that logs `seen <partition> <offset> <key> <payload>` for
+/// each message, after burning `seconds` of CPU (0: none), so that a run
+/// crosses many slice boundaries or lasts long enough for something to happen.
+func seenProcess(busySeconds seconds: Double = 0) -> String {
+    """
     function process(msg)
+      local started = os.clock()
+      while os.clock() - started < \(seconds) do end
       scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
     end
     """
+}
+
+/// `seenProcess()` without the busy wait.
+let seenProcessScript = seenProcess()
 
 /// Publishes `count` messages to `topic`, keyed `k<i % keys>`, with payload
 /// `<key>:<sequence within key>`, and waits for every acknowledgement.

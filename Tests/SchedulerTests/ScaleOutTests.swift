@@ -13,13 +13,7 @@ struct ScaleOutTests {
         // About 1 ms of CPU per message, so the work is still going on when the second daemon joins.
         let scripts = try makeScripts([
             "generate.lua": idleGenerate,
-            "process.lua": """
-                function process(msg)
-                  local started = os.clock()
-                  while os.clock() - started < 0.001 do end
-                  scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
-                end
-                """,
+            "process.lua": seenProcess(busySeconds: 0.001),
         ])
         let config = poolConfig(topics: [topic], workers: 2, sliceMs: 50, group: group)
         let first = LogCapture()

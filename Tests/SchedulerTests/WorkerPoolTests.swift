@@ -49,13 +49,7 @@ struct WorkerPoolTests {
         let group = "rot-\(UUID().uuidString.prefix(6))"
         let scripts = try makeScripts([
             "generate.lua": idleGenerate,
-            "process.lua": """
-                function process(msg)
-                  local started = os.clock()
-                  while os.clock() - started < 0.0005 do end
-                  scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
-                end
-                """,
+            "process.lua": seenProcess(busySeconds: 0.0005),
             "rotate.lua": rotate(group),
         ])
         let seen = try await withPool(poolConfig(topics: [topic], workers: 3, sliceMs: 5, group: group), scripts: scripts, logger: capture.logger) {
