@@ -51,9 +51,6 @@ public struct KafkaRawMessage: @unchecked Sendable {
         }
     }
 
-    /// A copy that outlives this message.
-    public var copied: ConsumedMessage { ConsumedMessage(pointer) }
-
     /// Returns the message's memory to librdkafka.
     public func destroy() {
         rd_kafka_message_destroy(pointer)

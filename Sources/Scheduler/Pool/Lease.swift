@@ -125,8 +125,6 @@ struct SliceReport: Sendable {
     let startedAt: ContinuousClock.Instant
     /// When the slice ended (for a final report: when the worker stopped taking messages).
     let endedAt: ContinuousClock.Instant
-    /// When it started processing its first message, if any.
-    let firstMessageAt: ContinuousClock.Instant?
     /// Offset of the next message to process after this slice.
     let nextOffset: Int64?
     /// Messages were already fetched and waiting when the slice ended, so

@@ -188,7 +188,6 @@ final class RotationCoordinator: @unchecked Sendable {
         recordMetrics(report)
         if report.final, var slot = slots[partition] {
             if slot.holder == index { slot.holder = nil }
-            slot.lastHolder = index
             slot.lastEnd = report.endedAt
             slots[partition] = slot
         }

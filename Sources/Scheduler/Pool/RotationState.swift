@@ -2,8 +2,6 @@
 struct PartitionSlot {
     /// Worker index holding the lease, if any.
     var holder: Int?
-    /// Worker that held the previous lease.
-    var lastHolder: Int?
     /// When the previous lease ended.
     var lastEnd: ContinuousClock.Instant?
     /// A rebalance is taking the partition away.

@@ -76,7 +76,6 @@ extension Worker {
                     continue
                 }
                 let began = clock.now
-                if tally.firstMessageAt == nil { tally.firstMessageAt = began }
                 if let from = handoffFrom {
                     handoffGap = began - from
                     handoffFrom = nil
@@ -139,7 +138,7 @@ extension Worker {
         SliceReport(
             lease: lease, reason: reason, messages: tally.messages, errors: tally.errors,
             deadLettered: tally.deadLettered, busy: tally.busy, luaCalls: tally.luaCalls, startedAt: start, endedAt: .now,
-            firstMessageAt: tally.firstMessageAt, nextOffset: feed.nextOffset >= 0 ? feed.nextOffset : nil,
+            nextOffset: feed.nextOffset >= 0 ? feed.nextOffset : nil,
             readyAtEnd: feed.readyCount > 0, handoffGap: gap, overtime: final && overtime, final: final)
     }
 
@@ -163,6 +162,5 @@ struct SliceTally {
     var errors = 0
     var deadLettered = 0
     var busy = Duration.zero
-    var firstMessageAt: ContinuousClock.Instant?
     var luaCalls = LuaCallTally()
 }
