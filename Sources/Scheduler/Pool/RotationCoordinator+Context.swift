@@ -3,7 +3,10 @@
 extension RotationCoordinator {
     func context(after report: SliceReport) -> LuaValue {
         let partition = report.lease.partition
-        let snapshot = self.snapshot()
+        // Only the parts the policy sees: no handoff quantiles or lease
+        // history on this path, which runs at every slice boundary.
+        let workerViews = self.workerViews(now: .now)
+        let partitionViews = self.partitionViews()
         var fields: [LuaValue: LuaValue] = [
             "group": .string(group.name),
             "topic": .string(partition.topic),
@@ -21,7 +24,7 @@ extension RotationCoordinator {
             "topics": list(group.topics.map { .string($0) }),
         ]
         if let current = currentTopic { fields["current_topic"] = .string(current) }
-        fields["workers"] = list(snapshot.workers.map { worker in
+        fields["workers"] = list(workerViews.map { worker in
             var entry: [LuaValue: LuaValue] = [
                 "id": .string(worker.id), "state": .string(worker.state),
                 "messages": .integer(Int64(worker.messages)), "errors": .integer(Int64(worker.errors)),
@@ -33,7 +36,7 @@ extension RotationCoordinator {
             }
             return .table(entry)
         })
-        fields["partitions"] = list(snapshot.partitions.map { view in
+        fields["partitions"] = list(partitionViews.map { view in
             var entry: [LuaValue: LuaValue] = [
                 "topic": .string(view.topic), "partition": .integer(Int64(view.partition)),
                 "committed": .integer(view.committed), "next_offset": .integer(view.next_offset),
@@ -52,7 +55,20 @@ extension RotationCoordinator {
     /// The group's state now (`GET /groups`).
     func snapshot() -> GroupView {
         let now = ContinuousClock.now
-        let workerViews = workers.indices.map { index -> WorkerView in
+        return GroupView(
+            name: group.name, topics: group.topics, current_topic: currentTopic, slice_ms: group.sliceMs,
+            workers: workerViews(now: now), partitions: partitionViews(),
+            handoff: HandoffView(
+                count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)),
+            recent_leases: history.spans.filter { now - $0.end <= LeaseHistory.window }.map { span in
+                LeaseSpanView(worker: workers[span.worker].id, topic: span.partition.topic, partition: span.partition.partition,
+                              start_ms_ago: Int((now - span.start) / .milliseconds(1)), end_ms_ago: Int((now - span.end) / .milliseconds(1)))
+            })
+    }
+
+    /// Every worker of the pool, in order.
+    func workerViews(now: ContinuousClock.Instant) -> [WorkerView] {
+        workers.indices.map { index -> WorkerView in
             let entry = activity[index]
             return WorkerView(
                 id: workers[index].id,
@@ -61,7 +77,11 @@ extension RotationCoordinator {
                 messages: entry.messages, errors: entry.errors, dead_lettered: entry.deadLettered,
                 busy_ms: Int(entry.busy / .milliseconds(1)), slices: entry.slices)
         }
-        let partitionViews = slots.keys.sorted().map { partition -> PartitionView in
+    }
+
+    /// Every partition assigned to this process, sorted.
+    func partitionViews() -> [PartitionView] {
+        slots.keys.sorted().map { partition -> PartitionView in
             let slot = slots[partition]!
             return PartitionView(
                 topic: partition.topic, partition: partition.partition,
@@ -70,14 +90,5 @@ extension RotationCoordinator {
                 next_offset: feeds[partition]?.nextOffset ?? -1,
                 lag: lag(partition))
         }
-        return GroupView(
-            name: group.name, topics: group.topics, current_topic: currentTopic, slice_ms: group.sliceMs,
-            workers: workerViews, partitions: partitionViews,
-            handoff: HandoffView(
-                count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)),
-            recent_leases: history.spans.filter { now - $0.end <= LeaseHistory.window }.map { span in
-                LeaseSpanView(worker: workers[span.worker].id, topic: span.partition.topic, partition: span.partition.partition,
-                              start_ms_ago: Int((now - span.start) / .milliseconds(1)), end_ms_ago: Int((now - span.end) / .milliseconds(1)))
-            })
     }
 }
