@@ -112,34 +112,22 @@ enum KcatReader {
         process.arguments = ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "\n"]
         let output = Pipe()
         process.standardOutput = output
-        let counter = LineCounter()
-        output.fileHandleForReading.readabilityHandler = { handle in counter.add(handle.availableData) }
         let start = ContinuousClock.now
         try process.run()
+        // One reader until end of file: kcat never blocks on a full pipe, and
+        // no chunk is lost between a handler and a final read.
+        let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let elapsed = ContinuousClock.now - start
-        output.fileHandleForReading.readabilityHandler = nil
-        counter.add(output.fileHandleForReading.readDataToEndOfFile())
+        let lines = data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
         guard process.terminationStatus == 0 else {
             throw BenchmarkError("kcat exited with status \(process.terminationStatus)")
         }
-        guard counter.count == expected else {
-            throw BenchmarkError("kcat read \(counter.count) messages, expected \(expected)")
+        guard lines == expected else {
+            throw BenchmarkError("kcat read \(lines) messages, expected \(expected)")
         }
-        return .init(messages: counter.count, seconds: Double(elapsed / .microseconds(1)) / 1e6)
+        return .init(messages: lines, seconds: Double(elapsed / .microseconds(1)) / 1e6)
     }
-}
-
-/// Counts newlines arriving from another thread.
-final class LineCounter: @unchecked Sendable {
-    // Threading rule: `lines` is guarded by `lock`.
-    private let lock = NSLock()
-    private var lines = 0
-    func add(_ data: Data) {
-        let newlines = data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
-        lock.withLock { lines += newlines }
-    }
-    var count: Int { lock.withLock { lines } }
 }
 
 /// The scripts the benchmark's group runs: a no-op `process()`.
