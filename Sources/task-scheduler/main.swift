@@ -135,32 +135,51 @@ struct BrokerHolder: Service {
 }
 
 extension TaskSchedulerCommand {
-    /// Measures throughput against kcat and the handoff gaps.
+    /// Measures steady-state throughput against librdkafka, kcat and a Python peer.
     struct Bench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Benchmark: kcat vs the scheduler with a no-op process() on one embedded broker; prints rates, ratio and handoff gaps.")
+            abstract: "Benchmark on one embedded broker: librdkafka alone, kcat, the scheduler (no-op and emitting process()) and a Python peer; prints rates and ratios.")
 
-        @Option(help: "Messages in the benchmark topic.") var messages = 200_000
-        @Option(help: "Workers in the group.") var workers = 6
+        @Option(help: "Messages in the backlog.") var messages = 1_000_000
+        @Option(help: "Partitions of the backlog topic.") var partitions = 16
+        @Option(help: "Workers in the group.") var workers = 4
         @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
-        @Option(help: "Runs of each reader.") var runs = 3
+        @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
+        @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
 
         func run() async throws {
             bootstrapLogging(.warning)
             var bench = ThroughputBenchmark()
             bench.messages = messages
+            bench.partitions = partitions
             bench.workers = workers
             bench.sliceMs = sliceMs
             bench.runs = runs
+            bench.peerMessages = peerMessages ?? messages
             let result = try await bench.run(logger: Logger(label: "bench")) { print($0) }
-            func median(_ runs: [ThroughputBenchmark.Run]) -> Double { runs.map(\.rate).sorted()[runs.count / 2] }
-            func best(_ runs: [ThroughputBenchmark.Run]) -> Double { runs.map(\.rate).max() ?? 0 }
-            let format = { (value: Double) in String(Int(value.rounded())) }
+            func median(_ runs: [ThroughputBenchmark.Run]) -> Double? {
+                runs.isEmpty ? nil : runs.map(\.rate).sorted()[runs.count / 2]
+            }
+            func rate(_ value: Double?) -> String { value.map { String(Int($0.rounded())) + " msg/s" } ?? "-" }
+            func ratio(_ a: Double?, _ b: Double?) -> String {
+                guard let a, let b, b > 0 else { return "-" }
+                return String(format: "%.2fx", a / b)
+            }
+            let limit = median(result.librdkafka)
+            let kcat = median(result.kcat)
+            let noop = median(result.noop)
+            let emitting = median(result.emitting)
+            let python = median(result.python)
             print("")
-            print("kcat:      best \(format(best(result.kcat))) msg/s, median \(format(median(result.kcat))) msg/s")
-            print("scheduler: best \(format(best(result.scheduler))) msg/s, median \(format(median(result.scheduler))) msg/s (\(workers) workers, slice \(sliceMs) ms, \(result.slices) slices)")
-            print("ratio (scheduler / kcat, medians): \(String(format: "%.2f", median(result.scheduler) / median(result.kcat)))")
-            print("handoff gap over \(result.gapCount) handoffs: p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
+            print("== steady state, \(messages) messages, \(partitions) partitions, medians (rates from first message to last)")
+            print("librdkafka alone (limit):      \(rate(limit))")
+            print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
+            print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat)")
+            print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
+            print("python peer (consume/produce/flush/commit): \(rate(python))")
+            print("emitted output: \(result.outputProblems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : result.outputProblems.joined(separator: ", "))")
+            print("handoff gap over \(result.gapCount) handoffs (\(workers) workers, slice \(sliceMs) ms, \(result.slices) slices): p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
+            if !result.outputProblems.isEmpty { throw ExitCode(1) }
         }
     }
 }

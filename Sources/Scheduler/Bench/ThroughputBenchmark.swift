@@ -1,23 +1,33 @@
 import Foundation
 import Logging
 
-/// `task-scheduler bench`: in one run against one embedded broker, measures
-/// (a) kcat reading a topic and (b) a group of this scheduler processing the
-/// same topic with a no-op `process()`, and reports both rates, their ratio
-/// and the handoff gaps. Figures, not pass/fail: the machines are shared.
+/// `task-scheduler bench`: steady-state throughput on one embedded broker.
+///
+/// A backlog of `messages` keyed messages over `partitions` partitions is
+/// produced first; then every reader works through all of it, each timed from
+/// its first message to its last: librdkafka alone (the limit), kcat, the
+/// scheduler with a no-op `process()`, the scheduler with a `process()` that
+/// emits every message to another topic (timed until every emit is
+/// acknowledged and committable), and the Python peer doing the same
+/// consume-produce-commit work. The emitting runs' outputs are read back:
+/// nothing lost, nothing doubled, per-key order kept.
 public struct ThroughputBenchmark: Sendable {
-    /// Messages in the topic.
-    public var messages = 200_000
-    /// Partitions of the topic.
-    public var partitions = 4
+    /// Messages in the backlog.
+    public var messages = 1_000_000
+    /// Partitions of the backlog topic (the mock keeps ~100k messages each).
+    public var partitions = 16
     /// Workers in the group.
-    public var workers = 6
+    public var workers = 4
     /// Slice length: short, so the run crosses many slice boundaries.
     public var sliceMs = 50
-    /// Runs of each reader; the best and the median are reported.
+    /// Runs of the fast readers (librdkafka, kcat, scheduler no-op); medians are reported.
     public var runs = 3
+    /// Messages the Python peer works through (it is ~100x slower than the others).
+    public var peerMessages = 1_000_000
     /// Payload size in bytes.
     public var payloadBytes = 32
+    /// Distinct keys.
+    public var keys = 1000
 
     /// Creates a benchmark with the defaults.
     public init() {}
@@ -26,7 +36,7 @@ public struct ThroughputBenchmark: Sendable {
     public struct Run: Sendable {
         /// Messages read.
         public var messages: Int
-        /// Wall time.
+        /// From the first message to the last.
         public var seconds: Double
         /// Messages per second.
         public var rate: Double { Double(messages) / seconds }
@@ -34,12 +44,17 @@ public struct ThroughputBenchmark: Sendable {
 
     /// Everything the benchmark measured.
     public struct Result: Sendable {
-        public var kcat: [Run]
-        public var scheduler: [Run]
+        public var librdkafka: [Run] = []
+        public var kcat: [Run] = []
+        public var noop: [Run] = []
+        public var emitting: [Run] = []
+        public var python: [Run] = []
+        /// Problems found in the emitting runs' outputs (lost, doubled, out of order).
+        public var outputProblems: [String] = []
         public var gapP50Ms: Double?
         public var gapP99Ms: Double?
-        public var gapCount: Int
-        public var slices: Int
+        public var gapCount = 0
+        public var slices = 0
     }
 
     /// Runs the benchmark; `report` receives progress lines.
@@ -48,94 +63,121 @@ public struct ThroughputBenchmark: Sendable {
         defer { broker.shutdown() }
         let topic = "bench"
         try broker.createTopic(topic, partitions: partitions)
-        report("embedded broker \(broker.bootstrapServers); producing \(messages) messages of \(payloadBytes) bytes to \(partitions) partitions")
+        report("embedded broker \(broker.bootstrapServers); producing \(messages) messages of \(payloadBytes) bytes, \(keys) keys, to \(partitions) partitions")
         let producer = try KafkaProducer.make(
-            bootstrapServers: broker.bootstrapServers, deliveryTimeoutMs: 60_000,
-            properties: ["queue.buffering.max.messages": "1000000", "linger.ms": "20"])
+            bootstrapServers: broker.bootstrapServers, deliveryTimeoutMs: 120_000,
+            properties: ["queue.buffering.max.messages": "2000000", "linger.ms": "20"])
+        try await produceBacklog(producer, topic: topic)
+        let fetch = ["queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608"]
+
+        var result = Result()
+        for attempt in 1...runs {
+            let run = try BenchReaders.librdkafka(bootstrap: broker.bootstrapServers, topic: topic, partitions: partitions, expected: messages, properties: fetch).run
+            report("librdkafka run \(attempt): \(describe(run))")
+            result.librdkafka.append(run)
+        }
+        for attempt in 1...runs {
+            let run = try BenchReaders.kcat(bootstrap: broker.bootstrapServers, topic: topic, expected: messages)
+            report("kcat run \(attempt): \(describe(run))")
+            result.kcat.append(run)
+        }
+        let output = "bench-out"
+        try broker.createTopic(output, partitions: partitions)
+        let noopScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noop), limits: .standard, needsProcess: true, logger: logger)
+        let emittingScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.emitting(to: output)), limits: .standard, needsProcess: true, logger: logger)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
+        var gaps = GapRecorder()
+        let scheduler = BenchScheduler(bootstrap: broker.bootstrapServers, partitions: partitions, messages: messages, publisher: publisher, logger: logger)
+        for attempt in 1...runs {
+            let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
+            for gap in measured.gaps.recentDurations { gaps.record(gap) }
+            result.slices += measured.slices
+            report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+            result.noop.append(measured.run)
+        }
+        let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
+        for gap in measured.gaps.recentDurations { gaps.record(gap) }
+        result.slices += measured.slices
+        report("scheduler emitting run: \(describe(measured.run)) (until every emit was acknowledged), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+        result.emitting.append(measured.run)
+        result.outputProblems = try checkOutput(broker: broker, topic: output)
+        report(result.outputProblems.isEmpty ? "emitted output: \(messages) messages, none lost, none doubled, per-key order kept" : "emitted output problems: \(result.outputProblems.joined(separator: "; "))")
+        await producer.close(timeoutMs: 5000)
+
+        let peerOutput = "bench-peer-out"
+        try broker.createTopic(peerOutput, partitions: partitions)
+        do {
+            let run = try BenchReaders.python(bootstrap: broker.bootstrapServers, topic: topic, output: peerOutput, expected: min(peerMessages, messages))
+            report("python peer (confluent-kafka, consume 1000 / produce / flush / commit): \(describe(run))")
+            result.python.append(run)
+        } catch {
+            report("python peer skipped: \(error)")
+        }
+        result.gapCount = gaps.count
+        result.gapP50Ms = gaps.quantileMs(0.5)
+        result.gapP99Ms = gaps.quantileMs(0.99)
+        return result
+    }
+
+    private func group(_ name: String, topic: String) -> GroupConfig {
+        var group = GroupConfig(name: "bench-\(name)-\(UUID().uuidString.prefix(6))", topics: [topic], workers: workers, sliceMs: sliceMs)
+        group.maxAttempts = 1
+        return group
+    }
+
+    /// Fills the topic: payload `<sequence number>` padded to `payloadBytes`, key `k<n mod keys>`.
+    private func produceBacklog(_ producer: KafkaProducer, topic: String) async throws {
         var deliveries: [PendingDelivery] = []
         deliveries.reserveCapacity(messages)
-        let payload = Array(repeating: UInt8(ascii: "x"), count: payloadBytes)
         for index in 0..<messages {
-            deliveries.append(producer.enqueue(OutgoingMessage(topic: topic, key: Array("k\(index % 1000)".utf8), value: payload)))
+            let sequence = String(index)
+            let payload = Array((sequence + String(repeating: " ", count: max(0, payloadBytes - sequence.count))).utf8)
+            deliveries.append(producer.enqueue(OutgoingMessage(topic: topic, key: Array("k\(index % keys)".utf8), value: payload)))
         }
         for delivery in deliveries { _ = try await delivery.report() }
-        deliveries.removeAll()
+    }
 
-        var kcatRuns: [Run] = []
-        for attempt in 1...runs {
-            let run = try KcatReader.read(bootstrap: broker.bootstrapServers, topic: topic, expected: messages)
-            report("kcat run \(attempt): \(run.messages) messages in \(String(format: "%.3f", run.seconds)) s = \(Int(run.rate)) msg/s")
-            kcatRuns.append(run)
+    /// Reads the emitting run's output back: every sequence number exactly
+    /// once, and per key in increasing order.
+    private func checkOutput(broker: EmbeddedBroker, topic: String) throws -> [String] {
+        let read = try BenchReaders.librdkafka(bootstrap: broker.bootstrapServers, topic: topic, partitions: partitions,
+                                               expected: messages, properties: [:], collect: true).messages
+        var seen = [Bool](repeating: false, count: messages)
+        var lastPerKey: [String: Int] = [:]
+        var doubled = 0
+        var outOfOrder = 0
+        for message in read {
+            guard let sequence = Int(message.value.trimmingCharacters(in: .whitespaces)), sequence < messages else { continue }
+            if seen[sequence] { doubled += 1 }
+            seen[sequence] = true
+            if let last = lastPerKey[message.key], last > sequence { outOfOrder += 1 }
+            lastPerKey[message.key] = sequence
         }
+        let lost = seen.reduce(0) { $0 + ($1 ? 0 : 1) }
+        var problems: [String] = []
+        if lost > 0 { problems.append("\(lost) lost") }
+        if doubled > 0 { problems.append("\(doubled) doubled") }
+        if outOfOrder > 0 { problems.append("\(outOfOrder) out of per-key order") }
+        return problems
+    }
 
-        let scripts = try await ScriptCatalog.load(directory: BenchScripts.make(), limits: .standard, needsProcess: true, logger: logger)
-        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
-        var schedulerRuns: [Run] = []
-        var gaps = GapRecorder()
-        var slices = 0
-        for attempt in 1...runs {
-            var group = GroupConfig(name: "bench-\(attempt)-\(UUID().uuidString.prefix(6))", topics: [topic], workers: workers, sliceMs: sliceMs)
-            group.maxAttempts = 1
-            let runtime = try await GroupRuntime.start(
-                group: group, bootstrapServers: broker.bootstrapServers,
-                properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"],
-                publisher: publisher, catalog: scripts, logger: logger)
-            // The clock starts when the group protocol has assigned the
-            // partitions (the join itself is Kafka's, not the scheduler's).
-            // Cheap probes on the coordinator's thread (a full snapshot would
-            // sort gaps and build the lease history every 2 ms, slowing what is measured).
-            while await runtime.coordinator.inspect({ $0.feeds.count }) < partitions { try await Task.sleep(for: .milliseconds(1)) }
-            let start = ContinuousClock.now
-            while await runtime.coordinator.inspect({ $0.feeds.values.reduce(0) { $0 + max(0, Int($1.nextOffset)) } }) < messages {
-                try await Task.sleep(for: .milliseconds(2))
-            }
-            let elapsed = ContinuousClock.now - start
-            let (runGaps, runSlices) = await runtime.coordinator.inspect { ($0.gaps, $0.activity.reduce(0) { $0 + $1.slices }) }
-            await runtime.shutdown()
-            for gap in runGaps.recentDurations { gaps.record(gap) }
-            slices += runSlices
-            let run = Run(messages: messages, seconds: Double(elapsed / .microseconds(1)) / 1e6)
-            report("scheduler run \(attempt): \(run.messages) messages in \(String(format: "%.3f", run.seconds)) s = \(Int(run.rate)) msg/s, \(runSlices) slices, \(runGaps.count) handoffs")
-            schedulerRuns.append(run)
-        }
-        await producer.close(timeoutMs: 5000)
-        return Result(kcat: kcatRuns, scheduler: schedulerRuns, gapP50Ms: gaps.quantileMs(0.5), gapP99Ms: gaps.quantileMs(0.99), gapCount: gaps.count, slices: slices)
+    private func describe(_ run: Run) -> String {
+        "\(run.messages) messages in \(String(format: "%.3f", run.seconds)) s = \(Int(run.rate)) msg/s"
     }
 }
 
-/// Reads a topic from the beginning to its end with kcat, timing the whole process.
-enum KcatReader {
-    static func read(bootstrap: String, topic: String, expected: Int) throws -> ThroughputBenchmark.Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        // -e: exit at the end of every partition; -f '\n': one line per message.
-        process.arguments = ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "\n"]
-        let output = Pipe()
-        process.standardOutput = output
-        let start = ContinuousClock.now
-        try process.run()
-        // One reader until end of file: kcat never blocks on a full pipe, and
-        // no chunk is lost between a handler and a final read.
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let elapsed = ContinuousClock.now - start
-        let lines = data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
-        guard process.terminationStatus == 0 else {
-            throw BenchmarkError("kcat exited with status \(process.terminationStatus)")
-        }
-        guard lines == expected else {
-            throw BenchmarkError("kcat read \(lines) messages, expected \(expected)")
-        }
-        return .init(messages: lines, seconds: Double(elapsed / .microseconds(1)) / 1e6)
-    }
-}
-
-/// The scripts the benchmark's group runs: a no-op `process()`.
+/// The scripts the benchmark's groups run.
 enum BenchScripts {
-    static func make() throws -> String {
+    static let noop = "function process(msg) end\n"
+    static func emitting(to topic: String) -> String {
+        "function process(msg)\n  scheduler.emit(\"\(topic)\", msg.payload, msg.key)\nend\n"
+    }
+
+    /// A scripts directory whose process.lua is `process`.
+    static func make(process: String) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("task-scheduler-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try "function process(msg) end\n".write(to: directory.appendingPathComponent(ScriptCatalog.process), atomically: true, encoding: .utf8)
+        try process.write(to: directory.appendingPathComponent(ScriptCatalog.process), atomically: true, encoding: .utf8)
         try "function generate() end\n".write(to: directory.appendingPathComponent(ScriptCatalog.generate), atomically: true, encoding: .utf8)
         return directory.path
     }

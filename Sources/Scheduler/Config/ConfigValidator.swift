@@ -42,6 +42,7 @@ enum ConfigValidator {
             try positive(group.workers, "\(prefix).workers", table: table, reader, max: 1024)
             try positive(group.sliceMs, "\(prefix).slice_ms", table: table, reader, max: 86_400_000)
             try positive(group.maxAttempts, "\(prefix).max_attempts", table: table, reader, max: 1000)
+            try positive(group.maxInflightEmits, "\(prefix).max_inflight_emits", table: table, reader, max: 10_000_000)
             if group.retryBackoffMs < 0 || group.retryBackoffMs > 30_000 {
                 throw reader.error("\(prefix).retry_backoff_ms", table: table, "must be between 0 and 30000, got \(group.retryBackoffMs)")
             }

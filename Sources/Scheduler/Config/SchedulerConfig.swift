@@ -106,6 +106,10 @@ public struct GroupConfig: Sendable, Equatable {
     /// Where messages go after the last failed attempt; `{topic}` is replaced
     /// by the source topic. Default `{topic}.dlq`.
     public var deadLetterTopic = "{topic}.dlq"
+    /// Tasks emitted by `process()` that may wait for the broker's
+    /// acknowledgement at once, over the whole group; past it a worker waits
+    /// (back pressure). Bounds the memory pipelined emits take. Default 10000.
+    public var maxInflightEmits = 10_000
 
     /// A group with the defaults.
     public init() {}

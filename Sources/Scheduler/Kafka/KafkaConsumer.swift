@@ -136,6 +136,20 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "commit") }
     }
 
+    /// Moves the fetch position of an assigned partition to `position.offset`
+    /// and purges what was fetched ahead; waits up to `timeoutMs` so that no
+    /// message fetched before the seek is delivered after it (blocking).
+    public func seek(_ position: PartitionOffset, timeoutMs: Int) throws {
+        let list = Self.makeList([position])
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let error = rd_kafka_seek_partitions(handle, list, Int32(timeoutMs)) {
+            defer { rd_kafka_error_destroy(error) }
+            throw KafkaError(rd_kafka_error_code(error), context: "seek \(position.topic)[\(position.partition)] to \(position.offset)")
+        }
+        let err = list.pointee.elems[0].err
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "seek \(position.topic)[\(position.partition)] to \(position.offset)") }
+    }
+
     /// The group's committed offsets for `partitions` (blocking).
     public func committed(_ partitions: [PartitionOffset], timeoutMs: Int) throws -> [PartitionOffset] {
         let list = Self.makeList(partitions)

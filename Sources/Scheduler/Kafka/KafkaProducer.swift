@@ -91,6 +91,18 @@ public final class KafkaProducer: @unchecked Sendable {
         return delivery
     }
 
+    /// Hands `message` to librdkafka without a waiter: its delivery report
+    /// goes to `sink` with `token` (on the poll thread). Returns the error if
+    /// librdkafka refused it at once (e.g. its queue is full); the sink then
+    /// hears nothing of it. Order within a partition is enqueue order.
+    func produce(_ message: OutgoingMessage, sink: DeliverySink, token: Int64) -> KafkaError? {
+        let id = router.register(sink: sink, token: token)
+        let result = enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: id))
+        guard result != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        router.forget(id)
+        return KafkaError(result, context: "produce to '\(message.topic)'")
+    }
+
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t {
         let headers: OpaquePointer? = message.headers.isEmpty ? nil : rd_kafka_headers_new(message.headers.count)
         for header in message.headers {
@@ -206,28 +218,56 @@ public final class PendingDelivery: @unchecked Sendable {
     }
 }
 
+/// Receives the delivery reports of messages produced with `produce(_:sink:token:)`.
+protocol DeliverySink: AnyObject, Sendable {
+    /// The message enqueued with `token` was acknowledged (`error` nil) or failed.
+    func delivered(token: Int64, error: KafkaError?)
+}
+
 /// Matches delivery reports to the messages they belong to.
 final class DeliveryRouter: @unchecked Sendable {
     // Threading rule: `waiting` and `nextID` are guarded by `lock`.
+    private enum Target {
+        case waiter(PendingDelivery)
+        case sink(DeliverySink, Int64)
+    }
     private let lock = NSLock()
-    private var waiting: [UInt: PendingDelivery] = [:]
+    private var waiting: [UInt: Target] = [:]
     private var nextID: UInt = 1
 
     func register() -> (UInt, PendingDelivery) {
         let delivery = PendingDelivery()
+        return (add(.waiter(delivery)), delivery)
+    }
+
+    func register(sink: DeliverySink, token: Int64) -> UInt {
+        add(.sink(sink, token))
+    }
+
+    private func add(_ target: Target) -> UInt {
         lock.lock()
         defer { lock.unlock() }
         let id = nextID
         nextID += 1
-        waiting[id] = delivery
-        return (id, delivery)
+        waiting[id] = target
+        return id
     }
 
-    func complete(_ id: UInt, _ result: Result<DeliveryReport, KafkaError>) {
+    private func take(_ id: UInt) -> Target? {
         lock.lock()
-        let delivery = waiting.removeValue(forKey: id)
-        lock.unlock()
-        delivery?.complete(result)
+        defer { lock.unlock() }
+        return waiting.removeValue(forKey: id)
+    }
+
+    /// Drops a registration whose message librdkafka refused.
+    func forget(_ id: UInt) { _ = take(id) }
+
+    func complete(_ id: UInt, _ result: Result<DeliveryReport, KafkaError>) {
+        switch take(id) {
+        case .waiter(let delivery): delivery.complete(result)
+        case .sink(let sink, let token): sink.delivered(token: token, error: result.failure)
+        case nil: break
+        }
     }
 
     func failAll(_ error: KafkaError) {
@@ -235,16 +275,37 @@ final class DeliveryRouter: @unchecked Sendable {
         let all = waiting
         waiting.removeAll()
         lock.unlock()
-        for delivery in all.values { delivery.complete(.failure(error)) }
+        for target in all.values {
+            switch target {
+            case .waiter(let delivery): delivery.complete(.failure(error))
+            case .sink(let sink, let token): sink.delivered(token: token, error: error)
+            }
+        }
     }
 
     func deliver(_ message: rd_kafka_message_t) {
         let id = UInt(bitPattern: message._private)
-        if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            complete(id, .failure(KafkaError(message.err)))
-            return
+        let error = message.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(message.err)
+        switch take(id) {
+        case .sink(let sink, let token):
+            // No report to build: the sink needs only the outcome.
+            sink.delivered(token: token, error: error)
+        case .waiter(let delivery):
+            if let error {
+                delivery.complete(.failure(error))
+            } else {
+                let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+                delivery.complete(.success(DeliveryReport(topic: topic, partition: message.partition, offset: message.offset)))
+            }
+        case nil: break
         }
-        let topic = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        complete(id, .success(DeliveryReport(topic: topic, partition: message.partition, offset: message.offset)))
+    }
+}
+
+extension Result {
+    /// The error of a failure, nil for a success.
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

@@ -22,12 +22,13 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger
     ) async throws -> GroupRuntime {
         let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
+        let emitBudget = EmitBudget(limit: group.maxInflightEmits)
         let rebalance = RebalanceHandler(
             assigned: { partitions in
                 guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
                 let feeds = partitions.compactMap { assigned -> PartitionFeed? in
                     guard let queue = consumer.partitionQueue(topic: assigned.topic, partition: assigned.partition) else { return nil }
-                    return PartitionFeed(partition: TopicPartition(topic: assigned.topic, partition: assigned.partition), queue: queue)
+                    return PartitionFeed(partition: TopicPartition(topic: assigned.topic, partition: assigned.partition), queue: queue, budget: emitBudget)
                 }
                 coordinator.assign(feeds)
             },
@@ -64,7 +65,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
-        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger)
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger, emitBudget: emitBudget)
         var workers: [Worker] = []
         do {
             for index in 0..<group.workers {
@@ -144,14 +145,19 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     }
 
     /// Synchronously commits the next offset of every feed that moved.
-    static func commitFinal(_ feeds: [PartitionFeed], consumer: KafkaConsumer, logger: Logger, group: String) {
-        let offsets = feeds.filter { $0.nextOffset >= 0 }.map {
-            PartitionOffset(topic: $0.partition.topic, partition: $0.partition.partition, offset: $0.nextOffset)
+    static func commitFinal(_ feeds: [PartitionFeed], consumer: KafkaConsumer, logger: Logger, group: String, settleWithin: Duration = .seconds(5)) {
+        // Emits still in flight hold their messages' offsets back: give them
+        // a bounded time to be acknowledged so the commit covers them.
+        let deadline = ContinuousClock.now + settleWithin
+        for feed in feeds where !feed.emits.waitSettled(until: deadline) {
+            logger.warning("\(feed.emits.pendingEmits) emits of \(feed.partition) not acknowledged in time; their messages will be processed again by the next owner", metadata: [LogKey.group: "\(group)"])
         }
+        let positions = feeds.map { ($0, $0.committableOffset) }.filter { $0.1 >= 0 }
+        let offsets = positions.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }
         guard !offsets.isEmpty else { return }
         do {
             try consumer.commit(offsets, async: false)
-            for feed in feeds where feed.nextOffset >= 0 { feed.committedOffset = feed.nextOffset }
+            for (feed, offset) in positions { feed.committedOffset = offset }
         } catch {
             // The next owner resumes from the last commit that succeeded, so
             // messages since then may be processed again (at-least-once).

@@ -13,10 +13,13 @@ final class PartitionFeed: Sendable {
     private let backlog = Mutex<[KafkaRawMessage]>([])
     private let next = Atomic<Int64>(-1)
     private let committed = Atomic<Int64>(-1)
+    /// Emits of this partition's messages still in flight: commits wait for them.
+    let emits: EmitTracker
 
-    init(partition: TopicPartition, queue: PartitionQueue) {
+    init(partition: TopicPartition, queue: PartitionQueue, budget: EmitBudget) {
         self.partition = partition
         self.queue = queue
+        self.emits = EmitTracker(budget: budget)
     }
 
     /// The next batch, oldest first: the backlog if any, else up to a batch
@@ -57,6 +60,13 @@ final class PartitionFeed: Sendable {
     var nextOffset: Int64 {
         get { next.load(ordering: .relaxed) }
         set { next.store(newValue, ordering: .relaxed) }
+    }
+
+    /// The offset to commit: below it every message was processed and every
+    /// task it emitted acknowledged (-1 until known).
+    var committableOffset: Int64 {
+        let next = nextOffset
+        return next < 0 ? next : emits.committable(next: next)
     }
 
     /// Last offset committed (-1 until known).

@@ -15,13 +15,16 @@ extension RotationCoordinator {
     /// their last successful commit (at most once a second).
     func retryIdleCommits() {
         guard ContinuousClock.now - lastCommitRetry >= .seconds(1) else { return }
-        let offsets = feeds.values
-            .filter { slots[$0.partition]?.holder == nil && $0.nextOffset >= 0 && $0.nextOffset != $0.committedOffset }
-        guard !offsets.isEmpty else { return }
+        // Also where the last emits of a lease that ended get committed once acknowledged.
+        let positions = feeds.values
+            .filter { slots[$0.partition]?.holder == nil }
+            .map { ($0, $0.committableOffset) }
+            .filter { $0.1 >= 0 && $0.1 != $0.0.committedOffset }
+        guard !positions.isEmpty else { return }
         lastCommitRetry = .now
         do {
-            try consumer.commit(offsets.map { PartitionOffset(topic: $0.partition.topic, partition: $0.partition.partition, offset: $0.nextOffset) }, async: true)
-            for feed in offsets { feed.committedOffset = feed.nextOffset }
+            try consumer.commit(positions.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }, async: true)
+            for (feed, offset) in positions { feed.committedOffset = offset }
         } catch {
             logger.warning("commit retry failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
         }

@@ -31,7 +31,8 @@ extension RotationCoordinator {
 
     func hasWork(_ partition: TopicPartition) -> Bool {
         guard let slot = slots[partition], !slot.revoked else { return false }
-        return lag(partition) > 0
+        // A failed emit is work too: the partition must be read again from it.
+        return lag(partition) > 0 || feeds[partition]?.emits.hasFailure == true
     }
 
     func topicHasWork(_ topic: String) -> Bool {

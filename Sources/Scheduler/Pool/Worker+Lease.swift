@@ -56,6 +56,10 @@ extension Worker {
 
         lease: while true {
             if let stop = checkpoint() { reason = stop; break }
+            if feed.emits.hasFailure {
+                if let stop = recoverFromFailedEmit(feed: feed, lease: lease) { reason = stop; break }
+                continue
+            }
             // In overtime, wait briefly so the coordinator's answer is seen soon.
             let wait = announced ? 1 : max(1, min(WorkerEnvironment.drainWaitMs, Int((deadline - clock.now) / .milliseconds(1))))
             let batch = feed.takeBatch(timeoutMs: wait)
@@ -70,6 +74,11 @@ extension Worker {
                     reason = stop
                     break lease
                 }
+                if feed.emits.hasFailure {
+                    // Read again from the failed message: what was fetched ahead is dropped.
+                    batch[position...].forEach { $0.destroy() }
+                    continue lease
+                }
                 if let error = message.error {
                     environment.logger.warning("consumer error on \(lease.partition): \(error)", metadata: logMetadata)
                     message.destroy()
@@ -80,7 +89,7 @@ extension Worker {
                     handoffGap = began - from
                     handoffFrom = nil
                 }
-                let outcome = handle(message, lease: lease, calls: &tally.luaCalls)
+                let outcome = handle(message, lease: lease, feed: feed, calls: &tally.luaCalls)
                 tally.busy += clock.now - began
                 switch outcome {
                 case .done(let failures, let deadLettered):
@@ -143,9 +152,10 @@ extension Worker {
     }
 
     /// Commits the feed's position asynchronously if it moved (the seed's
-    /// async commit; the final commit on revoke and shutdown is synchronous).
+    /// async commit; the final commit on revoke and shutdown is synchronous):
+    /// the first message not complete, so never past an emit in flight.
     func commitProgress(_ feed: PartitionFeed) {
-        let next = feed.nextOffset
+        let next = feed.committableOffset
         guard next >= 0, next != feed.committedOffset else { return }
         do {
             try environment.consumer.commit([PartitionOffset(topic: feed.partition.topic, partition: feed.partition.partition, offset: next)], async: true)

@@ -13,15 +13,22 @@ enum MessageOutcome {
 extension Worker {
     /// Calls `process(msg)` until it succeeds, retrying with backoff while the
     /// partition stays held (so order is kept); after `max_attempts` the
-    /// message goes to the dead-letter topic. Follow-up tasks it emitted must
-    /// be acknowledged before the message counts as done.
-    func handle(_ message: KafkaRawMessage, lease: Lease, calls: inout LuaCallTally) -> MessageOutcome {
+    /// message goes to the dead-letter topic. The tasks it emitted are handed
+    /// to the producer and the worker goes on: the message is complete (and
+    /// its offset committable) once they are acknowledged (`EmitTracker`).
+    /// Rounds whose emits failed count as failed attempts.
+    func handle(_ message: KafkaRawMessage, lease: Lease, feed: PartitionFeed, calls: inout LuaCallTally) -> MessageOutcome {
         let group = environment.group
-        var failures = 0
-        while true {
-            let failure: String
+        var failures = feed.emits.failedRounds(at: message.offset)
+        var failure = failures > 0 ? feed.emits.lastError(at: message.offset) ?? "emits failed" : ""
+        while failures < group.maxAttempts {
             switch attempt(message, calls: &calls) {
-            case .success: return .done(failures: failures, deadLettered: false)
+            case .success(let emitted):
+                switch emit(emitted, offset: message.offset, lease: lease, feed: feed) {
+                case .sent: return .done(failures: failures, deadLettered: false)
+                case .invalid(let reason): failure = reason
+                case .stopped(let stop): return .abandoned(stop)
+                }
             case .failure(let reason): failure = reason.description
             }
             failures += 1
@@ -30,19 +37,19 @@ extension Worker {
             metadata[LogKey.partition] = "\(lease.partition.partition)"
             metadata[LogKey.offset] = "\(message.offset)"
             environment.logger.warning("process() failed (attempt \(failures) of \(group.maxAttempts)): \(failure)", metadata: metadata)
-            if failures >= group.maxAttempts {
-                if let stop = deadLetter(message, error: failure, attempts: failures, lease: lease) {
-                    return .abandoned(stop)
-                }
-                return .done(failures: failures, deadLettered: true)
-            }
+            if failures >= group.maxAttempts { break }
             let backoff = min(group.retryBackoffMs << min(failures - 1, 16), 30_000)
             if let stop = pause(milliseconds: backoff, lease: lease) { return .abandoned(stop) }
         }
+        if let stop = deadLetter(message, error: failure, attempts: failures, lease: lease) {
+            return .abandoned(stop)
+        }
+        feed.emits.forget(message.offset)
+        return .done(failures: failures, deadLettered: true)
     }
 
-    /// One call of `process(msg)`, then the acknowledgement of what it emitted.
-    private func attempt(_ message: KafkaRawMessage, calls: inout LuaCallTally) -> Result<Void, ProcessFailure> {
+    /// One call of `process(msg)`; on success, what it emitted.
+    private func attempt(_ message: KafkaRawMessage, calls: inout LuaCallTally) -> Result<[TaskSpec], ProcessFailure> {
         guard let script else { return .failure(ProcessFailure("process.lua is not loaded")) }
         let answer: (LuaValue, LuaValue)
         let started = ContinuousClock.now
@@ -59,13 +66,12 @@ extension Worker {
         }
         let emitted = script.bindings.takeEmitted()
         switch answer.0 {
-        case .nil, .boolean(true): break
+        case .nil, .boolean(true): return .success(emitted)
         case .boolean(false):
             return .failure(ProcessFailure(answer.1.stringValue ?? "process() returned false"))
         case let other:
             return .failure(ProcessFailure("process() must return nothing, true, or false and a reason; got \(other.typeName)"))
         }
-        return publishAndWait(emitted.map(\.outgoing))
     }
 
     /// Publishes `messages` in order and waits for every acknowledgement.
@@ -114,7 +120,7 @@ extension Worker {
 
     /// Sleeps `milliseconds` in short steps; returns early with the reason if
     /// the lease is asked to stop.
-    private func pause(milliseconds: Int, lease: Lease) -> SliceEndReason? {
+    func pause(milliseconds: Int, lease: Lease) -> SliceEndReason? {
         let until = ContinuousClock.now + .milliseconds(milliseconds)
         while ContinuousClock.now < until {
             if let stop = lease.control.stopReason { return stop }

@@ -7,6 +7,8 @@ struct WorkerEnvironment: Sendable {
     let consumer: KafkaConsumer
     let catalog: ScriptCatalog
     let logger: Logger
+    /// The group's bound on emits in flight.
+    let emitBudget: EmitBudget
 
     /// How long a worker waits for a message before it calls its partition
     /// drained and ends the slice early, so idle partitions do not hold workers.

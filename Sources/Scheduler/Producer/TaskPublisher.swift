@@ -93,23 +93,43 @@ public final class TaskPublisher: Sendable {
         return results
     }
 
-    /// Hands `message` to the producer without waiting (for workers: emitted
-    /// tasks and dead letters); on the embedded broker its topic is created first.
+    /// Checks a message for a worker before it is handed over: its topic
+    /// name and (unless `checkSize` is false) its size.
     /// `checkSize: false` for dead letters: the original passed the broker's
     /// limit, and the producer's `message.max.bytes` leaves 4 KiB for the
     /// headers added to it.
-    func enqueue(_ message: OutgoingMessage, checkSize: Bool = true) -> Result<PendingDelivery, PublishError> {
-        if let problem = TopicName.problem(message.topic) { return .failure(.invalid(problem)) }
+    func problem(with message: OutgoingMessage, checkSize: Bool = true) -> PublishError? {
+        if let problem = TopicName.problem(message.topic) { return .invalid(problem) }
         let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
         if checkSize && size > maxMessageBytes {
-            return .failure(.invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)"))
+            return .invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)")
         }
+        return nil
+    }
+
+    /// Hands `message` to the producer without waiting (for workers: emitted
+    /// tasks and dead letters); on the embedded broker its topic is created first.
+    func enqueue(_ message: OutgoingMessage, checkSize: Bool = true) -> Result<PendingDelivery, PublishError> {
+        if let problem = problem(with: message, checkSize: checkSize) { return .failure(problem) }
         do {
             try prepareTopic(message.topic)
         } catch {
             return .failure(.kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")))
         }
         return .success(producer.enqueue(message))
+    }
+
+    /// Hands a checked `message` to the producer; its delivery report goes
+    /// to `sink` with `token`. `.backpressure` when librdkafka's queue is
+    /// full (the caller waits and tries again).
+    func produce(_ message: OutgoingMessage, sink: DeliverySink, token: Int64) -> PublishError? {
+        do {
+            try prepareTopic(message.topic)
+        } catch {
+            return .kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)"))
+        }
+        guard let error = producer.produce(message, sink: sink, token: token) else { return nil }
+        return error.isQueueFull ? .backpressure("producer queue is full") : .kafka(error)
     }
 
     private func outcome(of delivery: PendingDelivery, task: TaskSpec) async -> Result<DeliveryReport, PublishError> {

@@ -1,0 +1,56 @@
+import Foundation
+import Logging
+
+/// Runs one group of the scheduler over the benchmark's backlog and times it
+/// from its first processed message to its last.
+struct BenchScheduler: Sendable {
+    let bootstrap: String
+    let partitions: Int
+    let messages: Int
+    let publisher: TaskPublisher
+    let logger: Logger
+
+    struct Measured: Sendable {
+        var run: ThroughputBenchmark.Run
+        var gaps: GapRecorder
+        var slices: Int
+    }
+
+    /// With `waitForEmits`, the run ends when every message is committable
+    /// (processed and its emits acknowledged), not just processed.
+    func run(group: GroupConfig, catalog: ScriptCatalog, waitForEmits: Bool) async throws -> Measured {
+        let runtime = try await GroupRuntime.start(
+            group: group, bootstrapServers: bootstrap,
+            properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"],
+            publisher: publisher, catalog: catalog, logger: logger)
+        // The group join is Kafka's business: wait for the assignment, then
+        // watch the feeds' positions (atomics) from a thread of the benchmark's
+        // own, so the probe neither hops onto the coordinator nor shares the pool.
+        var feeds: [PartitionFeed] = []
+        let joinDeadline = ContinuousClock.now + .seconds(60)
+        while feeds.count < partitions {
+            guard ContinuousClock.now < joinDeadline else { throw BenchmarkError("the group was not assigned \(partitions) partitions in 60 s") }
+            try await Task.sleep(for: .milliseconds(5))
+            feeds = await runtime.coordinator.inspect { Array($0.feeds.values) }
+        }
+        let total = Int64(messages)
+        let probe = DedicatedThread(name: "bench-probe")
+        let timing = try await probe.run { [feeds] () throws -> (ContinuousClock.Instant, ContinuousClock.Instant) in
+            var first: ContinuousClock.Instant?
+            let deadline = ContinuousClock.now + .seconds(600)
+            while ContinuousClock.now < deadline {
+                let processed = feeds.reduce(Int64(0)) { $0 + max(0, $1.nextOffset) }
+                if first == nil && processed > 0 { first = .now }
+                let done = waitForEmits ? feeds.reduce(Int64(0)) { $0 + max(0, $1.committableOffset) } : processed
+                if done >= total, let first { return (first, .now) }
+                usleep(200)
+            }
+            throw BenchmarkError("the scheduler did not finish \(total) messages in 600 s")
+        }
+        probe.stop()
+        let (gaps, slices) = await runtime.coordinator.inspect { ($0.gaps, $0.activity.reduce(0) { $0 + $1.slices }) }
+        await runtime.shutdown()
+        let seconds = Double((timing.1 - timing.0) / .microseconds(1)) / 1e6
+        return Measured(run: .init(messages: messages, seconds: seconds), gaps: gaps, slices: slices)
+    }
+}

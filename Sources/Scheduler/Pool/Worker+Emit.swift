@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+
+/// How handing one message's emits to the producer went.
+enum EmitResult {
+    /// Enqueued (or already marked failed for the rewind); the worker goes on.
+    case sent
+    /// An emit is wrong in itself (topic name, size): a failed attempt.
+    case invalid(String)
+    /// The lease must end while the worker waited for room in the pipeline.
+    case stopped(SliceEndReason)
+}
+
+extension Worker {
+    /// Hands `tasks`, emitted by the message at `offset`, to the producer
+    /// without waiting for their acknowledgements. Waits (back pressure, not
+    /// a failure) while the group has `max_inflight_emits` in flight or
+    /// librdkafka's queue is full. A task librdkafka refuses for another
+    /// reason counts as a failed delivery: the partition is read again from
+    /// this message (see `recoverFromFailedEmit`).
+    func emit(_ tasks: [TaskSpec], offset: Int64, lease: Lease, feed: PartitionFeed) -> EmitResult {
+        guard !tasks.isEmpty else { return .sent }
+        let publisher = environment.publisher
+        let messages = tasks.map(\.outgoing)
+        for message in messages {
+            if let problem = publisher.problem(with: message) { return .invalid("emit to '\(message.topic)' failed: \(problem)") }
+        }
+        let stopRequested = { lease.control.stopReason != nil }
+        guard environment.emitBudget.acquire(messages.count, shouldStop: stopRequested) else {
+            return .stopped(lease.control.stopReason ?? .shutdown)
+        }
+        feed.emits.processed(offset: offset, emits: messages.count)
+        for message in messages {
+            let sink = feed.emits.sink(topic: message.topic, metrics: environment.catalog.metrics)
+            while true {
+                guard let error = publisher.produce(message, sink: sink, token: offset) else { break }
+                if case .backpressure = error, !stopRequested() {
+                    // librdkafka's queue drains as the broker acknowledges.
+                    Thread.sleep(forTimeInterval: 0.001)
+                    continue
+                }
+                // Never enqueued: recorded as a failed delivery, so this
+                // message's offset is not committed and it is processed again.
+                sink.delivered(token: offset, error: KafkaError(code: -1, message: "\(error)"))
+                break
+            }
+        }
+        return .sent
+    }
+
+    /// An emit of this partition failed: drops what was fetched ahead, waits
+    /// until every emit in flight settled, then reads the partition again
+    /// from the first message whose emits failed (after the retry backoff).
+    /// Messages after it whose emits had succeeded are processed, and emit,
+    /// again. Returns the reason if the lease must end first.
+    func recoverFromFailedEmit(feed: PartitionFeed, lease: Lease) -> SliceEndReason? {
+        feed.discardBacklog()
+        let stopRequested = { lease.control.stopReason != nil }
+        // Bounded by the producer's message.timeout.ms: every emit settles by then.
+        guard feed.emits.waitSettled(until: .now + .seconds(3600), shouldStop: stopRequested) else {
+            return lease.control.stopReason ?? .shutdown
+        }
+        guard let failed = feed.emits.rewind() else { return nil }
+        let group = environment.group
+        environment.logger.warning(
+            "emits of offset \(failed.offset) failed (attempt \(failed.rounds) of \(group.maxAttempts)): \(failed.error); reading \(lease.partition) again from there",
+            metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)", LogKey.offset: "\(failed.offset)"]) { $1 })
+        var tries = 0
+        while true {
+            do {
+                try environment.consumer.seek(
+                    PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: failed.offset), timeoutMs: 5000)
+                break
+            } catch {
+                tries += 1
+                environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
+                if let stop = pause(milliseconds: 200, lease: lease) { return stop }
+            }
+        }
+        feed.nextOffset = failed.offset
+        guard failed.rounds < group.maxAttempts else { return nil }  // dead-lettered when it comes again
+        return pause(milliseconds: min(group.retryBackoffMs << min(failed.rounds - 1, 16), 30_000), lease: lease)
+    }
+}
