@@ -72,6 +72,11 @@ public final class EmbeddedBroker: @unchecked Sendable {
         }
     }
 
+    /// Delays every answer of broker `id` by `milliseconds` (a slow broker).
+    public func setRoundTripTime(_ id: Int32, milliseconds: Int) {
+        _ = rd_kafka_mock_broker_set_rtt(cluster, id, Int32(milliseconds))
+    }
+
     /// Moves the leadership of a partition to broker `broker` (1-based).
     public func setLeader(topic: String, partition: Int32, broker: Int32) {
         _ = rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker)

@@ -159,6 +159,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         return Self.readList(list)
     }
 
+    /// Low and high watermark of a partition, asked of its leader (blocking).
+    public func queryWatermarks(topic: String, partition: Int32, timeoutMs: Int) throws -> (low: Int64, high: Int64) {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_query_watermark_offsets(handle, topic, partition, &low, &high, Int32(timeoutMs))
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "watermarks of \(topic)[\(partition)]") }
+        return (low, high)
+    }
+
     /// Low and high watermark of a partition as last seen by this client (no request).
     public func watermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
         var low: Int64 = -1

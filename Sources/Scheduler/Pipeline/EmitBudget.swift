@@ -8,6 +8,7 @@ final class EmitBudget: @unchecked Sendable {
     // Threading rule: `inUse` only under `condition`.
     private let condition = NSCondition()
     private var inUse = 0
+    private var highest = 0
     /// Emits allowed in flight at once.
     let limit: Int
 
@@ -27,6 +28,7 @@ final class EmitBudget: @unchecked Sendable {
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.01))
         }
         inUse += count
+        highest = max(highest, inUse)
         return true
     }
 
@@ -36,6 +38,13 @@ final class EmitBudget: @unchecked Sendable {
         inUse -= count
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// The most emits ever in flight at once.
+    var peak: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return highest
     }
 
     /// Emits in flight now.

@@ -16,6 +16,12 @@ public struct GroupView: Codable, Sendable {
     public var handoff: HandoffView
     /// Slices of the last minute, for the dashboard's timeline.
     public var recent_leases: [LeaseSpanView]
+    /// Tasks emitted by `process()` waiting for the broker's acknowledgement now.
+    public var emits_in_flight: Int
+    /// The most that were ever in flight at once (at most `max_inflight_emits`).
+    public var emits_in_flight_peak: Int
+    /// `[[groups]] max_inflight_emits`.
+    public var max_inflight_emits: Int
 }
 
 /// One slice in `GET /groups` `recent_leases`.
@@ -71,6 +77,9 @@ public struct PartitionView: Codable, Sendable {
     public var committed: Int64
     /// Next offset to process (-1: not known yet).
     public var next_offset: Int64
+    /// Offset the next commit sends: below it every message was processed and
+    /// every task it emitted acknowledged (-1: not known yet).
+    public var committable: Int64
     /// Messages waiting.
     public var lag: Int64
 }

@@ -63,7 +63,10 @@ extension RotationCoordinator {
             recent_leases: history.spans.filter { now - $0.end <= LeaseHistory.window }.map { span in
                 LeaseSpanView(worker: workers[span.worker].id, topic: span.partition.topic, partition: span.partition.partition,
                               start_ms_ago: Int((now - span.start) / .milliseconds(1)), end_ms_ago: Int((now - span.end) / .milliseconds(1)))
-            })
+            },
+            emits_in_flight: workers.first?.environment.emitBudget.current ?? 0,
+            emits_in_flight_peak: workers.first?.environment.emitBudget.peak ?? 0,
+            max_inflight_emits: group.maxInflightEmits)
     }
 
     /// Every worker of the pool, in order.
@@ -88,6 +91,7 @@ extension RotationCoordinator {
                 holder: slot.holder.map { workers[$0].id },
                 committed: feeds[partition]?.committedOffset ?? -1,
                 next_offset: feeds[partition]?.nextOffset ?? -1,
+                committable: feeds[partition]?.committableOffset ?? -1,
                 lag: lag(partition))
         }
     }

@@ -1,0 +1,206 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+/// Emits are pipelined: `scheduler.emit` returns at once, and an input offset
+/// is committed only once its message and every earlier one of the partition
+/// were processed and all their emits acknowledged.
+@Suite("Pipelined emits")
+struct PipelinedEmitTests {
+    /// process.lua: emits `<partition>:<offset>:<payload>` with the input's key, and logs it as seen.
+    static func emittingProcess(_ output: String) -> String {
+        """
+        function process(msg)
+          scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset .. ":" .. msg.payload, msg.key)
+          scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
+        end
+        """
+    }
+
+    @Test("with a slow broker, the committed offset never passes an emit that was not acknowledged; nothing lost, nothing doubled, per-key order kept")
+    func slowBroker() async throws {
+        let broker = try EmbeddedBroker.start()
+        defer { broker.shutdown() }
+        try broker.createTopic("in", partitions: 2)
+        try broker.createTopic("out", partitions: 2)
+        let total = 1500
+        try await publish(broker, topic: "in", count: total, keys: 20)
+        broker.setRoundTripTime(1, milliseconds: 100)
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "local clock = os.clock\n" + Self.emittingProcess("out").replacingOccurrences(
+            of: "function process(msg)\n", with: "function process(msg)\n  local t = clock() while clock() - t < 0.004 do end\n")])
+        var config = poolConfig(topics: ["in"], workers: 3, sliceMs: 30)
+        config.kafka.brokers = [broker.bootstrapServers]
+        let group = config.groups[0].name
+        let observer = try KafkaConsumer.make(bootstrapServers: broker.bootstrapServers, groupID: group)
+        defer { observer.close() }
+        let (samples, violations) = try await withPool(config, scripts: scripts, logger: quietLogger) { () async throws -> (Int, [String]) in
+            var samples = 0
+            var violations: [String] = []
+            let finished = try await eventually(timeout: .seconds(90)) {
+                // What is committed must already be in the output topic.
+                let committed = try await offThePool {
+                    try observer.committed((0..<2).map { PartitionOffset(topic: "in", partition: Int32($0), offset: -1) }, timeoutMs: 5000)
+                }
+                let output = try await read(broker, topic: "out", partitions: 2)
+                let emitted = Set(output.map { $0.value.utf8String.split(separator: ":").prefix(2).joined(separator: ":") })
+                for position in committed where position.offset > 0 {
+                    samples += 1
+                    for offset in 0..<position.offset where !emitted.contains("\(position.partition):\(offset)") {
+                        violations.append("\(position.partition):\(offset) committed (at \(position.offset)) before its emit was acknowledged")
+                    }
+                }
+                return committed.reduce(0) { $0 + max(0, $1.offset) } >= total
+            }
+            #expect(finished, "every input offset committed")
+            return (samples, violations)
+        }
+        #expect(samples >= 4, "the commit was observed while the run went on")
+        #expect(violations.isEmpty, "\(violations.prefix(5))")
+        let output = try await read(broker, topic: "out", partitions: 2)
+        #expect(output.count == total)
+        #expect(Set(output.map { $0.value.utf8String }).count == total)
+        expectKeyOrder(output)
+    }
+
+    @Test("emits refused by the broker are not lost: the partition is read again from the first failed message, and processing goes on", arguments: [
+        // Errors the producer does not retry. (TOPIC_AUTHORIZATION_FAILED is
+        // not transient for librdkafka: it refuses the topic locally until its
+        // next metadata refresh, so such inputs end in the dead-letter topic.)
+        Int32(10),  // MESSAGE_TOO_LARGE
+        Int32(87),  // INVALID_RECORD
+    ])
+    func refusedEmits(code: Int32) async throws {
+        let broker = try EmbeddedBroker.start()
+        defer { broker.shutdown() }
+        try broker.createTopic("in", partitions: 2)
+        try broker.createTopic("out", partitions: 2)
+        let total = 400
+        try await publish(broker, topic: "in", count: total, keys: 10)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": Self.emittingProcess("out")])
+        var config = poolConfig(topics: ["in"], workers: 2, sliceMs: 30)
+        config.kafka.brokers = [broker.bootstrapServers]
+        config.groups[0].maxAttempts = 5
+        config.groups[0].retryBackoffMs = 10
+        try await withPool(config, scripts: scripts, logger: capture.logger) {
+            #expect(await eventually { capture.lines(startingWith: "seen ").count >= 50 })
+            broker.failNext(.produce, count: 3, code: code)
+            let complete = try await eventually(timeout: .seconds(60)) {
+                let output = try await read(broker, topic: "out", partitions: 2)
+                return Set(output.map { $0.value.utf8String.split(separator: ":").prefix(2).joined(separator: ":") }).count >= total
+            }
+            #expect(complete, "every input's emit reached the output")
+        }
+        let rewinds = capture.all.filter { $0.message.hasPrefix("emits of offset") && $0.message.contains("reading") }
+        #expect(!rewinds.isEmpty, "the failure was seen and the partition read again")
+        // Duplicates only from a rewind on: each repeated input is at or
+        // after the offset its partition was read again from.
+        let output = try await read(broker, topic: "out", partitions: 2)
+        let inputs = output.map { $0.value.utf8String.split(separator: ":").prefix(2).map(String.init) }
+        var counts: [String: Int] = [:]
+        for input in inputs { counts[input.joined(separator: ":"), default: 0] += 1 }
+        let rewindFrom = Dictionary(rewinds.compactMap { record -> (String, Int64)? in
+            guard let partition = record.metadata[LogKey.partition], let offset = record.metadata[LogKey.offset].flatMap({ Int64($0) }) else { return nil }
+            return (partition, offset)
+        }, uniquingKeysWith: min)
+        for (input, count) in counts where count > 1 {
+            let parts = input.split(separator: ":")
+            let earliest = rewindFrom[String(parts[0])]
+            #expect(earliest.map { Int64(parts[1])! >= $0 } == true, "\(input) doubled without a rewind at or before it")
+        }
+        #expect(capture.all.allSatisfy { !$0.message.contains("dead-lettered") }, "a transient refusal dead-letters nothing")
+    }
+
+    @Test("the group's emits in flight stay within max_inflight_emits, and waiting for room is not a failure")
+    func boundedInflight() async throws {
+        let broker = try EmbeddedBroker.start()
+        defer { broker.shutdown() }
+        try broker.createTopic("in", partitions: 4)
+        try broker.createTopic("out", partitions: 4)
+        let total = 300
+        try await publish(broker, topic: "in", count: total, keys: 40)
+        broker.setRoundTripTime(1, milliseconds: 50)
+        let capture = LogCapture()
+        // Each message emits 3 tasks: a limit of 5 forces waiting at nearly every message.
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              for i = 1, 3 do scheduler.emit("out", msg.partition .. ":" .. msg.offset .. ":" .. i, msg.key) end
+            end
+            """])
+        var config = poolConfig(topics: ["in"], workers: 3, sliceMs: 30)
+        config.kafka.brokers = [broker.bootstrapServers]
+        config.groups[0].maxInflightEmits = 5
+        let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: capture.logger))
+        let peak = try await app.test(.live) { client in
+            let done = try await eventually(timeout: .seconds(90)) {
+                try await read(broker, topic: "out", partitions: 4).count >= total * 3
+            }
+            #expect(done)
+            let response = try await client.execute(uri: "/groups", method: .get)
+            let groups = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [[String: Any]]
+            let group = groups?.first
+            #expect(group?["max_inflight_emits"] as? Int == 5)
+            return group?["emits_in_flight_peak"] as? Int ?? -1
+        }
+        #expect(peak <= 5)
+        #expect(peak > 0, "emits were observed in flight")
+        #expect(!capture.all.contains { $0.message.hasPrefix("process() failed") }, "waiting for room is never a failed attempt")
+        let output = try await read(broker, topic: "out", partitions: 4)
+        #expect(Set(output.map { $0.value.utf8String }).count == total * 3)
+    }
+}
+
+/// Checks that per key the emitted inputs' offsets only go up.
+func expectKeyOrder(_ output: [ConsumedMessage]) {
+    var last: [String: Int64] = [:]
+    for message in output {
+        let key = message.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let parts = message.value.utf8String.split(separator: ":")
+        guard parts.count >= 2, let offset = Int64(parts[1]) else { continue }
+        let id = key + "@" + parts[0]
+        if let previous = last[id] { #expect(previous < offset, "key \(key) out of order: \(previous) then \(offset)") }
+        last[id] = offset
+    }
+}
+
+/// Publishes `count` keyed messages (`k<i % keys>`, payload `<key>:<n>`) to a broker of the test's own.
+func publish(_ broker: EmbeddedBroker, topic: String, count: Int, keys: Int) async throws {
+    let producer = try KafkaProducer.make(bootstrapServers: broker.bootstrapServers, deliveryTimeoutMs: 10_000)
+    var deliveries: [PendingDelivery] = []
+    for index in 0..<count {
+        let key = "k\(index % keys)"
+        deliveries.append(producer.enqueue(OutgoingMessage(topic: topic, key: Array(key.utf8), value: Array("\(key)-\(index / keys)".utf8))))
+    }
+    for delivery in deliveries { _ = try await delivery.report() }
+    await producer.close(timeoutMs: 5000)
+}
+
+/// Everything in `topic` on a broker of the test's own, read to its end.
+func read(_ broker: EmbeddedBroker, topic: String, partitions: Int) async throws -> [ConsumedMessage] {
+    try await offThePool {
+        let consumer = try KafkaConsumer.make(bootstrapServers: broker.bootstrapServers, groupID: "reader-\(UUID().uuidString)")
+        defer { consumer.close() }
+        var ends: [Int32: Int64] = [:]
+        for partition in 0..<Int32(partitions) {
+            ends[partition] = try consumer.queryWatermarks(topic: topic, partition: partition, timeoutMs: 5000).high
+        }
+        try consumer.assign((0..<partitions).map { PartitionOffset(topic: topic, partition: Int32($0), offset: PartitionOffset.beginning) })
+        var messages: [ConsumedMessage] = []
+        var next: [Int32: Int64] = [:]
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ends.contains(where: { next[$0.key, default: 0] < $0.value }) && ContinuousClock.now < deadline {
+            if let message = try consumer.poll(timeoutMs: 100) {
+                messages.append(message)
+                next[message.partition] = message.offset + 1
+            }
+        }
+        return messages
+    }
+}
+
+/// Runs blocking librdkafka calls on a thread of their own, not the concurrency pool.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let thread = DedicatedThread(name: "test-blocking")
+    defer { thread.stop() }
+    return try await thread.run(body)
+}
