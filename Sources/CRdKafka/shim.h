@@ -25,4 +25,15 @@ static inline rd_kafka_resp_err_t crdkafka_produce(
         RD_KAFKA_V_END);
 }
 
+// rd_kafka_mock_broker_push_request_error_rtts is variadic too: this shim
+// delays the next `count` requests of one type on one mock broker by
+// `rtt_ms` without failing them (a slow broker for that request type only).
+static inline rd_kafka_resp_err_t crdkafka_mock_delay_requests(
+    rd_kafka_mock_cluster_t *cluster, int32_t broker, int16_t api_key, size_t count, int rtt_ms) {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; i < count && !err; i++)
+        err = rd_kafka_mock_broker_push_request_error_rtts(cluster, broker, api_key, 1, RD_KAFKA_RESP_ERR_NO_ERROR, rtt_ms);
+    return err;
+}
+
 #endif

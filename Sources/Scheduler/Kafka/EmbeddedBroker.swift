@@ -77,6 +77,12 @@ public final class EmbeddedBroker: @unchecked Sendable {
         _ = rd_kafka_mock_broker_set_rtt(cluster, id, Int32(milliseconds))
     }
 
+    /// Delays broker `id`'s answers to the next `count` requests of `request`
+    /// by `milliseconds`, without failing them.
+    public func delayNext(_ request: Request, count: Int, milliseconds: Int, broker id: Int32 = 1) {
+        _ = crdkafka_mock_delay_requests(cluster, id, request.rawValue, count, Int32(milliseconds))
+    }
+
     /// Moves the leadership of a partition to broker `broker` (1-based).
     public func setLeader(topic: String, partition: Int32, broker: Int32) {
         _ = rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker)
