@@ -29,6 +29,9 @@ static inline void *clua_newuserdata(lua_State *L, size_t size) { return lua_new
 static inline int clua_registryindex(void) { return LUA_REGISTRYINDEX; }
 static inline int clua_multret(void) { return LUA_MULTRET; }
 static inline void clua_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
+/* Generational mode: process() makes a few short-lived tables per message,
+ * which a young collection frees cheaply. */
+static inline void clua_gc_generational(lua_State *L) { lua_gc(L, LUA_GCGEN, 0, 0); }
 
 /* Limits (issue: scripts you can trust). Both stay in C so that Lua's error
  * longjmp never crosses a Swift frame. */

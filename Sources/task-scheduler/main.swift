@@ -146,6 +146,7 @@ extension TaskSchedulerCommand {
         @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
         @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
         @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
+        @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, emitting, python, handoff (default: all).") var readers: String?
 
         func run() async throws {
             bootstrapLogging(.warning)
@@ -156,6 +157,14 @@ extension TaskSchedulerCommand {
             bench.sliceMs = sliceMs
             bench.runs = runs
             bench.peerMessages = peerMessages ?? messages
+            if let readers {
+                bench.readers = Set(try readers.split(separator: ",").map { name in
+                    guard let reader = ThroughputBenchmark.Reader(rawValue: String(name)) else {
+                        throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, emitting, python, handoff")
+                    }
+                    return reader
+                })
+            }
             let result = try await bench.run(logger: Logger(label: "bench")) { print($0) }
             func median(_ runs: [ThroughputBenchmark.Run]) -> Double? {
                 runs.isEmpty ? nil : runs.map(\.rate).sorted()[runs.count / 2]
@@ -178,7 +187,7 @@ extension TaskSchedulerCommand {
             print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
             print("python peer (consume/produce/flush/commit): \(rate(python))")
             print("emitted output: \(result.outputProblems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : result.outputProblems.joined(separator: ", "))")
-            print("handoff gap over \(result.gapCount) handoffs (\(workers) workers, slice \(sliceMs) ms, \(result.slices) slices): p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
+            print("handoff gap over \(result.gapCount) handoffs (handoff phase: 4 partitions, 6 workers, slice 10 ms): p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
             if !result.outputProblems.isEmpty { throw ExitCode(1) }
         }
     }

@@ -142,4 +142,40 @@ struct DaemonKillTests {
         }
         for (key, order) in firstOrder { #expect(order == order.sorted(), "key \(key) out of order") }
     }
+
+    @Test("SIGKILL while emits are in flight, then a restart: every input's emitted task reaches its topic")
+    func killMidPipeline() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")
+        let topic = try TestBroker.freshTopic("kill-emit", partitions: 4)
+        let output = try TestBroker.freshTopic("kill-emit-out", partitions: 4)
+        let total = 3000
+        try await publishKeyed(topic: topic, count: total, keys: 32)
+        let scripts = try makeScripts([
+            "generate.lua": idleGenerate,
+            "process.lua": """
+                function process(msg)
+                  local t = os.clock() while os.clock() - t < 0.0003 do end
+                  scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset, msg.key)
+                  scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset)
+                end
+                """,
+        ])
+        let configFile = try daemonConfig(next: scripts, topic: topic, group: "kill-emit", workers: 3, sliceMs: 30)
+        func seen(_ daemon: DaemonProcess) -> Int { daemon.lines.filter { $0.contains("] seen ") }.count }
+        let first = try DaemonProcess(["--config", configFile.path, "--scripts", scripts])
+        #expect(await eventually { seen(first) >= total / 3 })
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+
+        let second = try DaemonProcess(["--config", configFile.path, "--scripts", scripts])
+        var emitted: [ConsumedMessage] = []
+        let complete = try await eventually(timeout: .seconds(60)) {
+            emitted = try await readAll(topic: output, partitions: 4, count: Int.max, timeout: .seconds(2))
+            return Set(emitted.map { $0.value.utf8String }).count >= total
+        }
+        #expect(await second.terminate() == 0)
+        let distinct = Set(emitted.map { $0.value.utf8String })
+        #expect(complete && distinct.count == total, "lost \(total - distinct.count) emitted tasks")
+        print("SIGKILL mid-pipeline: \(emitted.count) tasks emitted for \(total) inputs (\(emitted.count - distinct.count) emitted again)")
+    }
 }

@@ -82,7 +82,7 @@ enum BenchReaders {
         defer { try? FileManager.default.removeItem(at: script) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, bootstrap, topic, output, String(expected)]
+        process.arguments = ["/usr/bin/python3", script.path, bootstrap, topic, output, String(expected)]
         let stdout = Pipe()
         let stderr = Pipe()
         process.standardOutput = stdout

@@ -43,7 +43,7 @@ struct BenchScheduler: Sendable {
                 if first == nil && processed > 0 { first = .now }
                 let done = waitForEmits ? feeds.reduce(Int64(0)) { $0 + max(0, $1.committableOffset) } : processed
                 if done >= total, let first { return (first, .now) }
-                usleep(200)
+                usleep(1000)  // 1 ms resolution on runs of a second or more
             }
             throw BenchmarkError("the scheduler did not finish \(total) messages in 600 s")
         }

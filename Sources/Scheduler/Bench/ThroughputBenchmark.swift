@@ -28,6 +28,13 @@ public struct ThroughputBenchmark: Sendable {
     public var payloadBytes = 32
     /// Distinct keys.
     public var keys = 1000
+    /// The readers to run (all by default); for profiling one of them.
+    public var readers: Set<Reader> = Set(Reader.allCases)
+
+    /// The benchmark's readers and phases.
+    public enum Reader: String, Sendable, CaseIterable {
+        case librdkafka, kcat, noop, emitting, python, handoff
+    }
 
     /// Creates a benchmark with the defaults.
     public init() {}
@@ -68,15 +75,16 @@ public struct ThroughputBenchmark: Sendable {
             bootstrapServers: broker.bootstrapServers, deliveryTimeoutMs: 120_000,
             properties: ["queue.buffering.max.messages": "2000000", "linger.ms": "20"])
         try await produceBacklog(producer, topic: topic)
+        report("backlog produced")
         let fetch = ["queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608"]
 
         var result = Result()
-        for attempt in 1...runs {
+        for attempt in 1...runs where readers.contains(.librdkafka) {
             let run = try BenchReaders.librdkafka(bootstrap: broker.bootstrapServers, topic: topic, partitions: partitions, expected: messages, properties: fetch).run
             report("librdkafka run \(attempt): \(describe(run))")
             result.librdkafka.append(run)
         }
-        for attempt in 1...runs {
+        for attempt in 1...runs where readers.contains(.kcat) {
             let run = try BenchReaders.kcat(bootstrap: broker.bootstrapServers, topic: topic, expected: messages)
             report("kcat run \(attempt): \(describe(run))")
             result.kcat.append(run)
@@ -86,32 +94,53 @@ public struct ThroughputBenchmark: Sendable {
         let noopScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noop), limits: .standard, needsProcess: true, logger: logger)
         let emittingScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.emitting(to: output)), limits: .standard, needsProcess: true, logger: logger)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
-        var gaps = GapRecorder()
+        var gaps = GapRecorder()  // from the handoff phase only: it is built to hand off
         let scheduler = BenchScheduler(bootstrap: broker.bootstrapServers, partitions: partitions, messages: messages, publisher: publisher, logger: logger)
-        for attempt in 1...runs {
+        for attempt in 1...runs where readers.contains(.noop) {
             let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
-            for gap in measured.gaps.recentDurations { gaps.record(gap) }
             result.slices += measured.slices
             report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, \(measured.gaps.count) handoffs")
             result.noop.append(measured.run)
         }
-        let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
-        for gap in measured.gaps.recentDurations { gaps.record(gap) }
-        result.slices += measured.slices
-        report("scheduler emitting run: \(describe(measured.run)) (until every emit was acknowledged), \(measured.slices) slices, \(measured.gaps.count) handoffs")
-        result.emitting.append(measured.run)
-        result.outputProblems = try checkOutput(broker: broker, topic: output)
-        report(result.outputProblems.isEmpty ? "emitted output: \(messages) messages, none lost, none doubled, per-key order kept" : "emitted output problems: \(result.outputProblems.joined(separator: "; "))")
+        if readers.contains(.emitting) {
+            let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
+            result.slices += measured.slices
+            report("scheduler emitting run: \(describe(measured.run)) (until every emit was acknowledged), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+            result.emitting.append(measured.run)
+            result.outputProblems = try checkOutput(broker: broker, topic: output)
+            report(result.outputProblems.isEmpty ? "emitted output: \(messages) messages, none lost, none doubled, per-key order kept" : "emitted output problems: \(result.outputProblems.joined(separator: "; "))")
+        }
+        if readers.contains(.handoff) {
+            // Handoffs happen when a worker is idle while a partition has
+            // work: more workers than partitions, short slices.
+            let handoffTopic = "bench-handoff"
+            try broker.createTopic(handoffTopic, partitions: 4)
+            try await produceBacklog(producer, topic: handoffTopic, count: 400_000)
+            var attempt = 0
+            while gaps.count < 500 && attempt < 6 {
+                attempt += 1
+                var handoffGroup = group("handoff-\(attempt)", topic: handoffTopic)
+                handoffGroup.workers = 6
+                handoffGroup.sliceMs = 10
+                let measured = try await BenchScheduler(bootstrap: broker.bootstrapServers, partitions: 4, messages: 400_000, publisher: publisher, logger: logger)
+                    .run(group: handoffGroup, catalog: noopScripts, waitForEmits: false)
+                for gap in measured.gaps.recentDurations { gaps.record(gap) }
+                result.slices += measured.slices
+                report("handoff run \(attempt) (4 partitions, 6 workers, slice 10 ms): \(describe(measured.run)), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+            }
+        }
         await producer.close(timeoutMs: 5000)
 
         let peerOutput = "bench-peer-out"
         try broker.createTopic(peerOutput, partitions: partitions)
-        do {
+        if readers.contains(.python) {
+            do {
             let run = try BenchReaders.python(bootstrap: broker.bootstrapServers, topic: topic, output: peerOutput, expected: min(peerMessages, messages))
             report("python peer (confluent-kafka, consume 1000 / produce / flush / commit): \(describe(run))")
             result.python.append(run)
-        } catch {
-            report("python peer skipped: \(error)")
+            } catch {
+                report("python peer skipped: \(error)")
+            }
         }
         result.gapCount = gaps.count
         result.gapP50Ms = gaps.quantileMs(0.5)
@@ -126,10 +155,10 @@ public struct ThroughputBenchmark: Sendable {
     }
 
     /// Fills the topic: payload `<sequence number>` padded to `payloadBytes`, key `k<n mod keys>`.
-    private func produceBacklog(_ producer: KafkaProducer, topic: String) async throws {
+    private func produceBacklog(_ producer: KafkaProducer, topic: String, count: Int? = nil) async throws {
         var deliveries: [PendingDelivery] = []
-        deliveries.reserveCapacity(messages)
-        for index in 0..<messages {
+        deliveries.reserveCapacity(count ?? messages)
+        for index in 0..<(count ?? messages) {
             let sequence = String(index)
             let payload = Array((sequence + String(repeating: " ", count: max(0, payloadBytes - sequence.count))).utf8)
             deliveries.append(producer.enqueue(OutgoingMessage(topic: topic, key: Array("k\(index % keys)".utf8), value: payload)))

@@ -29,6 +29,7 @@ final class LuaState {
             throw LuaError(script: source.path, line: nil, message: "could not create a Lua state (out of memory)")
         }
         let state = LuaState(L: L, memory: memory, source: source, bindings: bindings, limits: limits)
+        clua_gc_generational(L)
         try state.openLibraries()
         try state.run(source: source.bytes, chunkName: state.chunkName)
         if state.hasFunction("init") { _ = try state.call("init", [], results: 0) }

@@ -13,6 +13,8 @@ final class EmitTracker: Sendable {
     /// Tracked messages, read without the lock on the per-message path.
     private let tracked = Atomic<Int>(0)
     private let failed = Atomic<Bool>(false)
+    /// Messages with failed emit rounds on record (usually 0), read without the lock.
+    private let recordedFailures = Atomic<Int>(0)
     /// The group's bound on emits in flight.
     let budget: EmitBudget
 
@@ -33,11 +35,12 @@ final class EmitTracker: Sendable {
 
     /// A delivery report for an emit of the message at `token` (its offset).
     func delivered(token: Int64, error: KafkaError?) {
-        let count = watermark.withLock { state in
+        let (count, failures) = watermark.withLock { state in
             state.settle(offset: token, error: error.map { "\($0)" })
-            return state.count
+            return (state.count, state.recordedFailures)
         }
         tracked.store(count, ordering: .releasing)
+        recordedFailures.store(failures, ordering: .releasing)
         if error != nil { failed.store(true, ordering: .releasing) }
         budget.release(1)
     }
@@ -74,6 +77,7 @@ final class EmitTracker: Sendable {
             let rounds = state.rewind(to: failure.offset)
             return (failure.offset, failure.error, rounds)
         }
+        recordedFailures.store(watermark.withLock { $0.recordedFailures }, ordering: .releasing)
         failed.store(false, ordering: .releasing)
         tracked.store(watermark.withLock { $0.count }, ordering: .releasing)
         return result
@@ -81,7 +85,9 @@ final class EmitTracker: Sendable {
 
     /// Failed emit rounds of the message at `offset` (0 for most messages).
     func failedRounds(at offset: Int64) -> Int {
-        watermark.withLock { $0.failedRounds(at: offset) }
+        // Called for every message: no lock unless some failure is on record.
+        guard recordedFailures.load(ordering: .acquiring) > 0 else { return 0 }
+        return watermark.withLock { $0.failedRounds(at: offset) }
     }
 
     /// The error of the last failed emit round of the message at `offset`.
@@ -104,7 +110,11 @@ final class EmitTracker: Sendable {
 
     /// The message at `offset` was dead-lettered: forget its failures.
     func forget(_ offset: Int64) {
-        watermark.withLock { $0.forget(offset) }
+        let failures = watermark.withLock { state in
+            state.forget(offset)
+            return state.recordedFailures
+        }
+        recordedFailures.store(failures, ordering: .releasing)
     }
 }
 

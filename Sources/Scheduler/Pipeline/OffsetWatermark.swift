@@ -103,6 +103,9 @@ struct OffsetWatermark: Sendable {
         return rounds
     }
 
+    /// Messages with failed emit rounds on record.
+    var recordedFailures: Int { emitFailures.count }
+
     /// Failed emit rounds of the message at `offset` so far.
     func failedRounds(at offset: Int64) -> Int { emitFailures[offset]?.rounds ?? 0 }
 

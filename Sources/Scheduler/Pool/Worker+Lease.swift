@@ -28,7 +28,7 @@ extension Worker {
 
         /// The reason to let go now, or nil to go on. Announces the slice
         /// boundary once, and applies a renewal.
-        func checkpoint() -> SliceEndReason? {
+        func checkpoint(_ now: ContinuousClock.Instant) -> SliceEndReason? {
             if let stop = lease.control.stopReason { return stop }
             refreshScript()
             if announced {
@@ -37,12 +37,12 @@ extension Worker {
                 if lease.control.successorReady { return .slice }
                 if let renewed = lease.control.takeRenewal() {
                     announced = false
-                    sliceStart = clock.now
+                    sliceStart = now
                     deadline = sliceStart + .milliseconds(renewed)
                 }
             }
             let yielded = script?.bindings.yieldRequested == true
-            if !announced && (clock.now >= deadline || yielded) {
+            if !announced && (now >= deadline || yielded) {
                 script?.bindings.yieldRequested = false
                 announced = true
                 onReport(report(lease, reason: yielded ? .yield : .slice, tally: tally, start: sliceStart, feed: feed, gap: handoffGap, final: false))
@@ -55,7 +55,7 @@ extension Worker {
         }
 
         lease: while true {
-            if let stop = checkpoint() { reason = stop; break }
+            if let stop = checkpoint(clock.now) { reason = stop; break }
             if feed.emits.hasFailure {
                 if let stop = recoverFromFailedEmit(feed: feed, lease: lease) { reason = stop; break }
                 continue
@@ -69,7 +69,8 @@ extension Worker {
                 continue
             }
             for (position, message) in batch.enumerated() {
-                if let stop = checkpoint() {
+                let began = clock.now
+                if let stop = checkpoint(began) {
                     feed.giveBack(batch[position...])
                     reason = stop
                     break lease
@@ -84,13 +85,13 @@ extension Worker {
                     message.destroy()
                     continue
                 }
-                let began = clock.now
                 if let from = handoffFrom {
                     handoffGap = began - from
                     handoffFrom = nil
                 }
-                let outcome = handle(message, lease: lease, feed: feed, calls: &tally.luaCalls)
-                tally.busy += clock.now - began
+                var ended = began
+                let outcome = handle(message, lease: lease, feed: feed, calls: &tally.luaCalls, began: began, ended: &ended)
+                tally.busy += ended - began
                 switch outcome {
                 case .done(let failures, let deadLettered):
                     tally.messages += 1

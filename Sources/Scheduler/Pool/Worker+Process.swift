@@ -17,12 +17,18 @@ extension Worker {
     /// to the producer and the worker goes on: the message is complete (and
     /// its offset committable) once they are acknowledged (`EmitTracker`).
     /// Rounds whose emits failed count as failed attempts.
-    func handle(_ message: KafkaRawMessage, lease: Lease, feed: PartitionFeed, calls: inout LuaCallTally) -> MessageOutcome {
+    /// `began`: when the worker took the message (the first call's start);
+    /// `ended` is set to when the last call returned (clock reads are kept
+    /// to two per message on this path).
+    func handle(
+        _ message: KafkaRawMessage, lease: Lease, feed: PartitionFeed, calls: inout LuaCallTally,
+        began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
+    ) -> MessageOutcome {
         let group = environment.group
         var failures = feed.emits.failedRounds(at: message.offset)
         var failure = failures > 0 ? feed.emits.lastError(at: message.offset) ?? "emits failed" : ""
         while failures < group.maxAttempts {
-            switch attempt(message, calls: &calls) {
+            switch attempt(message, calls: &calls, started: failures == 0 ? began : .now, ended: &ended) {
             case .success(let emitted):
                 switch emit(emitted, offset: message.offset, lease: lease, feed: feed) {
                 case .sent: return .done(failures: failures, deadLettered: false)
@@ -49,15 +55,18 @@ extension Worker {
     }
 
     /// One call of `process(msg)`; on success, what it emitted.
-    private func attempt(_ message: KafkaRawMessage, calls: inout LuaCallTally) -> Result<[TaskSpec], ProcessFailure> {
+    private func attempt(
+        _ message: KafkaRawMessage, calls: inout LuaCallTally, started: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
+    ) -> Result<[TaskSpec], ProcessFailure> {
         guard let script else { return .failure(ProcessFailure("process.lua is not loaded")) }
         let answer: (LuaValue, LuaValue)
-        let started = ContinuousClock.now
         do {
             answer = try script.callProcess(message, group: environment.group.name, worker: id)
-            calls.add(.now - started)
+            ended = .now
+            calls.add(ended - started)
         } catch {
-            calls.add(.now - started)
+            ended = .now
+            calls.add(ended - started)
             environment.catalog.countError(script: ScriptCatalog.process, hook: "process")
             if let lua = error as? LuaError, let traceback = lua.traceback {
                 environment.logger.debug("process() traceback:\n\(traceback)", metadata: logMetadata)
