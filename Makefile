@@ -46,7 +46,7 @@ test: test-deps
 # objects, SIGTERM with a wedged script; plus the budgeted string library.
 test-hostile: test-deps
 	$(SWIFT) build
-	$(SWIFT) test --filter 'HostileScriptTests|HostileDaemonTests|ScriptLimitsTests|StringLibraryTests'
+	$(SWIFT) test --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|ScriptLimitsTests|StringLibraryTests'
 
 # Throughput (kcat vs the scheduler) and handoff gaps on one embedded broker.
 bench: release

@@ -12,6 +12,10 @@ struct Hostile: CustomTestStringConvertible, Sendable {
     let expected: [String]
     /// `[scripts] max_call_ms` for this case.
     var callMs = 5000
+    /// `[scripts] max_instructions` for this case (smaller for the pattern
+    /// cases, so the matcher of a debug build on a loaded machine still
+    /// spends its instruction budget long before the clock's).
+    var instructions = 2_000_000
 
     var testDescription: String { name }
 
@@ -45,10 +49,11 @@ struct Hostile: CustomTestStringConvertible, Sendable {
         Hostile(name: "endless loop in string.gsub's replacement",
                 body: "string.gsub('abc', '%w', function() while true do end end)", expected: ["instruction limit exceeded"]),
         Hostile(name: "catastrophic pattern",
-                body: "string.find(string.rep('a', 40), string.rep('a*', 12) .. 'b')", expected: ["instruction limit exceeded"]),
+                body: "string.find(string.rep('a', 40), string.rep('a*', 12) .. 'b')", expected: ["instruction limit exceeded"],
+                callMs: 30_000, instructions: 200_000),
         Hostile(name: "catastrophic patterns caught by pcall",
                 body: "while true do pcall(string.match, string.rep('a', 40), string.rep('a-', 12) .. 'b') end",
-                expected: ["instruction limit exceeded"]),
+                expected: ["instruction limit exceeded"], callMs: 30_000, instructions: 200_000),
         Hostile(name: "string.rep towards the memory cap",
                 body: "local s = string.rep('x', 1024) while true do s = s .. s end", expected: ["memory limit exceeded"]),
         Hostile(name: "one string.rep over the memory cap",
@@ -85,7 +90,7 @@ struct HostileScriptTests {
             end
             """])
         var config = poolConfig(topics: [topic], workers: 1, sliceMs: 50)
-        config.scripts.maxInstructions = 2_000_000
+        config.scripts.maxInstructions = hostile.instructions
         config.scripts.maxMemoryMB = 8
         config.scripts.maxCallMs = hostile.callMs
         config.groups[0].maxAttempts = 2
@@ -222,6 +227,47 @@ struct HostileScriptTests {
         }
         #expect(processed)
         #expect(capture.all.contains { $0.message.contains("rotate() answer not used") })
+    }
+}
+
+@Suite("Hostile scripts: shutdown")
+struct HostileShutdownTests {
+    @Test("a worker still busy when the stop grace ends is logged by name and left behind; shutdown returns")
+    func stuckWorkerNamed() async throws {
+        let topic = try TestBroker.freshTopic("stuck", partitions: 1)
+        try await publishKeyed(topic: topic, count: 5, keys: 1)
+        // Within its budgets, but longer than the grace this test gives.
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              scheduler.log("notice", "busy " .. msg.offset)
+              local started = os.clock()
+              while os.clock() - started < 2 do end
+            end
+            """])
+        var limits = LuaLimits.standard
+        limits.maxInstructions = Int(Int32.max)
+        limits.maxCallMs = 10_000
+        let capture = LogCapture()
+        let catalog = try await ScriptCatalog.load(directory: scripts, limits: limits, needsProcess: true, logger: quietLogger)
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
+        let group = "stuck-\(UUID().uuidString.prefix(6))"
+        let runtime = try await GroupRuntime.start(
+            group: GroupConfig(name: group, topics: [topic], workers: 1, sliceMs: 100),
+            bootstrapServers: TestBroker.shared.bootstrapServers,
+            properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"],
+            publisher: publisher, catalog: catalog, logger: capture.logger,
+            grace: ShutdownGrace(stop: .milliseconds(200), close: .milliseconds(200)))
+        let busy = await eventually { !capture.lines(startingWith: "busy ").isEmpty }
+        #expect(busy)
+        let started = ContinuousClock.now
+        await runtime.shutdown()
+        let elapsed = ContinuousClock.now - started
+        await producer.close(timeoutMs: 1000)
+        #expect(elapsed < .milliseconds(1500), "shutdown took \(elapsed)")
+        let stuck = capture.all.first { $0.message.contains("did not stop within") }
+        #expect(stuck?.message.hasPrefix("\(group)-0 ") == true, "\(capture.all.map(\.message))")
+        #expect(stuck?.metadata[LogKey.worker] == "\(group)-0")
     }
 }
 

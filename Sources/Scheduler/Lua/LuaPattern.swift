@@ -27,9 +27,19 @@ struct LuaPattern {
     static let maxDepth = 200
     /// Steps between two budget checks.
     static let checkEvery = 1024
+    /// Stands in for the address of an empty buffer.
+    nonisolated(unsafe) private static let empty: UnsafePointer<UInt8> = {
+        let byte = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+        byte.initialize(to: 0)
+        return UnsafePointer(byte)
+    }()
 
-    private let s: UnsafeBufferPointer<UInt8>
-    private let p: UnsafeBufferPointer<UInt8>
+    // Plain pointers, not buffers: their subscript is inlined even in debug
+    // builds, which makes the matcher several times faster there.
+    private let s: UnsafePointer<UInt8>
+    private let sn: Int
+    private let p: UnsafePointer<UInt8>
+    private let pn: Int
     /// Called every `checkEvery` steps with the steps since the last call;
     /// returns false when the budget is spent.
     private let onSteps: (Int) -> Bool
@@ -38,8 +48,10 @@ struct LuaPattern {
     private(set) var captures: [Capture] = []
 
     init(subject: UnsafeBufferPointer<UInt8>, pattern: UnsafeBufferPointer<UInt8>, onSteps: @escaping (Int) -> Bool) {
-        self.s = subject
-        self.p = pattern
+        self.s = subject.baseAddress ?? LuaPattern.empty
+        self.sn = subject.count
+        self.p = pattern.baseAddress ?? LuaPattern.empty
+        self.pn = pattern.count
         self.onSteps = onSteps
     }
 
@@ -50,7 +62,7 @@ struct LuaPattern {
     /// `anchored`) whose end is not `lastEnd`: its start and end.
     mutating func search(from start: Int, patternStart: Int, anchored: Bool, lastEnd: Int) throws(Stop) -> (start: Int, end: Int)? {
         var position = start
-        while position <= s.count {
+        while position <= sn {
             captures.removeAll(keepingCapacity: true)
             try tick()
             if let end = try match(position, patternStart), end != lastEnd { return (position, end) }
@@ -79,17 +91,17 @@ struct LuaPattern {
         var si = si, pi = pi
         while true {
             try tick()
-            guard pi < p.count else { return si }
+            guard pi < pn else { return si }
             let c = p[pi]
             if c == UInt8(ascii: "(") {
-                if pi + 1 < p.count && p[pi + 1] == UInt8(ascii: ")") {
+                if pi + 1 < pn && p[pi + 1] == UInt8(ascii: ")") {
                     return try capture(si, pi + 2, length: Capture.position)
                 }
                 return try capture(si, pi + 1, length: Capture.open)
             }
             if c == UInt8(ascii: ")") { return try closeCapture(si, pi + 1) }
-            if c == UInt8(ascii: "$") && pi + 1 == p.count { return si == s.count ? si : nil }
-            if c == UInt8(ascii: "%") && pi + 1 < p.count {
+            if c == UInt8(ascii: "$") && pi + 1 == pn { return si == sn ? si : nil }
+            if c == UInt8(ascii: "%") && pi + 1 < pn {
                 let next = p[pi + 1]
                 if next == UInt8(ascii: "b") {
                     guard let end = try balance(si, pi + 2) else { return nil }
@@ -99,10 +111,10 @@ struct LuaPattern {
                 }
                 if next == UInt8(ascii: "f") {
                     pi += 2
-                    guard pi < p.count, p[pi] == UInt8(ascii: "[") else { throw .malformed("missing '[' after '%f' in pattern") }
+                    guard pi < pn, p[pi] == UInt8(ascii: "[") else { throw .malformed("missing '[' after '%f' in pattern") }
                     let end = try classEnd(pi)
                     let previous: UInt8 = si == 0 ? 0 : s[si - 1]
-                    let current: UInt8 = si < s.count ? s[si] : 0
+                    let current: UInt8 = si < sn ? s[si] : 0
                     guard !inSet(previous, pi, end - 1) && inSet(current, pi, end - 1) else { return nil }
                     pi = end
                     continue
@@ -115,8 +127,8 @@ struct LuaPattern {
                 }
             }
             let end = try classEnd(pi)
-            let matches = si < s.count && single(s[si], pi, end)
-            let suffix: UInt8 = end < p.count ? p[end] : 0
+            let matches = si < sn && single(s[si], pi, end)
+            let suffix: UInt8 = end < pn ? p[end] : 0
             switch suffix {
             case UInt8(ascii: "?"):
                 if matches, let found = try match(si + 1, end + 1) { return found }
@@ -138,7 +150,7 @@ struct LuaPattern {
     /// `x*` (and the rest of `x+`): as many as possible, then backtrack.
     private mutating func longest(_ si: Int, _ pi: Int, _ end: Int) throws(Stop) -> Int? {
         var count = 0
-        while si + count < s.count && single(s[si + count], pi, end) {
+        while si + count < sn && single(s[si + count], pi, end) {
             try tick()
             count += 1
         }
@@ -154,7 +166,7 @@ struct LuaPattern {
         var si = si
         while true {
             if let found = try match(si, end + 1) { return found }
-            guard si < s.count && single(s[si], pi, end) else { return nil }
+            guard si < sn && single(s[si], pi, end) else { return nil }
             si += 1
         }
     }
@@ -179,12 +191,12 @@ struct LuaPattern {
 
     /// `%bxy` at `pi` (pointing at x).
     private mutating func balance(_ si: Int, _ pi: Int) throws(Stop) -> Int? {
-        guard pi + 1 < p.count else { throw .malformed("malformed pattern (missing arguments to '%b')") }
-        guard si < s.count, s[si] == p[pi] else { return nil }
+        guard pi + 1 < pn else { throw .malformed("malformed pattern (missing arguments to '%b')") }
+        guard si < sn, s[si] == p[pi] else { return nil }
         let open = p[pi], close = p[pi + 1]
         var level = 1
         var i = si + 1
-        while i < s.count {
+        while i < sn {
             try tick()
             if s[i] == close {
                 level -= 1
@@ -203,7 +215,7 @@ struct LuaPattern {
             throw .malformed("invalid capture index %\(index + 1)")
         }
         let capture = captures[index]
-        guard capture.length >= 0, s.count - si >= capture.length else { return nil }
+        guard capture.length >= 0, sn - si >= capture.length else { return nil }
         for offset in 0..<capture.length {
             try tick()
             if s[si + offset] != s[capture.start + offset] { return nil }
@@ -215,18 +227,18 @@ struct LuaPattern {
     private func classEnd(_ pi: Int) throws(Stop) -> Int {
         var i = pi + 1
         if p[pi] == UInt8(ascii: "%") {
-            guard i < p.count else { throw .malformed("malformed pattern (ends with '%')") }
+            guard i < pn else { throw .malformed("malformed pattern (ends with '%')") }
             return i + 1
         }
         guard p[pi] == UInt8(ascii: "[") else { return i }
-        if i < p.count && p[i] == UInt8(ascii: "^") { i += 1 }
+        if i < pn && p[i] == UInt8(ascii: "^") { i += 1 }
         // The first character of a set is never its end, so "[]]" is a set of "]".
         repeat {
-            guard i < p.count else { throw .malformed("malformed pattern (missing ']')") }
+            guard i < pn else { throw .malformed("malformed pattern (missing ']')") }
             let c = p[i]
             i += 1
-            if c == UInt8(ascii: "%") && i < p.count { i += 1 }
-        } while i >= p.count || p[i] != UInt8(ascii: "]")
+            if c == UInt8(ascii: "%") && i < pn { i += 1 }
+        } while i >= pn || p[i] != UInt8(ascii: "]")
         return i + 1
     }
 

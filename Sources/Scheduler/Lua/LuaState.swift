@@ -146,8 +146,9 @@ final class LuaState {
                 }
             }
         }
-        try check(status)
+        // Drops the results (or what a failed call left) whatever happens.
         defer { lua_settop(L, top) }
+        try check(status)
         guard request.found != 0 else {
             throw LuaError(script: script, line: nil, message: "function '\(name)' is not defined")
         }

@@ -203,4 +203,10 @@ public struct ShutdownGrace: Sendable {
         stop = .milliseconds(maxCallMs + producerTimeoutMs + 1000)
         close = .milliseconds(maxCallMs + 1000)
     }
+
+    /// Explicit durations (tests).
+    public init(stop: Duration, close: Duration) {
+        self.stop = stop
+        self.close = close
+    }
 }
