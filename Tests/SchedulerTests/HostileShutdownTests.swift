@@ -77,6 +77,9 @@ extension HostileShutdownTests {
         #expect(failed.count == 3, "\(capture.all.map(\.message))")
         #expect(failed.allSatisfy { $0.message.contains("time limit exceeded") && $0.message.contains(":1:") })
         #expect(!capture.all.contains { $0.message.contains("did not close within") })
+        let errors = Dictionary(uniqueKeysWithValues: catalog.view().scripts.map { ($0.name, $0.errors["shutdown"] ?? 0) })
+        #expect(errors["process.lua"] == 2)
+        #expect(errors["rotate.lua"] == 1)
     }
 }
 

@@ -57,13 +57,17 @@ final class LuaState {
     }
 
     /// Calls the script's `shutdown()` hook, if any, before the state is
-    /// dropped; an error there is logged, not thrown.
-    func finish() {
-        guard hasFunction("shutdown") else { return }
+    /// dropped; an error there is logged and returned (for the error count),
+    /// not thrown.
+    @discardableResult
+    func finish() -> Error? {
+        guard hasFunction("shutdown") else { return nil }
         do {
             _ = try call("shutdown", [], results: 0)
+            return nil
         } catch {
             bindings.logger.error("shutdown() failed: \(error)", metadata: [LogKey.script: "\(script)"])
+            return error
         }
     }
 

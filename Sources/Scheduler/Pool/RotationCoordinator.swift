@@ -54,7 +54,7 @@ final class RotationCoordinator: @unchecked Sendable {
     func loadPolicy(strict: Bool) throws {
         policyGeneration = catalog.generation
         guard let source = catalog.source(ScriptCatalog.rotate) else {
-            policy?.finish()
+            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
             policy = nil
             return
         }
@@ -62,7 +62,7 @@ final class RotationCoordinator: @unchecked Sendable {
         do {
             let bindings = ScriptBindings(script: source.path, worker: "\(group.name)-coordinator", group: group.name, logger: logger)
             let fresh = try LuaState.load(source: source, bindings: bindings, limits: catalog.limits)
-            policy?.finish()
+            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
             policy = fresh
             if !strict { logger.info("switched to rotate.lua version \(source.version)", metadata: [LogKey.group: "\(group.name)"]) }
         } catch {
@@ -175,7 +175,7 @@ final class RotationCoordinator: @unchecked Sendable {
     @discardableResult
     func close(within limit: Duration) async -> Bool {
         let closed = await thread.run(within: limit) { [self] () -> Bool in
-            policy?.finish()
+            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
             policy = nil
             return true
         } != nil

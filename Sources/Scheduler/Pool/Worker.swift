@@ -70,7 +70,7 @@ final class Worker: @unchecked Sendable {
         guard let source = catalog.source(ScriptCatalog.process), source.version != script?.version else { return }
         do {
             let fresh = try makeState(source)
-            script?.finish()
+            if script?.finish() != nil { environment.catalog.countError(script: ScriptCatalog.process, hook: "shutdown") }
             script = fresh
             environment.logger.info("switched to process.lua version \(source.version)", metadata: logMetadata)
         } catch {
@@ -101,7 +101,7 @@ final class Worker: @unchecked Sendable {
     @discardableResult
     func close(within limit: Duration = .seconds(3600)) async -> Bool {
         let closed = await thread.run(within: limit) { [self] () -> Bool in
-            script?.finish()
+            if script?.finish() != nil { environment.catalog.countError(script: ScriptCatalog.process, hook: "shutdown") }
             script = nil
             return true
         } != nil
