@@ -36,7 +36,7 @@ static inline void clua_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
  * wall-clock deadline checked in the hook, so time spent in C counts. */
 
 enum { CLUA_WITHIN = 0, CLUA_INSTRUCTIONS = 1, CLUA_TIME = 2, CLUA_MEMORY = 3 };
-enum { CLUA_PERIOD = 1000 };  /* instructions between two hook calls */
+enum { CLUA_PERIOD = 1000 };  /* most instructions between two hook calls */
 enum { CLUA_BINDINGS = 5 };
 
 typedef struct clua_reply clua_reply;
@@ -51,6 +51,7 @@ typedef struct {
     size_t slack;
     long long remaining;    /* instructions left in this call */
     long long deadline_ns;  /* CLOCK_MONOTONIC */
+    long long checked_ns;   /* when the hook last looked at the clock */
     int period;
     int exhausted;          /* the first budget broken in this call */
     int where_line;         /* where it was broken */
@@ -145,8 +146,15 @@ static inline void clua_budget_hook(lua_State *L, lua_Debug *ar) {
     }
     if (!c->exhausted) {
         c->remaining -= charged;
-        int kind = c->remaining <= 0 ? CLUA_INSTRUCTIONS : (clua_now_ns() >= c->deadline_ns ? CLUA_TIME : CLUA_WITHIN);
+        long long now = clua_now_ns();
+        int kind = c->remaining <= 0 ? CLUA_INSTRUCTIONS : (now >= c->deadline_ns ? CLUA_TIME : CLUA_WITHIN);
         if (kind == CLUA_WITHIN) {
+            /* Instructions that call slow C functions (MiB-sized strings)
+             * would see the clock too rarely: check it more often then, and
+             * less often (up to CLUA_PERIOD) while they are fast. */
+            if (now - c->checked_ns > 2000000LL) c->period = c->period / 4 > 16 ? c->period / 4 : 16;
+            else if (now - c->checked_ns < 200000LL && c->period < CLUA_PERIOD) c->period = c->period * 2 < CLUA_PERIOD ? c->period * 2 : CLUA_PERIOD;
+            c->checked_ns = now;
             if (charged != c->period) lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, c->period);
             return;
         }
@@ -165,8 +173,11 @@ static inline void clua_budget_hook(lua_State *L, lua_Debug *ar) {
 static inline void clua_begin_call(lua_State *L, long long instructions, long long milliseconds) {
     clua_control *c = clua_control_of(L);
     c->remaining = instructions;
-    c->period = instructions < CLUA_PERIOD ? (int)(instructions > 0 ? instructions : 1) : CLUA_PERIOD;
-    c->deadline_ns = clua_now_ns() + milliseconds * 1000000LL;
+    /* Start short, so the first look at the clock comes soon even if the
+     * first instructions are slow; the hook lengthens the period. */
+    c->period = instructions < 64 ? (int)(instructions > 0 ? instructions : 1) : 64;
+    c->checked_ns = clua_now_ns();
+    c->deadline_ns = c->checked_ns + milliseconds * 1000000LL;
     c->exhausted = CLUA_WITHIN;
     c->slack = 0;
     c->last_line = 0;
@@ -197,7 +208,7 @@ static inline int clua_charge(clua_control *c, long long steps) {
  * short coroutines cannot run unaccounted instructions. */
 static inline int clua_charged_call(lua_State *L) {
     clua_control *c = clua_control_of(L);
-    c->remaining -= c->period;
+    c->remaining -= CLUA_PERIOD;  /* no thread's hook period is longer */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);

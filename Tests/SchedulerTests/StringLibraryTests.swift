@@ -110,7 +110,7 @@ struct StringLibraryTests {
         }
     }
 
-    @Test("the catastrophic pattern is stopped by the default instruction budget")
+    @Test("the catastrophic pattern is stopped by the default budgets")
     func catastrophicPatternDefaults() async throws {
         let scripts = try makeScripts(["generate.lua": "function generate()\n  return string.find(string.rep('a', 40), string.rep('a*', 12) .. 'b')\nend\n"])
         let script = try await GenerateScript.load(scriptsDirectory: scripts, logger: quietLogger)

@@ -3,7 +3,9 @@
 /// budget is spent instead of backtracking for hours in C.
 ///
 /// Written from the manual's description, not from Lua's source. It works on
-/// bytes; positions are 0-based offsets into the subject.
+/// bytes; positions are 0-based offsets into the subject. Characters are
+/// written as hex literals (0x25 is '%'): `UInt8(ascii:)` is a real call in
+/// debug builds, and this loop runs for every step.
 struct LuaPattern {
     /// Why a match stopped without an answer.
     enum Stop: Error {
@@ -93,25 +95,25 @@ struct LuaPattern {
             try tick()
             guard pi < pn else { return si }
             let c = p[pi]
-            if c == UInt8(ascii: "(") {
-                if pi + 1 < pn && p[pi + 1] == UInt8(ascii: ")") {
+            if c == 0x28 {  // (
+                if pi + 1 < pn && p[pi + 1] == 0x29 {  // )
                     return try capture(si, pi + 2, length: Capture.position)
                 }
                 return try capture(si, pi + 1, length: Capture.open)
             }
-            if c == UInt8(ascii: ")") { return try closeCapture(si, pi + 1) }
-            if c == UInt8(ascii: "$") && pi + 1 == pn { return si == sn ? si : nil }
-            if c == UInt8(ascii: "%") && pi + 1 < pn {
+            if c == 0x29 { return try closeCapture(si, pi + 1) }  // )
+            if c == 0x24 && pi + 1 == pn { return si == sn ? si : nil }  // $
+            if c == 0x25 && pi + 1 < pn {  // %
                 let next = p[pi + 1]
-                if next == UInt8(ascii: "b") {
+                if next == 0x62 {  // b
                     guard let end = try balance(si, pi + 2) else { return nil }
                     si = end
                     pi += 4
                     continue
                 }
-                if next == UInt8(ascii: "f") {
+                if next == 0x66 {  // f
                     pi += 2
-                    guard pi < pn, p[pi] == UInt8(ascii: "[") else { throw .malformed("missing '[' after '%f' in pattern") }
+                    guard pi < pn, p[pi] == 0x5B else { throw .malformed("missing '[' after '%f' in pattern") }  // [
                     let end = try classEnd(pi)
                     let previous: UInt8 = si == 0 ? 0 : s[si - 1]
                     let current: UInt8 = si < sn ? s[si] : 0
@@ -119,8 +121,8 @@ struct LuaPattern {
                     pi = end
                     continue
                 }
-                if next >= UInt8(ascii: "0") && next <= UInt8(ascii: "9") {
-                    guard let end = try backReference(si, Int(next) - Int(UInt8(ascii: "1"))) else { return nil }
+                if next >= 0x30 && next <= 0x39 {  // 0 9
+                    guard let end = try backReference(si, Int(next) - Int(0x31)) else { return nil }  // 1
                     si = end
                     pi += 2
                     continue
@@ -130,14 +132,14 @@ struct LuaPattern {
             let matches = si < sn && single(s[si], pi, end)
             let suffix: UInt8 = end < pn ? p[end] : 0
             switch suffix {
-            case UInt8(ascii: "?"):
+            case 0x3F:  // ?
                 if matches, let found = try match(si + 1, end + 1) { return found }
                 pi = end + 1
-            case UInt8(ascii: "+"):
+            case 0x2B:  // +
                 return matches ? try longest(si + 1, pi, end) : nil
-            case UInt8(ascii: "*"):
+            case 0x2A:  // *
                 return try longest(si, pi, end)
-            case UInt8(ascii: "-"):
+            case 0x2D:  // -
                 return try shortest(si, pi, end)
             default:
                 guard matches else { return nil }
@@ -226,28 +228,28 @@ struct LuaPattern {
     /// The end of the single-character class starting at `pi`.
     private func classEnd(_ pi: Int) throws(Stop) -> Int {
         var i = pi + 1
-        if p[pi] == UInt8(ascii: "%") {
+        if p[pi] == 0x25 {  // %
             guard i < pn else { throw .malformed("malformed pattern (ends with '%')") }
             return i + 1
         }
-        guard p[pi] == UInt8(ascii: "[") else { return i }
-        if i < pn && p[i] == UInt8(ascii: "^") { i += 1 }
+        guard p[pi] == 0x5B else { return i }  // [
+        if i < pn && p[i] == 0x5E { i += 1 }  // ^
         // The first character of a set is never its end, so "[]]" is a set of "]".
         repeat {
             guard i < pn else { throw .malformed("malformed pattern (missing ']')") }
             let c = p[i]
             i += 1
-            if c == UInt8(ascii: "%") && i < pn { i += 1 }
-        } while i >= pn || p[i] != UInt8(ascii: "]")
+            if c == 0x25 && i < pn { i += 1 }  // %
+        } while i >= pn || p[i] != 0x5D  // ]
         return i + 1
     }
 
     /// Does `c` match the class from `pi` to `end`?
     private func single(_ c: UInt8, _ pi: Int, _ end: Int) -> Bool {
         switch p[pi] {
-        case UInt8(ascii: "."): return true
-        case UInt8(ascii: "%"): return Self.inClass(c, p[pi + 1])
-        case UInt8(ascii: "["): return inSet(c, pi, end - 1)
+        case 0x2E: return true  // .
+        case 0x25: return Self.inClass(c, p[pi + 1])  // %
+        case 0x5B: return inSet(c, pi, end - 1)  // [
         default: return p[pi] == c
         }
     }
@@ -256,15 +258,15 @@ struct LuaPattern {
     private func inSet(_ c: UInt8, _ pi: Int, _ close: Int) -> Bool {
         var i = pi + 1
         var positive = true
-        if p[i] == UInt8(ascii: "^") {
+        if p[i] == 0x5E {  // ^
             positive = false
             i += 1
         }
         while i < close {
-            if p[i] == UInt8(ascii: "%") && i + 1 < close {
+            if p[i] == 0x25 && i + 1 < close {  // %
                 if Self.inClass(c, p[i + 1]) { return positive }
                 i += 2
-            } else if i + 2 < close && p[i + 1] == UInt8(ascii: "-") {
+            } else if i + 2 < close && p[i + 1] == 0x2D {  // -
                 if p[i] <= c && c <= p[i + 2] { return positive }
                 i += 3
             } else {
@@ -280,22 +282,22 @@ struct LuaPattern {
     static func inClass(_ c: UInt8, _ cl: UInt8) -> Bool {
         let lower = cl | 0x20
         let result: Bool
-        let isLower = c >= 0x61 && c <= 0x7a, isUpper = c >= 0x41 && c <= 0x5a
-        let isDigit = c >= 0x30 && c <= 0x39
+        let isLower = c >= 0x61 && c <= 0x7a, isUpper = c >= 0x41 && c <= 0x5a  // a A
+        let isDigit = c >= 0x30 && c <= 0x39  // 0 9
         let isGraph = c >= 0x21 && c <= 0x7e
         switch lower {
-        case UInt8(ascii: "a"): result = isLower || isUpper
-        case UInt8(ascii: "c"): result = c < 0x20 || c == 0x7f
-        case UInt8(ascii: "d"): result = isDigit
-        case UInt8(ascii: "g"): result = isGraph
-        case UInt8(ascii: "l"): result = isLower
-        case UInt8(ascii: "p"): result = isGraph && !(isLower || isUpper || isDigit)
-        case UInt8(ascii: "s"): result = c == 0x20 || (c >= 0x09 && c <= 0x0d)
-        case UInt8(ascii: "u"): result = isUpper
-        case UInt8(ascii: "w"): result = isLower || isUpper || isDigit
-        case UInt8(ascii: "x"): result = isDigit || (c | 0x20 >= 0x61 && c | 0x20 <= 0x66)
+        case 0x61: result = isLower || isUpper  // a
+        case 0x63: result = c < 0x20 || c == 0x7f  // c
+        case 0x64: result = isDigit  // d
+        case 0x67: result = isGraph  // g
+        case 0x6C: result = isLower  // l
+        case 0x70: result = isGraph && !(isLower || isUpper || isDigit)  // p
+        case 0x73: result = c == 0x20 || (c >= 0x09 && c <= 0x0d)  // s
+        case 0x75: result = isUpper  // u
+        case 0x77: result = isLower || isUpper || isDigit  // w
+        case 0x78: result = isDigit || (c | 0x20 >= 0x61 && c | 0x20 <= 0x66)  // x a f
         default: return cl == c
         }
-        return cl >= 0x41 && cl <= 0x5a ? !result : result
+        return cl >= 0x41 && cl <= 0x5a ? !result : result  // A
     }
 }

@@ -10,6 +10,12 @@ struct LuaPushList {
     /// Top-level values the ops leave on the stack.
     private(set) var count: Int32 = 0
 
+    /// An empty list with room for about `ops` steps and `bytes` string bytes.
+    init(ops: Int = 0, bytes: Int = 0) {
+        self.ops.reserveCapacity(ops)
+        arena.reserveCapacity(bytes)
+    }
+
     /// Adds `value` as one more top-level value.
     mutating func append(_ value: LuaValue) {
         encode(value)

@@ -8,7 +8,7 @@ extension LuaState {
     /// Calls `process(msg)` and returns its two results `(ok, reason)`.
     /// Throws `LuaError` if the script raised or broke a budget.
     func callProcess(_ message: KafkaRawMessage, group: String, worker: String) throws -> (LuaValue, LuaValue) {
-        var msg = LuaPushList()
+        var msg = LuaPushList(ops: 40, bytes: 128)
         msg.appendTable(records: 10)
         msg.field("topic", .string(message.topic))
         msg.field("partition", .integer(Int64(message.partition)))
