@@ -13,7 +13,8 @@ struct HostileShutdownTests {
             function process(msg)
               scheduler.log("notice", "busy " .. msg.offset)
               local started = os.clock()
-              while os.clock() - started < 2 do end
+              while os.clock() - started < 3 do end
+              scheduler.log("notice", "done " .. msg.offset)
             end
             """])
         var limits = LuaLimits.standard
@@ -35,8 +36,11 @@ struct HostileShutdownTests {
         let started = ContinuousClock.now
         await runtime.shutdown()
         let elapsed = ContinuousClock.now - started
+        // Shutdown did not wait for the message in flight (the final commit
+        // alone can take a second or two on a loaded machine).
+        let waited = !capture.lines(startingWith: "done ").isEmpty
         await producer.close(timeoutMs: 1000)
-        #expect(elapsed < .milliseconds(1500), "shutdown took \(elapsed)")
+        #expect(!waited, "shutdown took \(elapsed)")
         let stuck = capture.all.first { $0.message.contains("did not stop within") }
         #expect(stuck?.message.hasPrefix("\(group)-0 ") == true, "\(capture.all.map(\.message))")
         #expect(stuck?.metadata[LogKey.worker] == "\(group)-0")
