@@ -7,7 +7,7 @@ TEST_PACKAGES := chromium
 CONFIG ?= config.toml
 ARGS ?=
 
-.PHONY: deps test-deps apt-install build release run test check bench loadtest clean
+.PHONY: deps test-deps apt-install build release run test test-hostile check bench loadtest clean
 
 # Installs the Debian packages the build (and, for test-deps, the tests) need, when missing.
 deps:
@@ -40,6 +40,13 @@ check: build
 test: test-deps
 	$(SWIFT) build
 	$(SWIFT) test
+
+# The hostile-script corpus: endless loops (plain, coroutines, metamethods,
+# comparators, replacements), catastrophic patterns, memory bombs, bad error
+# objects, SIGTERM with a wedged script; plus the budgeted string library.
+test-hostile: test-deps
+	$(SWIFT) build
+	$(SWIFT) test --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|ScriptLimitsTests|StringLibraryTests'
 
 # Throughput (kcat vs the scheduler) and handoff gaps on one embedded broker.
 bench: release

@@ -1,86 +1,438 @@
 // Thin C surface for Lua 5.4. Lua's function-like macros cannot be called from
 // Swift, so each one used by the library gets a prefixed static inline shim.
+//
+// Rule: Lua raises errors with longjmp, which must never cross a Swift frame.
+// So everything that can raise (allocation, luaL_error, metamethods) runs in
+// these C functions under lua_pcall; Swift callbacks only read the stack and
+// fill a clua_reply, which the C trampoline turns into results or an error.
 #ifndef TASK_SCHEDULER_CLUA_SHIM_H
 #define TASK_SCHEDULER_CLUA_SHIM_H
 
 #include <lua.h>
 #include <lualib.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-static inline int clua_pcall(lua_State *L, int nargs, int nresults, int msgh) {
-    return lua_pcall(L, nargs, nresults, msgh);
-}
 static inline void clua_pop(lua_State *L, int n) { lua_pop(L, n); }
-static inline void clua_newtable(lua_State *L) { lua_newtable(L); }
-static inline const char *clua_tostring(lua_State *L, int i) { return lua_tostring(L, i); }
+static inline const char *clua_tostring(lua_State *L, int i) {
+    /* Strings only: lua_tostring converts numbers in place, which allocates. */
+    return lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
+}
 static inline lua_Integer clua_tointeger(lua_State *L, int i) { return lua_tointeger(L, i); }
 static inline lua_Number clua_tonumber(lua_State *L, int i) { return lua_tonumber(L, i); }
-static inline void clua_pushcfunction(lua_State *L, lua_CFunction f) { lua_pushcfunction(L, f); }
-static inline int clua_isfunction(lua_State *L, int n) { return lua_isfunction(L, n); }
 static inline int clua_istable(lua_State *L, int n) { return lua_istable(L, n); }
-static inline int clua_isnil(lua_State *L, int n) { return lua_isnil(L, n); }
 static inline int clua_isnoneornil(lua_State *L, int n) { return lua_isnoneornil(L, n); }
-static inline void clua_remove(lua_State *L, int idx) { lua_remove(L, idx); }
-static inline void clua_insert(lua_State *L, int idx) { lua_insert(L, idx); }
-static inline void clua_pushglobaltable(lua_State *L) { lua_pushglobaltable(L); }
 static inline int clua_upvalueindex(int i) { return lua_upvalueindex(i); }
-static inline void *clua_newuserdata(lua_State *L, size_t size) { return lua_newuserdata(L, size); }
-static inline int clua_registryindex(void) { return LUA_REGISTRYINDEX; }
-static inline int clua_multret(void) { return LUA_MULTRET; }
 static inline void clua_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT); }
 /* Generational mode: process() makes a few short-lived tables per message,
  * which a young collection frees cheaply. */
 static inline void clua_gc_generational(lua_State *L) { lua_gc(L, LUA_GCGEN, 0, 0); }
 
-/* Limits (issue: scripts you can trust). Both stay in C so that Lua's error
- * longjmp never crosses a Swift frame. */
+/* ---- Budgets ------------------------------------------------------------
+ * One clua_control per lua_State, passed as the allocator's user data so the
+ * count hook of any coroutine (and the string matcher) finds it with
+ * lua_getallocf. It holds the memory cap and the budget of the call in
+ * progress: instructions left, shared by every coroutine the call runs, and a
+ * wall-clock deadline checked in the hook, so time spent in C counts. */
 
-/* Memory accounting for one lua_State: lua_newstate's allocator with a cap.
- * Returning NULL makes Lua raise "not enough memory" in the running call. */
+enum { CLUA_WITHIN = 0, CLUA_INSTRUCTIONS = 1, CLUA_TIME = 2, CLUA_MEMORY = 3 };
+enum { CLUA_PERIOD = 1000 };  /* most instructions between two hook calls */
+enum { CLUA_BINDINGS = 5 };
+
+typedef struct clua_reply clua_reply;
+/* A Swift binding: reads its arguments (never allocating), fills `reply`. */
+typedef void (*clua_binding)(lua_State *L, void *context, clua_reply *reply);
+
 typedef struct {
     size_t used;
     size_t limit;
-} clua_memory;
+    /* Extra room granted to the message handler, so a call that failed near
+     * the cap still gets its message and traceback. */
+    size_t slack;
+    long long remaining;    /* instructions left in this call */
+    long long deadline_ns;  /* CLOCK_MONOTONIC */
+    long long checked_ns;   /* when the hook last looked at the clock */
+    int period;
+    int exhausted;          /* the first budget broken in this call */
+    int where_line;         /* where it was broken */
+    char where_src[LUA_IDSIZE];
+    int last_line;          /* position seen by the last hook call */
+    char last_src[LUA_IDSIZE];
+    int memory_line;        /* last_* when the allocator last refused */
+    char memory_src[LUA_IDSIZE];
+    void *context;          /* the bindings' Swift object */
+    clua_binding bindings[CLUA_BINDINGS];
+} clua_control;
 
+static inline long long clua_now_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static inline clua_control *clua_control_of(lua_State *L) {
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    return (clua_control *)ud;
+}
+
+static inline const char *clua_budget_text(int kind) {
+    switch (kind) {
+    case CLUA_INSTRUCTIONS: return "instruction limit exceeded";
+    case CLUA_TIME: return "time limit exceeded";
+    case CLUA_MEMORY: return "memory limit exceeded";
+    default: return "limit exceeded";
+    }
+}
+
+static inline void clua_copy_src(char *to, const char *from) {
+    strncpy(to, from, LUA_IDSIZE - 1);
+    to[LUA_IDSIZE - 1] = '\0';
+}
+
+/* lua_newstate's allocator with a cap. Returning NULL makes Lua raise
+ * "not enough memory" (LUA_ERRMEM) in the running call. */
 static inline void *clua_limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-    clua_memory *memory = (clua_memory *)ud;
+    clua_control *c = (clua_control *)ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
         free(ptr);
-        memory->used -= old;
+        c->used -= old;
         return NULL;
     }
-    if (nsize > old && memory->used - old + nsize > memory->limit) return NULL;
+    if (nsize > old && c->used - old + nsize > c->limit + c->slack) {
+        c->memory_line = c->last_line;
+        memcpy(c->memory_src, c->last_src, LUA_IDSIZE);
+        return NULL;
+    }
     void *block = realloc(ptr, nsize);
-    if (block) memory->used = memory->used - old + nsize;
+    if (block) c->used = c->used - old + nsize;
     return block;
 }
 
-static inline lua_State *clua_newstate_limited(clua_memory *memory) {
-    return lua_newstate(clua_limited_alloc, memory);
+/* Last resort: every call is protected, so a panic is a bug. Say so before
+ * Lua aborts. */
+static inline int clua_panic(lua_State *L) {
+    const char *message = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+    fprintf(stderr, "task-scheduler: unprotected Lua error, aborting: %s\n", message);
+    fflush(stderr);
+    return 0;
 }
 
-/* Instruction budget for one call: a count hook that fires once the budget
- * is spent and raises an error inside the running function. */
+static inline lua_State *clua_newstate_limited(clua_control *control) {
+    lua_State *L = lua_newstate(clua_limited_alloc, control);
+    if (L) lua_atpanic(L, clua_panic);
+    return L;
+}
+
+static inline void clua_mark(clua_control *c, int kind, const char *src, int line) {
+    if (c->exhausted) return;
+    c->exhausted = kind;
+    c->where_line = line;
+    clua_copy_src(c->where_src, src ? src : "?");
+}
+
+/* Count hook, copied by Lua into every coroutine: each call charges what
+ * that thread ran since its last call to the shared budget. Once a budget is
+ * broken, every thread's next instruction fails, so pcall or
+ * coroutine.resume cannot swallow the error and go on. */
 static inline void clua_budget_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    /* From now on every instruction fails, so a script that catches the
-     * error with pcall cannot go on looping. */
-    lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, 1);
-    /* Name the line that was running (luaL_error's own position would be
-     * the caller's). */
-    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-        luaL_error(L, "%s:%d: instruction limit exceeded", ar->short_src, ar->currentline);
-    luaL_error(L, "instruction limit exceeded");
+    clua_control *c = clua_control_of(L);
+    int charged = lua_gethookcount(L);
+    int located = lua_getinfo(L, "Sl", ar);
+    if (located) {
+        c->last_line = ar->currentline;
+        clua_copy_src(c->last_src, ar->short_src);
+    }
+    if (!c->exhausted) {
+        c->remaining -= charged;
+        long long now = clua_now_ns();
+        int kind = c->remaining <= 0 ? CLUA_INSTRUCTIONS : (now >= c->deadline_ns ? CLUA_TIME : CLUA_WITHIN);
+        if (kind == CLUA_WITHIN) {
+            /* Instructions that call slow C functions (MiB-sized strings)
+             * would see the clock too rarely: check it more often then, and
+             * less often (up to CLUA_PERIOD) while they are fast. */
+            if (now - c->checked_ns > 2000000LL) c->period = c->period / 4 > 16 ? c->period / 4 : 16;
+            else if (now - c->checked_ns < 200000LL && c->period < CLUA_PERIOD) c->period = c->period * 2 < CLUA_PERIOD ? c->period * 2 : CLUA_PERIOD;
+            c->checked_ns = now;
+            if (charged != c->period) lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, c->period);
+            return;
+        }
+        clua_mark(c, kind, located ? ar->short_src : NULL, located ? ar->currentline : 0);
+    }
+    if (charged != 1) lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, 1);
+    /* lua_error, not luaL_error: that would prefix another position. */
+    if (located && ar->currentline > 0)
+        lua_pushfstring(L, "%s:%d: %s", ar->short_src, ar->currentline, clua_budget_text(c->exhausted));
+    else
+        lua_pushstring(L, clua_budget_text(c->exhausted));
+    lua_error(L);
 }
 
-static inline void clua_set_budget(lua_State *L, int instructions) {
-    if (instructions > 0) lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, instructions);
+/* Starts the budget of one call. */
+static inline void clua_begin_call(lua_State *L, long long instructions, long long milliseconds) {
+    clua_control *c = clua_control_of(L);
+    c->remaining = instructions;
+    /* Start short, so the first look at the clock comes soon even if the
+     * first instructions are slow; the hook lengthens the period. */
+    c->period = instructions < 64 ? (int)(instructions > 0 ? instructions : 1) : 64;
+    c->checked_ns = clua_now_ns();
+    c->deadline_ns = c->checked_ns + milliseconds * 1000000LL;
+    c->exhausted = CLUA_WITHIN;
+    c->slack = 0;
+    c->last_line = 0;
+    c->last_src[0] = '\0';
+    c->memory_line = 0;
+    c->memory_src[0] = '\0';
+    lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, c->period);
 }
 
-static inline void clua_clear_budget(lua_State *L) {
+static inline void clua_end_call(lua_State *L) {
+    clua_control *c = clua_control_of(L);
+    c->slack = 0;
     lua_sethook(L, NULL, 0, 0);
+}
+
+/* Charges `steps` of C work (the pattern matcher) to the call's budget;
+ * returns the budget that is broken, if any. */
+static inline int clua_charge(clua_control *c, long long steps) {
+    if (c->exhausted) return c->exhausted;
+    c->remaining -= steps;
+    if (c->remaining <= 0) return CLUA_INSTRUCTIONS;
+    if (clua_now_ns() >= c->deadline_ns) return CLUA_TIME;
+    return CLUA_WITHIN;
+}
+
+/* Wraps coroutine.create and coroutine.wrap: a coroutine that dies before
+ * its hook fires is charged a whole hook period up front, so creating many
+ * short coroutines cannot run unaccounted instructions. */
+static inline int clua_charged_call(lua_State *L) {
+    clua_control *c = clua_control_of(L);
+    c->remaining -= CLUA_PERIOD;  /* no thread's hook period is longer */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* glibc's memmem (linear: two-way search), declared here because Swift's
+ * Glibc module is built without _GNU_SOURCE. */
+void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen);
+static inline long long clua_memfind(const char *haystack, size_t length, const char *needle, size_t needle_length) {
+    const char *hit = (const char *)memmem(haystack, length, needle, needle_length);
+    return hit ? (long long)(hit - haystack) : -1;
+}
+
+/* Calls upvalue 1 with the arguments. Wrapping the prelude's Lua versions of
+ * library functions in this C frame keeps the script's frame on the stack
+ * when a script tail-calls them (`return string.find(...)`), so their errors
+ * can still name the script's line. */
+static inline int clua_shield(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static inline int clua_make_shield(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushcclosure(L, clua_shield, 1);
+    return 1;
+}
+
+/* ---- Error messages ----------------------------------------------------- */
+
+/* Message handler of every call: any error object becomes a string with a
+ * traceback. It may allocate near the cap, hence the slack. */
+static inline int clua_traceback(lua_State *L) {
+    clua_control *c = clua_control_of(L);
+    c->slack = 256 * 1024;
+    const char *message = lua_type(L, 1) == LUA_TNUMBER || lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    if (message == NULL) message = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, message, 1);
+    return 1;
+}
+
+/* ---- Bindings ------------------------------------------------------------ */
+
+enum { CLUA_REPLY_OK = 0, CLUA_REPLY_ERROR = 1, CLUA_REPLY_BUDGET = 2 };
+enum { CLUA_REPLY_VALUES = 72 };
+
+struct clua_reply {
+    int status;           /* CLUA_REPLY_* */
+    int level;            /* stack level the error is reported at (1: the caller) */
+    int budget;           /* for CLUA_REPLY_BUDGET: which one */
+    int push_true;        /* push `true` before the values */
+    int count;            /* integer results */
+    lua_Integer values[CLUA_REPLY_VALUES];
+    char message[512];
+};
+
+/* The C function behind every Swift binding: upvalue 1 is the index of the
+ * binding in clua_control. Raising happens here, in C, after Swift returned. */
+static inline int clua_trampoline(lua_State *L) {
+    clua_control *c = clua_control_of(L);
+    clua_reply reply;
+    reply.status = CLUA_REPLY_OK;
+    reply.level = 1;
+    reply.budget = 0;
+    reply.push_true = 0;
+    reply.count = 0;
+    reply.message[0] = '\0';
+    c->bindings[lua_tointeger(L, lua_upvalueindex(1))](L, c->context, &reply);
+    if (reply.status == CLUA_REPLY_OK) {
+        luaL_checkstack(L, reply.count + 1, "too many results");
+        if (reply.push_true) lua_pushboolean(L, 1);
+        for (int i = 0; i < reply.count && i < CLUA_REPLY_VALUES; i++) lua_pushinteger(L, reply.values[i]);
+        return reply.count + reply.push_true;
+    }
+    /* Where: the Lua function at `level`; if a tail call replaced it, the
+     * position the hook saw last. */
+    lua_Debug ar;
+    const char *src = NULL;
+    int line = 0;
+    if (lua_getstack(L, reply.level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        src = ar.short_src;
+        line = ar.currentline;
+    } else if (c->last_line > 0) {
+        src = c->last_src;
+        line = c->last_line;
+    }
+    if (reply.status == CLUA_REPLY_BUDGET) {
+        clua_mark(c, reply.budget, src, line);
+        lua_sethook(L, clua_budget_hook, LUA_MASKCOUNT, 1);
+        strncpy(reply.message, clua_budget_text(c->exhausted), sizeof reply.message - 1);
+    }
+    reply.message[sizeof reply.message - 1] = '\0';
+    if (src) lua_pushfstring(L, "%s:%d: %s", src, line, reply.message);
+    else lua_pushstring(L, reply.message);
+    return lua_error(L);
+}
+
+
+/* ---- Protected work ----------------------------------------------------- */
+
+enum { CLUA_OP_NIL, CLUA_OP_BOOL, CLUA_OP_INT, CLUA_OP_NUM, CLUA_OP_STR, CLUA_OP_TABLE, CLUA_OP_SET };
+
+/* One step of building values: push a scalar or a table, or set t[k] = v. */
+typedef struct {
+    int kind;
+    int flag;               /* BOOL: the value; TABLE: array size hint */
+    lua_Integer integer;    /* INT: the value; TABLE: record size hint; STR: offset in the arena */
+    double number;
+    const char *bytes;      /* STR: the bytes, or NULL for arena + integer */
+    size_t length;
+} clua_op;
+
+enum { CLUA_RUN_CALL = 0, CLUA_RUN_PROBE = 1, CLUA_RUN_OPEN = 2 };
+
+typedef struct {
+    int mode;               /* CLUA_RUN_* */
+    const char *function;   /* global to call or probe */
+    const clua_op *ops;
+    size_t count;
+    const char *arena;
+    int arguments;          /* values the ops push */
+    int results;
+    int found;              /* out: the global is a function */
+    /* CLUA_RUN_OPEN: the scheduler table */
+    const char *worker;
+    const char *group;      /* may be NULL */
+} clua_request;
+
+static inline void clua_push_ops(lua_State *L, const clua_op *ops, size_t count, const char *arena) {
+    for (size_t i = 0; i < count; i++) {
+        const clua_op *op = &ops[i];
+        luaL_checkstack(L, 3, "building a value");
+        switch (op->kind) {
+        case CLUA_OP_BOOL: lua_pushboolean(L, op->flag); break;
+        case CLUA_OP_INT: lua_pushinteger(L, op->integer); break;
+        case CLUA_OP_NUM: lua_pushnumber(L, op->number); break;
+        case CLUA_OP_STR: lua_pushlstring(L, op->bytes ? op->bytes : arena + op->integer, op->length); break;
+        case CLUA_OP_TABLE: lua_createtable(L, op->flag, (int)op->integer); break;
+        case CLUA_OP_SET: lua_rawset(L, -3); break;
+        default: lua_pushnil(L); break;
+        }
+    }
+}
+
+static inline void clua_open_sandbox(lua_State *L, clua_request *r) {
+    const luaL_Reg libraries[] = {
+        {LUA_GNAME, luaopen_base}, {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
+        {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_COLIBNAME, luaopen_coroutine},
+        {LUA_OSLIBNAME, luaopen_os}, {NULL, NULL},
+    };
+    for (const luaL_Reg *library = libraries; library->func; library++) {
+        luaL_requiref(L, library->name, library->func, 1);
+        lua_pop(L, 1);
+    }
+    lua_getglobal(L, LUA_COLIBNAME);
+    const char *charged[] = {"create", "wrap"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, -1, charged[i]);
+        lua_pushcclosure(L, clua_charged_call, 1);
+        lua_setfield(L, -2, charged[i]);
+    }
+    lua_pop(L, 1);
+    /* The scheduler table: raw bindings (_emit, _log, _yield, _match,
+     * _charge) that the prelude wraps or hides. */
+    const char *names[CLUA_BINDINGS] = {"_emit", "_log", "_yield", "_match", "_charge"};
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, r->worker);
+    lua_setfield(L, -2, "worker");
+    if (r->group) lua_pushstring(L, r->group); else lua_pushnil(L);
+    lua_setfield(L, -2, "group");
+    for (int i = 0; i < CLUA_BINDINGS; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, clua_trampoline, 1);
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pushcfunction(L, clua_make_shield);
+    lua_setfield(L, -2, "_shield");
+    lua_setglobal(L, "scheduler");
+}
+
+static inline int clua_run(lua_State *L) {
+    clua_request *r = (clua_request *)lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (r->mode == CLUA_RUN_OPEN) {
+        clua_open_sandbox(L, r);
+        return 0;
+    }
+    r->found = lua_getglobal(L, r->function) == LUA_TFUNCTION;
+    if (r->mode == CLUA_RUN_PROBE || !r->found) return 0;
+    clua_push_ops(L, r->ops, r->count, r->arena);
+    lua_call(L, r->arguments, r->results);
+    return r->results;
+}
+
+/* Runs `r` under lua_pcall with the traceback handler: leaves r->results
+ * values (CLUA_RUN_CALL with the function found) or the error object.
+ * Returns LUA_ERRMEM without touching the stack if it cannot grow. */
+static inline int clua_protected_run(lua_State *L, clua_request *r) {
+    if (!lua_checkstack(L, 4 + (r->results > 0 ? r->results : 0))) return -1;
+    int base = lua_gettop(L) + 1;
+    lua_pushcfunction(L, clua_traceback);
+    lua_pushcfunction(L, clua_run);
+    lua_pushlightuserdata(L, r);
+    int status = lua_pcall(L, 1, r->mode == CLUA_RUN_CALL ? LUA_MULTRET : 0, base);
+    lua_remove(L, base);
+    return status;
+}
+
+/* Calls the function below `nargs` values with the traceback handler. */
+static inline int clua_protected_call(lua_State *L, int nargs, int nresults) {
+    if (!lua_checkstack(L, 2)) return -1;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, clua_traceback);
+    lua_insert(L, base);
+    int status = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    return status;
 }
 
 #endif

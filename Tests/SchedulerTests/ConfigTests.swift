@@ -127,6 +127,8 @@ struct ConfigTests {
         ("[api]\nlisten = \"nowhere\"", "api.listen", 2),
         ("[log]\nlevel = \"loud\"", "log.level", 2),
         ("[kafka]\npartitions = 0", "kafka.partitions", 2),
+        ("[scripts]\nmax_instructions = 1\nmax_call_ms = 0", "scripts.max_call_ms", 3),
+        ("[scripts]\nmax_call_ms = 600001", "scripts.max_call_ms", 2),
     ])
     func rangeErrors(source: String, key: String, line: Int) {
         let error = parseError(source)
@@ -159,6 +161,7 @@ struct ConfigTypeTests {
         ("[log]", "level", "log.level", "3"),
         ("[scripts]", "max_instructions", "scripts.max_instructions", "\"lots\""),
         ("[scripts]", "max_memory_mb", "scripts.max_memory_mb", "64.0"),
+        ("[scripts]", "max_call_ms", "scripts.max_call_ms", "\"2s\""),
         ("[[groups]]", "name", "groups[0].name", "7"),
         ("[[groups]]", "topics", "groups[0].topics", "\"A\""),
         ("[[groups]]", "workers", "groups[0].workers", "\"4\""),

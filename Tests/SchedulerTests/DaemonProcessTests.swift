@@ -45,7 +45,8 @@ final class DaemonProcess: @unchecked Sendable {
 
 /// Writes a config file for a daemon process on the shared broker (API on an
 /// ephemeral port, short group sessions) beside the `scripts` directory.
-func daemonConfig(next scripts: String, topic: String, group: String, workers: Int, sliceMs: Int) throws -> URL {
+func daemonConfig(next scripts: String, topic: String, group: String, workers: Int, sliceMs: Int,
+                  groupExtra: String = "", tail: String = "") throws -> URL {
     let file = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("\(group).toml")
     try """
         [kafka]
@@ -60,6 +61,8 @@ func daemonConfig(next scripts: String, topic: String, group: String, workers: I
         topics = ["\(topic)"]
         workers = \(workers)
         slice_ms = \(sliceMs)
+        \(groupExtra)
+        \(tail)
         """.write(to: file, atomically: true, encoding: .utf8)
     return file
 }

@@ -54,7 +54,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     for group in config.groups {
         let runtime = try await GroupRuntime.start(
             group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties,
-            publisher: publisher, catalog: catalog, logger: logger)
+            publisher: publisher, catalog: catalog, logger: logger,
+            grace: ShutdownGrace(maxCallMs: config.scripts.maxCallMs, producerTimeoutMs: config.producer.timeoutMs))
         groups.append(runtime)
         // After the producer in the list, so the group stops (and commits)
         // before the producer it dead-letters and emits through is closed.

@@ -123,7 +123,8 @@ public enum ConfigLoader {
             switch key {
             case "max_instructions": section.maxInstructions = try reader.int(value, path, table: "scripts")
             case "max_memory_mb": section.maxMemoryMB = try reader.int(value, path, table: "scripts")
-            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb"])
+            case "max_call_ms": section.maxCallMs = try reader.int(value, path, table: "scripts")
+            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms"])
             }
         }
     }

@@ -80,6 +80,10 @@ public struct ScriptsSection: Sendable, Equatable {
     public var maxInstructions = 50_000_000
     /// Memory one Lua state may hold, in MiB. Default 64.
     public var maxMemoryMB = 64
+    /// Wall-clock milliseconds one call may take, time inside C library
+    /// functions included. Default 5000 (the instruction budget normally
+    /// ends a runaway call first; this one also bounds shutdown).
+    public var maxCallMs = 5000
 }
 
 /// `[log]`.

@@ -10,13 +10,16 @@ public struct LuaError: Error, CustomStringConvertible, Sendable, Equatable {
     public var message: String
     /// Lua traceback, for runtime errors.
     public var traceback: String?
+    /// The budget the call broke, if that is why it failed.
+    public var budget: LuaBudget?
 
     /// Creates an error.
-    public init(script: String, line: Int?, message: String, traceback: String? = nil) {
+    public init(script: String, line: Int?, message: String, traceback: String? = nil, budget: LuaBudget? = nil) {
         self.script = script
         self.line = line
         self.message = message
         self.traceback = traceback
+        self.budget = budget
     }
 
     /// Splits Lua's `chunk:line: message` text; `chunk` is the name the script
@@ -40,4 +43,14 @@ public struct LuaError: Error, CustomStringConvertible, Sendable, Equatable {
         if let line { return "\(script):\(line): \(message)" }
         return "\(script): \(message)"
     }
+}
+
+/// The per-call budgets of `[scripts]` a call can break.
+public enum LuaBudget: String, Sendable, Equatable {
+    /// `max_instructions`, shared by every coroutine of the call (and the string matcher's steps).
+    case instructions
+    /// `max_call_ms` of wall-clock time.
+    case time
+    /// `max_memory_mb` of the state.
+    case memory
 }

@@ -5,9 +5,15 @@ import Foundation
 ///
 /// Not thread-safe and not `Sendable`: a `LuaState` is created, used and
 /// dropped on one thread (its `ScriptHost`'s `DedicatedThread`).
+///
+/// Every entry into Lua (opening the libraries, running a chunk, looking up
+/// and calling a function, building its arguments) runs in C under
+/// `lua_pcall` and under the call's budgets (`clua_begin_call`), so no Lua
+/// error, allocation failure or runaway script can escape a call.
 final class LuaState {
     private let L: OpaquePointer
-    private let memory: UnsafeMutablePointer<clua_memory>
+    /// Memory cap and the budgets of the call in progress (C, shared with the hook).
+    private let control: UnsafeMutablePointer<clua_control>
     let limits: LuaLimits
     /// Path of the script file.
     let script: String
@@ -15,20 +21,22 @@ final class LuaState {
     let version: String
     /// Name Lua uses for the script in messages (`chunk:line: ...`).
     let chunkName: String
-    /// Kept alive for as long as `L`: the C functions reach it through a light userdata upvalue.
+    /// Kept alive for as long as `L`: the bindings reach it through `control.context`.
     let bindings: ScriptBindings
 
     /// Creates a state with the sandboxed standard libraries and the
     /// `scheduler` table, runs `source` (defining its functions), then its
     /// `init()` if it has one. Throws `LuaError` with file and line.
     static func load(source: ScriptSource, bindings: ScriptBindings, limits: LuaLimits) throws -> LuaState {
-        let memory = UnsafeMutablePointer<clua_memory>.allocate(capacity: 1)
-        memory.initialize(to: clua_memory(used: 0, limit: limits.maxMemoryBytes))
-        guard let L = clua_newstate_limited(memory) else {
-            memory.deallocate()
-            throw LuaError(script: source.path, line: nil, message: "could not create a Lua state (out of memory)")
+        let control = UnsafeMutablePointer<clua_control>.allocate(capacity: 1)
+        control.initialize(to: clua_control())
+        control.pointee.limit = limits.maxMemoryBytes
+        ScriptBindings.register(bindings, in: control)
+        guard let L = clua_newstate_limited(control) else {
+            control.deallocate()
+            throw LuaError(script: source.path, line: nil, message: "could not create a Lua state (out of memory)", budget: .memory)
         }
-        let state = LuaState(L: L, memory: memory, source: source, bindings: bindings, limits: limits)
+        let state = LuaState(L: L, control: control, source: source, bindings: bindings, limits: limits)
         clua_gc_generational(L)
         try state.openLibraries()
         try state.run(source: source.bytes, chunkName: state.chunkName)
@@ -36,9 +44,9 @@ final class LuaState {
         return state
     }
 
-    private init(L: OpaquePointer, memory: UnsafeMutablePointer<clua_memory>, source: ScriptSource, bindings: ScriptBindings, limits: LuaLimits) {
+    private init(L: OpaquePointer, control: UnsafeMutablePointer<clua_control>, source: ScriptSource, bindings: ScriptBindings, limits: LuaLimits) {
         self.L = L
-        self.memory = memory
+        self.control = control
         self.script = source.path
         self.version = source.version
         self.limits = limits
@@ -50,36 +58,46 @@ final class LuaState {
     }
 
     /// Calls the script's `shutdown()` hook, if any, before the state is
-    /// dropped; an error there is logged, not thrown.
-    func finish() {
-        guard hasFunction("shutdown") else { return }
+    /// dropped; an error there is logged and returned (for the error count),
+    /// not thrown.
+    @discardableResult
+    func finish() -> Error? {
+        guard hasFunction("shutdown") else { return nil }
         do {
             _ = try call("shutdown", [], results: 0)
+            return nil
         } catch {
             bindings.logger.error("shutdown() failed: \(error)", metadata: [LogKey.script: "\(script)"])
+            return error
         }
     }
 
     deinit {
+        // Bounded: scripts cannot define finalizers (see the prelude), so
+        // closing only frees memory.
         lua_close(L)
-        memory.deallocate()
+        control.deallocate()
     }
 
     private func openLibraries() throws {
-        let libraries: [(String, lua_CFunction)] = [
-            ("_G", luaopen_base), ("table", luaopen_table), ("string", luaopen_string),
-            ("math", luaopen_math), ("utf8", luaopen_utf8), ("coroutine", luaopen_coroutine), ("os", luaopen_os),
-        ]
-        for (name, open) in libraries {
-            luaL_requiref(L, name, open, 1)
-            clua_pop(L, 1)
+        var request = clua_request()
+        request.mode = Int32(CLUA_RUN_OPEN)
+        let group = bindings.group
+        let status = bindings.worker.withCString { worker in
+            withOptionalCString(group) { group in
+                request.worker = worker
+                request.group = group
+                return budgeted { clua_protected_run(L, &request) }
+            }
         }
-        ScriptBindings.install(bindings, into: L)
+        try check(status)
         try run(source: Array(ScriptBindings.prelude.utf8), chunkName: "=prelude")
+        try run(source: Array(StringLibrary.prelude.utf8), chunkName: "=prelude")
     }
 
     /// Compiles and runs a chunk (text only: precompiled bytecode is refused).
     private func run(source: [UInt8], chunkName: String) throws {
+        // lua_load is protected by Lua itself.
         let status = source.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { chars in
                 luaL_loadbufferx(L, chars.baseAddress, chars.count, "@" + chunkName, "t")
@@ -90,65 +108,131 @@ final class LuaState {
             clua_pop(L, 1)
             throw LuaError(script: script, chunkName: chunkName, luaMessage: message)
         }
-        try protectedCall(arguments: 0, results: 0)
+        try check(budgeted { clua_protected_call(L, 0, 0) })
     }
 
     /// True if the script defines a global function `name`.
     func hasFunction(_ name: String) -> Bool {
-        lua_getglobal(L, name)
-        defer { clua_pop(L, 1) }
-        return clua_isfunction(L, -1) != 0
+        var request = clua_request()
+        request.mode = Int32(CLUA_RUN_PROBE)
+        let status = name.withCString { function in
+            request.function = function
+            return budgeted { clua_protected_run(L, &request) }
+        }
+        // A global table whose __index fails or loops counts as "no such function".
+        guard (try? check(status)) != nil else { return false }
+        return request.found != 0
     }
 
     /// Calls global function `name` with `arguments` and returns its `results` results.
     func call(_ name: String, _ arguments: [LuaValue], results: Int) throws -> [LuaValue] {
-        lua_getglobal(L, name)
-        guard clua_isfunction(L, -1) != 0 else {
-            clua_pop(L, 1)
+        var list = LuaPushList()
+        for argument in arguments { list.append(argument) }
+        return try call(name, list, results: results)
+    }
+
+    /// Calls global function `name` with the values of `list`: the lookup,
+    /// the arguments and the call all run in one protected, budgeted call.
+    func call(_ name: String, _ list: LuaPushList, results: Int) throws -> [LuaValue] {
+        _ = bindings.takeEmitted()  // only this call's emits are reported
+        let top = lua_gettop(L)
+        var request = clua_request()
+        request.mode = Int32(CLUA_RUN_CALL)
+        request.arguments = list.count
+        request.results = Int32(results)
+        request.count = list.ops.count
+        let status = list.ops.withUnsafeBufferPointer { ops in
+            list.arena.withUnsafeBytes { arena in
+                name.withCString { function in
+                    request.function = function
+                    request.ops = ops.baseAddress
+                    request.arena = arena.baseAddress?.assumingMemoryBound(to: CChar.self)
+                    return budgeted { clua_protected_run(L, &request) }
+                }
+            }
+        }
+        // Drops the results (or what a failed call left) whatever happens.
+        defer { lua_settop(L, top) }
+        try check(status)
+        guard request.found != 0 else {
             throw LuaError(script: script, line: nil, message: "function '\(name)' is not defined")
         }
-        for argument in arguments { push(argument) }
-        _ = bindings.takeEmitted()  // only this call's emits are reported
-        return try callOnStack(arguments: arguments.count, results: results)
+        // Room to walk result tables (two slots per level); never raises.
+        guard lua_checkstack(L, Int32(2 * LuaValue.maxDepth + 8)) != 0 else {
+            throw LuaError(script: script, line: nil, message: memoryText(""), budget: .memory)
+        }
+        return (0..<results).map { value(at: top + 1 + Int32($0)) }
     }
 
-    /// Calls the function below `arguments` values already pushed, and pops its results.
-    func callOnStack(arguments: Int, results: Int) throws -> [LuaValue] {
-        try protectedCall(arguments: arguments, results: results)
-        defer { clua_pop(L, Int32(results)) }
-        return (0..<results).map { value(at: Int32(-results + $0)) }
+    /// Runs `body` under the budgets of one call.
+    private func budgeted(_ body: () -> Int32) -> Int32 {
+        clua_begin_call(L, Int64(limits.maxInstructions), Int64(limits.maxCallMs))
+        let status = body()
+        clua_end_call(L)
+        return status
     }
 
-    /// The raw state, for extensions in this module that push values directly.
-    var rawState: OpaquePointer { L }
+    private func memoryText(_ elsewhere: String) -> String {
+        "memory limit exceeded\(elsewhere) (\(limits.maxMemoryBytes / 1024 / 1024) MiB, [scripts] max_memory_mb)"
+    }
 
-    /// `lua_pcall` with a message handler that adds a traceback, under the
-    /// instruction budget (a count hook in C, so Lua's error longjmp never
-    /// crosses a Swift frame).
-    private func protectedCall(arguments: Int, results: Int) throws {
-        let base = lua_gettop(L) - Int32(arguments)
-        clua_pushcfunction(L, luaTraceback)
-        clua_insert(L, base)
-        clua_set_budget(L, Int32(clamping: limits.maxInstructions))
-        let status = clua_pcall(L, Int32(arguments), Int32(results), base)
-        clua_clear_budget(L)
-        clua_remove(L, base)
-        guard status != LUA_OK else { return }
-        var text = clua_tostring(L, -1).map { String(cString: $0) } ?? "error object is not a string"
-        clua_pop(L, 1)
-        if status == LUA_ERRMEM {
-            // Give back what the failed call left behind before the next one.
-            clua_gc_collect(L)
-            text = "memory limit exceeded (\(limits.maxMemoryBytes / 1024 / 1024) MiB, [scripts] max_memory_mb)"
-        } else if text.contains("instruction limit exceeded") {
-            text += " (\(limits.maxInstructions) instructions, [scripts] max_instructions)"
+    /// Turns a call's outcome into a `LuaError`: a broken budget (even if the
+    /// script caught it and the call "succeeded"), a memory error, or the
+    /// error the script raised. Pops the error object.
+    private func check(_ status: Int32) throws {
+        let broken = Int(control.pointee.exhausted)
+        guard status != LUA_OK || broken != CLUA_WITHIN else { return }
+        var text = ""
+        if status != LUA_OK && status != -1 {
+            text = errorText(at: -1)
+            clua_pop(L, 1)
         }
         let parts = text.components(separatedBy: "\nstack traceback:\n")
-        throw LuaError(script: script, chunkName: chunkName, luaMessage: parts[0],
-                       traceback: parts.count > 1 ? parts[1] : nil)
+        let traceback = parts.count > 1 ? parts[1] : nil
+        if broken != CLUA_WITHIN || status == LUA_ERRMEM || status == -1 {
+            // Give back what the failed call left behind before the next one.
+            clua_gc_collect(L)
+        }
+        func position(_ source: String, _ line: Int32) -> (Int?, String) {
+            guard line > 0 else { return (nil, "") }
+            return source == chunkName ? (Int(line), "") : (nil, " in \(source):\(line)")
+        }
+        if broken != CLUA_WITHIN {
+            let c = control.pointee
+            let (line, elsewhere) = position(cString(c.where_src), c.where_line)
+            let (budget, detail): (LuaBudget, String) = broken == CLUA_TIME
+                ? (.time, "\(limits.maxCallMs) ms, [scripts] max_call_ms")
+                : (.instructions, "\(limits.maxInstructions) instructions, [scripts] max_instructions")
+            let name = broken == CLUA_TIME ? "time limit exceeded" : "instruction limit exceeded"
+            throw LuaError(script: script, line: line, message: "\(name)\(elsewhere) (\(detail))", traceback: traceback, budget: budget)
+        }
+        if status == LUA_ERRMEM || status == -1 {
+            let c = control.pointee
+            let (line, elsewhere) = position(cString(c.memory_src), c.memory_line)
+            throw LuaError(script: script, line: line, message: memoryText(elsewhere),
+                           traceback: traceback, budget: .memory)
+        }
+        throw LuaError(script: script, chunkName: chunkName, luaMessage: parts[0], traceback: traceback)
     }
 
-    /// Copies the value at `index` out of the state.
+    private func cString<T>(_ tuple: T) -> String {
+        withUnsafeBytes(of: tuple) { bytes in
+            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    /// The error object's text; never calls metamethods or allocates.
+    private func errorText(at index: Int32) -> String {
+        if let message = clua_tostring(L, index) {
+            var length = 0
+            let pointer = lua_tolstring(L, index, &length)
+            return pointer.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) } ?? String(cString: message)
+        }
+        return "(error object is a \(String(cString: lua_typename(L, lua_type(L, index)))) value)"
+    }
+
+    /// Copies the value at `index` out of the state (raw reads only: no
+    /// metamethods, no allocation).
     func value(at index: Int32, depth: Int = 0) -> LuaValue {
         switch lua_type(L, index) {
         case LUA_TNIL, LUA_TNONE: return .nil
@@ -174,38 +258,10 @@ final class LuaState {
             return .opaque(String(cString: lua_typename(L, lua_type(L, index))))
         }
     }
-
-    /// Pushes a copy of `value` onto the stack.
-    func push(_ value: LuaValue) {
-        switch value {
-        case .nil, .opaque: lua_pushnil(L)
-        case .boolean(let b): lua_pushboolean(L, b ? 1 : 0)
-        case .integer(let i): lua_pushinteger(L, i)
-        case .number(let d): lua_pushnumber(L, d)
-        case .string(let s):
-            var s = s
-            s.withUTF8 { bytes in
-                bytes.withMemoryRebound(to: CChar.self) { _ = lua_pushlstring(L, $0.baseAddress, $0.count) }
-            }
-        case .table(let fields):
-            lua_createtable(L, 0, Int32(fields.count))
-            for (key, item) in fields {
-                push(key)
-                push(item)
-                lua_settable(L, -3)
-            }
-        }
-    }
 }
 
-/// Message handler for `lua_pcall`: appends a traceback to string errors.
-private func luaTraceback(_ L: OpaquePointer?) -> Int32 {
-    guard let L else { return 0 }
-    if let message = clua_tostring(L, 1) {
-        luaL_traceback(L, L, message, 1)
-    } else {
-        let typeName = String(cString: lua_typename(L, lua_type(L, 1)))
-        lua_pushstring(L, "(error object is a \(typeName) value)")
-    }
-    return 1
+/// Calls `body` with `text` as a C string, or with nil.
+private func withOptionalCString<T>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> T) -> T {
+    guard let text else { return body(nil) }
+    return text.withCString { body($0) }
 }

@@ -1,9 +1,15 @@
 import CLua
+import Foundation
 import Logging
 
 /// The `scheduler` table every script sees, and the Swift state behind it.
 ///
 /// Threading rule: used only on its script's thread, from inside Lua calls.
+///
+/// The raw bindings are C trampolines (`clua_trampoline`) that call the Swift
+/// functions below; those only read their arguments and fill a `clua_reply`,
+/// and the trampoline pushes results or raises in C, so Lua's error longjmp
+/// never crosses a Swift frame.
 final class ScriptBindings {
     /// Script path, for log metadata.
     let script: String
@@ -31,95 +37,99 @@ final class ScriptBindings {
     }
 
     /// Lua code run in every state after the libraries: hides what could take
-    /// the daemon down or touch files, and wraps the raw C functions so that
-    /// their errors are raised at the caller's line.
+    /// the daemon down or touch files, refuses finalizers (Lua runs `__gc`
+    /// with hooks off, out of reach of the budgets, and `lua_close` runs the
+    /// pending ones), and exposes the raw bindings.
     static let prelude = """
         os.exit, os.execute, os.remove, os.rename, os.tmpname, os.getenv, os.setlocale = nil
         dofile, loadfile = nil, nil
-        local raw_load = load
+        local raw_load, raw_setmetatable, rawget, type, error = load, setmetatable, rawget, type, error
         load = function(chunk, name, _, env) return raw_load(chunk, name, "t", env) end
-        local raw_emit, raw_log, raw_yield = scheduler._emit, scheduler._log, scheduler._yield
+        setmetatable = function(t, mt)
+          if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+            error("setmetatable: __gc (finalizers) is not allowed in scripts", 2)
+          end
+          return raw_setmetatable(t, mt)
+        end
+        local raw_log = scheduler._log
+        scheduler.emit, scheduler.log, scheduler.yield = scheduler._emit, scheduler._log, scheduler._yield
         scheduler._emit, scheduler._log, scheduler._yield = nil, nil, nil
-        scheduler.yield = function() raw_yield() end
-        scheduler.emit = function(topic, message, key, headers)
-          local ok, err = raw_emit(topic, message, key, headers)
-          if not ok then error(err, 2) end
-          return true
-        end
-        scheduler.log = function(level, text)
-          local ok, err = raw_log(level, text)
-          if not ok then error(err, 2) end
-        end
+        local tostring, select, concat = tostring, select, table.concat
         print = function(...)
           local parts = {}
           for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-          raw_log("info", table.concat(parts, "\\t"))
+          raw_log("info", concat(parts, "\\t"))
         end
         """
 
-    /// Creates the global `scheduler` table in `L`.
-    static func install(_ bindings: ScriptBindings, into L: OpaquePointer) {
-        let context = Unmanaged.passUnretained(bindings).toOpaque()
-        lua_createtable(L, 0, 4)
-        lua_pushstring(L, bindings.worker)
-        lua_setfield(L, -2, "worker")
-        if let group = bindings.group { lua_pushstring(L, group) } else { lua_pushnil(L) }
-        lua_setfield(L, -2, "group")
-        lua_pushlightuserdata(L, context)
-        lua_pushcclosure(L, schedulerEmit, 1)
-        lua_setfield(L, -2, "_emit")
-        lua_pushlightuserdata(L, context)
-        lua_pushcclosure(L, schedulerLog, 1)
-        lua_setfield(L, -2, "_log")
-        lua_pushlightuserdata(L, context)
-        lua_pushcclosure(L, schedulerYield, 1)
-        lua_setfield(L, -2, "_yield")
-        lua_setglobal(L, "scheduler")
+    /// Points the state's C control block at `bindings` and its functions
+    /// (in the order of `_emit`, `_log`, `_yield`, `_match`, `_charge` in shim.h).
+    static func register(_ bindings: ScriptBindings, in control: UnsafeMutablePointer<clua_control>) {
+        // Unretained: the LuaState holding `control` also holds `bindings`.
+        control.pointee.context = Unmanaged.passUnretained(bindings).toOpaque()
+        control.pointee.bindings = (schedulerEmit, schedulerLog, schedulerYield, stringMatch, chargeSteps)
     }
 
-    fileprivate static func from(_ L: OpaquePointer) -> ScriptBindings {
-        // Unretained: the LuaState holding this closure also holds `bindings`.
-        Unmanaged<ScriptBindings>.fromOpaque(lua_touserdata(L, clua_upvalueindex(1))!).takeUnretainedValue()
+    fileprivate static func from(_ context: UnsafeMutableRawPointer?) -> ScriptBindings {
+        Unmanaged<ScriptBindings>.fromOpaque(context!).takeUnretainedValue()
     }
 }
 
-/// Returns `false, message` to the prelude wrapper, which raises it.
-private func fail(_ L: OpaquePointer, _ message: String) -> Int32 {
-    lua_pushboolean(L, 0)
-    lua_pushstring(L, message)
-    return 2
+extension UnsafeMutablePointer where Pointee == clua_reply {
+    /// Makes the trampoline raise `message` at the caller's line (stack `level`).
+    func fail(_ message: String, level: Int32 = 1) {
+        pointee.status = Int32(CLUA_REPLY_ERROR)
+        pointee.level = level
+        withUnsafeMutableBytes(of: &pointee.message) { buffer in
+            let bytes = message.utf8.prefix(buffer.count - 1)
+            buffer.copyBytes(from: bytes)
+            buffer[bytes.count] = 0
+        }
+    }
 }
 
-private func text(_ L: OpaquePointer, _ index: Int32) -> String? {
-    guard lua_type(L, index) == LUA_TSTRING || lua_type(L, index) == LUA_TNUMBER else { return nil }
-    var length = 0
-    guard let pointer = lua_tolstring(L, index, &length) else { return nil }
-    return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
+/// A string or number argument as text, without converting it in the Lua
+/// stack (`lua_tolstring` on a number allocates, which could raise).
+func luaText(_ L: OpaquePointer, _ index: Int32) -> String? {
+    switch lua_type(L, index) {
+    case LUA_TSTRING:
+        var length = 0
+        guard let pointer = lua_tolstring(L, index, &length) else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
+    case LUA_TNUMBER:
+        if lua_isinteger(L, index) != 0 { return String(clua_tointeger(L, index)) }
+        // As Lua prints floats: %.14g, with ".0" when it looks like an integer.
+        let text = String(format: "%.14g", clua_tonumber(L, index))
+        return text.contains(where: { ".eEnNiI".contains($0) }) ? text : text + ".0"
+    default:
+        return nil
+    }
 }
 
 /// `scheduler.emit(topic, message [, key [, headers]])`.
-private func schedulerEmit(_ L: OpaquePointer?) -> Int32 {
-    guard let L else { return 0 }
-    let bindings = ScriptBindings.from(L)
-    guard lua_type(L, 1) == LUA_TSTRING, let topic = text(L, 1) else {
-        return fail(L, "scheduler.emit: argument 1 (topic) must be a string")
+private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ reply: UnsafeMutablePointer<clua_reply>?) {
+    guard let L, let reply else { return }
+    let bindings = ScriptBindings.from(context)
+    guard lua_type(L, 1) == LUA_TSTRING, let topic = luaText(L, 1) else {
+        return reply.fail("scheduler.emit: argument 1 (topic) must be a string")
     }
-    if let problem = TopicName.problem(topic) { return fail(L, "scheduler.emit: \(problem)") }
-    guard let message = text(L, 2) else { return fail(L, "scheduler.emit: argument 2 (message) must be a string") }
+    if let problem = TopicName.problem(topic) { return reply.fail("scheduler.emit: \(problem)") }
+    guard let message = luaText(L, 2) else { return reply.fail("scheduler.emit: argument 2 (message) must be a string") }
     var key: String?
     if clua_isnoneornil(L, 3) == 0 {
-        guard let k = text(L, 3) else { return fail(L, "scheduler.emit: argument 3 (key) must be a string or nil") }
+        guard let k = luaText(L, 3) else { return reply.fail("scheduler.emit: argument 3 (key) must be a string or nil") }
         key = k
     }
     var headers: [String: String]?
     if clua_isnoneornil(L, 4) == 0 {
-        guard clua_istable(L, 4) != 0 else { return fail(L, "scheduler.emit: argument 4 (headers) must be a table or nil") }
+        guard clua_istable(L, 4) != 0 else { return reply.fail("scheduler.emit: argument 4 (headers) must be a table or nil") }
         var result: [String: String] = [:]
+        // lua_next is raw and allocates nothing; a C function has 20 free slots.
         lua_pushnil(L)
         while lua_next(L, 4) != 0 {
-            guard lua_type(L, -2) == LUA_TSTRING, let name = text(L, -2), let value = text(L, -1) else {
+            guard lua_type(L, -2) == LUA_TSTRING, let name = luaText(L, -2), let value = luaText(L, -1) else {
                 clua_pop(L, 2)
-                return fail(L, "scheduler.emit: headers must map strings to strings")
+                return reply.fail("scheduler.emit: headers must map strings to strings")
             }
             result[name] = value
             clua_pop(L, 1)
@@ -127,30 +137,25 @@ private func schedulerEmit(_ L: OpaquePointer?) -> Int32 {
         headers = result
     }
     bindings.appendEmitted(TaskSpec(topic: topic, message: message, key: key, headers: headers))
-    lua_pushboolean(L, 1)
-    return 1
+    reply.pointee.push_true = 1
 }
 
 /// `scheduler.log(level, text)`.
-private func schedulerLog(_ L: OpaquePointer?) -> Int32 {
-    guard let L else { return 0 }
-    let bindings = ScriptBindings.from(L)
-    guard let levelName = text(L, 1), let level = Logger.Level(rawValue: levelName.lowercased()) else {
-        return fail(L, "scheduler.log: argument 1 must be a level (trace, debug, info, notice, warning, error, critical)")
+private func schedulerLog(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ reply: UnsafeMutablePointer<clua_reply>?) {
+    guard let L, let reply else { return }
+    let bindings = ScriptBindings.from(context)
+    guard let levelName = luaText(L, 1), let level = Logger.Level(rawValue: levelName.lowercased()) else {
+        return reply.fail("scheduler.log: argument 1 must be a level (trace, debug, info, notice, warning, error, critical)")
     }
-    let message = text(L, 2) ?? "(\(String(cString: lua_typename(L, lua_type(L, 2)))))"
+    let message = luaText(L, 2) ?? "(\(String(cString: lua_typename(L, lua_type(L, 2)))))"
     var metadata: Logger.Metadata = [LogKey.script: "\(bindings.script)", LogKey.worker: "\(bindings.worker)"]
     if let group = bindings.group { metadata[LogKey.group] = "\(group)" }
     bindings.logger.log(level: level, "\(message)", metadata: metadata)
-    lua_pushboolean(L, 1)
-    return 1
 }
 
 /// `scheduler.yield()`: ends the current slice after this message.
-private func schedulerYield(_ L: OpaquePointer?) -> Int32 {
-    guard let L else { return 0 }
-    ScriptBindings.from(L).yieldRequested = true
-    return 0
+private func schedulerYield(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ reply: UnsafeMutablePointer<clua_reply>?) {
+    ScriptBindings.from(context).yieldRequested = true
 }
 
 extension ScriptBindings {

@@ -42,11 +42,14 @@ public struct LuaLimits: Sendable, Equatable {
     public var maxInstructions: Int
     /// Bytes one state may allocate.
     public var maxMemoryBytes: Int
+    /// Wall-clock milliseconds per call.
+    public var maxCallMs: Int
 
     /// Limits from the configuration.
     public init(_ section: ScriptsSection) {
         self.maxInstructions = section.maxInstructions
         self.maxMemoryBytes = section.maxMemoryMB * 1024 * 1024
+        self.maxCallMs = section.maxCallMs
     }
 
     /// The defaults of `[scripts]`.

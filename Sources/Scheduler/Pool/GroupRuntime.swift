@@ -13,14 +13,17 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     let consumer: KafkaConsumer
     let coordinator: RotationCoordinator
     let workers: [Worker]
+    /// How long shutdown waits for the leases to end, then for the states to close.
+    let grace: ShutdownGrace
     private var pollLoop: KafkaPollLoop?
 
     /// Creates the consumer, the workers (each loading `process.lua`) and the
     /// coordinator (loading `rotate.lua` if present), then subscribes.
     public static func start(
         group: GroupConfig, bootstrapServers: String, properties: [String: String],
-        publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger
+        publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger, grace: ShutdownGrace? = nil
     ) async throws -> GroupRuntime {
+        let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
         let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
         let emitBudget = EmitBudget(limit: group.maxInflightEmits)
         let rebalance = RebalanceHandler(
@@ -86,12 +89,13 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
         consumerRef.withLock { $0 = (consumer, coordinator) }
         try consumer.subscribe(group.topics)
-        let runtime = GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers)
+        let runtime = GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace)
         runtime.pollLoop = KafkaPollLoop(name: "group-\(group.name)") { [runtime] in runtime.pollOnce() }
         return runtime
     }
 
-    private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker]) {
+    private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace) {
+        self.grace = grace
         self.group = group
         self.logger = logger
         self.consumer = consumer
@@ -121,9 +125,16 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     }
 
     /// Stops processing, commits, leaves the group and frees everything.
+    /// Bounded: every script call ends within its budget, and a worker (or
+    /// the coordinator) still busy after `grace.stop` is logged by name and
+    /// left behind, so the daemon can exit.
     public func shutdown() async {
-        await coordinator.stopAll()
-        let feeds = await coordinator.inspect { Array($0.feeds.values) }
+        let stuck = await coordinator.stopAll(within: grace.stop)
+        if !stuck.isEmpty {
+            logger.error("\(stuck.joined(separator: ", ")) did not stop within \(grace.stop); stopping without them (their messages in flight are not committed and will be processed again)",
+                         metadata: [LogKey.group: "\(group.name)", LogKey.worker: "\(stuck.joined(separator: ","))"])
+        }
+        let feeds = await coordinator.inspect(within: .seconds(1)) { Array($0.feeds.values) } ?? []
         // The final commit, stopping the poll thread and leaving the group
         // block: they run on a thread of their own, not on the concurrency pool.
         // Leaving the group runs the revoke callback there; nothing is held any more.
@@ -131,11 +142,29 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         await closer.run { [self] in
             GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
             pollLoop?.stop()
-            consumer.close()
+            // A worker left behind may still use the consumer when its call
+            // returns: keep it open (the group's session expires instead).
+            if stuck.isEmpty { consumer.close() }
         }
         closer.stop()
-        for worker in workers { await worker.close() }
-        await coordinator.close()
+        // Each state's shutdown() has its own budget: close them side by side.
+        let closeGrace = grace.close
+        let unclosed = await withTaskGroup(of: String?.self) { tasks in
+            for worker in workers where !stuck.contains(worker.id) {
+                tasks.addTask { await worker.close(within: closeGrace) ? nil : worker.id }
+            }
+            let coordinatorName = "\(group.name)-coordinator"
+            if !stuck.contains(coordinatorName) {
+                tasks.addTask { [coordinator] in await coordinator.close(within: closeGrace) ? nil : coordinatorName }
+            }
+            var names: [String] = []
+            for await name in tasks { if let name { names.append(name) } }
+            return names.sorted()
+        }
+        if !unclosed.isEmpty {
+            logger.error("\(unclosed.joined(separator: ", ")) did not close within \(closeGrace); left behind",
+                         metadata: [LogKey.group: "\(group.name)", LogKey.worker: "\(unclosed.joined(separator: ","))"])
+        }
         logger.info("group stopped", metadata: [LogKey.group: "\(group.name)"])
     }
 
@@ -163,5 +192,27 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             // messages since then may be processed again (at-least-once).
             logger.warning("final commit failed, the next owner may process some messages again: \(error)", metadata: [LogKey.group: "\(group)"])
         }
+    }
+}
+
+/// How long a group's shutdown waits, derived from the budgets: a lease ends
+/// after its message in flight (one call, then the acknowledgement of what it
+/// emitted or of its dead letter); a state closes after its `shutdown()`.
+public struct ShutdownGrace: Sendable {
+    /// For every lease to end.
+    public var stop: Duration
+    /// For the states to close (in parallel).
+    public var close: Duration
+
+    /// `stop` = max_call_ms + producer timeout_ms + 1 s; `close` = max_call_ms + 1 s.
+    public init(maxCallMs: Int, producerTimeoutMs: Int) {
+        stop = .milliseconds(maxCallMs + producerTimeoutMs + 1000)
+        close = .milliseconds(maxCallMs + 1000)
+    }
+
+    /// Explicit durations (tests).
+    public init(stop: Duration, close: Duration) {
+        self.stop = stop
+        self.close = close
     }
 }

@@ -28,7 +28,7 @@ final class RotationCoordinator: @unchecked Sendable {
     /// A commit was refused because the group is rebalancing: no new leases
     /// until the group protocol assigns partitions again.
     private var rebalancing = false
-    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private var idleWaiters: [@Sendable () -> Void] = []
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
     var history = LeaseHistory()
@@ -54,7 +54,7 @@ final class RotationCoordinator: @unchecked Sendable {
     func loadPolicy(strict: Bool) throws {
         policyGeneration = catalog.generation
         guard let source = catalog.source(ScriptCatalog.rotate) else {
-            policy?.finish()
+            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
             policy = nil
             return
         }
@@ -62,7 +62,7 @@ final class RotationCoordinator: @unchecked Sendable {
         do {
             let bindings = ScriptBindings(script: source.path, worker: "\(group.name)-coordinator", group: group.name, logger: logger)
             let fresh = try LuaState.load(source: source, bindings: bindings, limits: catalog.limits)
-            policy?.finish()
+            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
             policy = fresh
             if !strict { logger.info("switched to rotate.lua version \(source.version)", metadata: [LogKey.group: "\(group.name)"]) }
         } catch {
@@ -151,25 +151,41 @@ final class RotationCoordinator: @unchecked Sendable {
     var mayGrant: Bool { !stopping && !rebalancing }
 
     /// Stops granting leases, ends the running ones at their next message
-    /// boundary and returns when every worker is idle.
-    func stopAll() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+    /// boundary and returns when every worker is idle, or when `limit` has
+    /// passed: then it returns who is still busy (worker ids, and the
+    /// coordinator if its own thread, running rotate(), did not answer).
+    func stopAll(within limit: Duration) async -> [String] {
+        let idle = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let once = OneShot(continuation)
+            DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds) { once.resume(false) }
             thread.submit { [self] in
                 stopping = true
                 for entry in activity { entry.lease?.control.requestStop(.shutdown) }
-                idleWaiters.append(continuation)
+                idleWaiters.append { once.resume(true) }
                 settleIdle()
             }
         }
+        if idle { return [] }
+        let answered = await thread.run(within: .milliseconds(100)) { true } ?? false
+        return workers.filter(\.isRunningLease).map(\.id) + (answered ? [] : ["\(group.name)-coordinator"])
     }
 
     /// Drops the `rotate.lua` state and ends the thread.
-    func close() async {
-        await thread.run { [self] in
-            policy?.finish()
+    /// Returns false (leaving the thread) if that did not happen within `limit`.
+    @discardableResult
+    func close(within limit: Duration) async -> Bool {
+        let closed = await thread.run(within: limit) { [self] () -> Bool in
+            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
             policy = nil
-        }
-        thread.stop()
+            return true
+        } != nil
+        if closed { thread.stop() }
+        return closed
+    }
+
+    /// `inspect`, or nil if the thread did not answer within `limit`.
+    func inspect<T: Sendable>(within limit: Duration, _ body: @escaping @Sendable (RotationCoordinator) -> T) async -> T? {
+        await thread.run(within: limit) { [self] in body(self) }
     }
 
     /// Runs `body` on the coordinator's thread (for snapshots).
@@ -237,7 +253,7 @@ final class RotationCoordinator: @unchecked Sendable {
         guard stopping, activity.allSatisfy({ $0.lease == nil }) else { return }
         let waiters = idleWaiters
         idleWaiters.removeAll()
-        waiters.forEach { $0.resume() }
+        waiters.forEach { $0() }
     }
 
     /// Gives `partition` to idle worker `index` for `sliceMs`; with

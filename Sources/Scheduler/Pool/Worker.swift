@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Synchronization
 
 /// A member of a group's pool: its own thread and its own `process.lua`
 /// state, running one lease at a time. Id `<group>-<n>`.
@@ -17,6 +18,11 @@ final class Worker: @unchecked Sendable {
     /// Counters this worker increments per emitted message, cached on its
     /// thread so the message path takes no lock to find them.
     private var counterCache: [String: CoreMetrics.Counter] = [:]
+    /// True while a lease runs on the thread (read by the shutdown watchdog).
+    private let leaseRunning = Atomic<Bool>(false)
+
+    /// True while the worker is running a lease.
+    var isRunningLease: Bool { leaseRunning.load(ordering: .relaxed) }
 
     /// The per-topic publish counter `name`, from this worker's cache.
     func publishedCounter(_ name: String, topic: String) -> CoreMetrics.Counter {
@@ -64,7 +70,7 @@ final class Worker: @unchecked Sendable {
         guard let source = catalog.source(ScriptCatalog.process), source.version != script?.version else { return }
         do {
             let fresh = try makeState(source)
-            script?.finish()
+            if script?.finish() != nil { environment.catalog.countError(script: ScriptCatalog.process, hook: "shutdown") }
             script = fresh
             environment.logger.info("switched to process.lua version \(source.version)", metadata: logMetadata)
         } catch {
@@ -84,17 +90,23 @@ final class Worker: @unchecked Sendable {
     /// end are reported through `onReport`.
     func begin(_ lease: Lease, feed: PartitionFeed, onReport: @escaping @Sendable (SliceReport) -> Void) {
         thread.submit { [self] in
+            leaseRunning.store(true, ordering: .relaxed)
+            defer { leaseRunning.store(false, ordering: .relaxed) }
             runLease(lease, feed: feed, onReport: onReport)
         }
     }
 
     /// Drops the Lua state and ends the thread (after any running lease).
-    func close() async {
-        await thread.run { [self] in
-            script?.finish()
+    /// Returns false, leaving the thread, if that did not happen within `limit`.
+    @discardableResult
+    func close(within limit: Duration = .seconds(3600)) async -> Bool {
+        let closed = await thread.run(within: limit) { [self] () -> Bool in
+            if script?.finish() != nil { environment.catalog.countError(script: ScriptCatalog.process, hook: "shutdown") }
             script = nil
-        }
-        thread.stop()
+            return true
+        } != nil
+        if closed { thread.stop() }
+        return closed
     }
 
     var logMetadata: Logger.Metadata {

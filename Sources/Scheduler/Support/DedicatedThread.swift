@@ -65,6 +65,17 @@ public final class DedicatedThread: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on this thread; nil if it has not finished within `limit`
+    /// (it then still runs to its end, unobserved). For shutdown paths that
+    /// must not wait for ever on a thread that may be stuck.
+    public func run<T: Sendable>(within limit: Duration, _ body: @escaping @Sendable () -> T) async -> T? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let once = OneShot(continuation)
+            DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds) { once.resume(nil) }
+            submit { once.resume(body()) }
+        }
+    }
+
     /// Lets the queued jobs finish, then ends the thread and waits for it.
     /// Must not be called from the thread itself.
     public func stop() {
@@ -78,5 +89,31 @@ public final class DedicatedThread: @unchecked Sendable {
 
     deinit {
         stop()
+    }
+}
+
+/// A continuation resumed by whichever of several paths comes first.
+final class OneShot<T: Sendable>: Sendable {
+    private let slot: LockedValue<CheckedContinuation<T, Never>?>
+
+    init(_ continuation: CheckedContinuation<T, Never>) {
+        slot = LockedValue(continuation)
+    }
+
+    /// Resumes the continuation unless that already happened.
+    func resume(_ value: T) {
+        let continuation = slot.withLock { slot in
+            defer { slot = nil }
+            return slot
+        }
+        continuation?.resume(returning: value)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double` (for Dispatch deadlines).
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
