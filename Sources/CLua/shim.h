@@ -330,6 +330,56 @@ typedef struct {
 
 enum { CLUA_RUN_CALL = 0, CLUA_RUN_PROBE = 1, CLUA_RUN_OPEN = 2 };
 
+/* One Kafka message as process(msg) sees it, pointing into librdkafka's
+ * buffers: the per-message path builds `msg` from it in one C loop, with
+ * field names as literals (Lua's string cache hits by address). */
+typedef struct {
+    const char *name;
+    const void *value;      /* NULL: a null header value */
+    size_t length;
+} clua_header;
+
+typedef struct {
+    const char *topic;
+    lua_Integer partition, offset, timestamp;
+    const void *key;        /* NULL: no key */
+    size_t key_length;
+    const void *payload;
+    size_t payload_length;
+    const clua_header *headers;
+    size_t header_count;
+    const char *group, *worker;
+} clua_message;
+
+static inline void clua_push_message(lua_State *L, const clua_message *m) {
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, m->topic);
+    lua_setfield(L, -2, "topic");
+    lua_pushinteger(L, m->partition);
+    lua_setfield(L, -2, "partition");
+    lua_pushinteger(L, m->offset);
+    lua_setfield(L, -2, "offset");
+    if (m->key) {
+        lua_pushlstring(L, (const char *)m->key, m->key_length);
+        lua_setfield(L, -2, "key");
+    }
+    lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload ? m->payload_length : 0);
+    lua_setfield(L, -2, "payload");
+    lua_pushinteger(L, m->timestamp);
+    lua_setfield(L, -2, "timestamp");
+    lua_createtable(L, 0, (int)m->header_count);
+    for (size_t i = 0; i < m->header_count; i++) {
+        const clua_header *h = &m->headers[i];
+        lua_pushlstring(L, h->value ? (const char *)h->value : "", h->value ? h->length : 0);
+        lua_setfield(L, -2, h->name);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushstring(L, m->group);
+    lua_setfield(L, -2, "group");
+    lua_pushstring(L, m->worker);
+    lua_setfield(L, -2, "worker");
+}
+
 typedef struct {
     int mode;               /* CLUA_RUN_* */
     const char *function;   /* global to call or probe */
@@ -342,6 +392,8 @@ typedef struct {
     /* CLUA_RUN_OPEN: the scheduler table */
     const char *worker;
     const char *group;      /* may be NULL */
+    /* CLUA_RUN_CALL: when set, the one argument is this message (ops unused) */
+    const clua_message *message;
 } clua_request;
 
 static inline void clua_push_ops(lua_State *L, const clua_op *ops, size_t count, const char *arena) {
@@ -405,7 +457,8 @@ static inline int clua_run(lua_State *L) {
     }
     r->found = lua_getglobal(L, r->function) == LUA_TFUNCTION;
     if (r->mode == CLUA_RUN_PROBE || !r->found) return 0;
-    clua_push_ops(L, r->ops, r->count, r->arena);
+    if (r->message) clua_push_message(L, r->message);
+    else clua_push_ops(L, r->ops, r->count, r->arena);
     lua_call(L, r->arguments, r->results);
     return r->results;
 }

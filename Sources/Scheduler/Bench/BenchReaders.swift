@@ -22,13 +22,17 @@ enum BenchReaders {
         var buffer = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: 1000)
         var count = 0
         var first: ContinuousClock.Instant?
+        var cpuAtFirst = 0.0
         var collected: [(Int32, String, String)] = []
         let giveUp = ContinuousClock.now + .seconds(120)
         while count < expected {
             guard ContinuousClock.now < giveUp else { throw BenchmarkError("librdkafka read \(count) of \(expected) messages in 120 s") }
             let got = buffer.withUnsafeMutableBufferPointer { rd_kafka_consume_batch_queue(queue, 100, $0.baseAddress, $0.count) }
             guard got > 0 else { continue }
-            if first == nil { first = .now }
+            if first == nil {
+                first = .now
+                cpuAtFirst = processCPUSeconds()
+            }
             for index in 0..<got {
                 guard let message = buffer[index] else { continue }
                 if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -42,7 +46,7 @@ enum BenchReaders {
                 rd_kafka_message_destroy(message)
             }
         }
-        return (.init(messages: count, seconds: seconds(since: first!)), collected)
+        return (.init(messages: count, seconds: seconds(since: first!), cpuSeconds: processCPUSeconds() - cpuAtFirst), collected)
     }
 
     /// kcat reading the topic to its end (`-e`), one line per message; timed
@@ -128,6 +132,13 @@ enum BenchReaders {
         print(count, time.monotonic() - first)
         consumer.close()
         """
+
+    /// User + system CPU time of this process so far.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         Double((ContinuousClock.now - start) / .microseconds(1)) / 1e6

@@ -14,6 +14,8 @@ struct BenchScheduler: Sendable {
         var run: ThroughputBenchmark.Run
         var gaps: GapRecorder
         var slices: Int
+        /// Time the workers spent handling messages (in `process()` and around it).
+        var busySeconds: Double
     }
 
     /// With `waitForEmits`, the run ends when every message is committable
@@ -35,22 +37,27 @@ struct BenchScheduler: Sendable {
         }
         let total = Int64(messages)
         let probe = DedicatedThread(name: "bench-probe")
-        let timing = try await probe.run { [feeds] () throws -> (ContinuousClock.Instant, ContinuousClock.Instant) in
+        let timing = try await probe.run { [feeds] () throws -> (ContinuousClock.Instant, ContinuousClock.Instant, Double) in
             var first: ContinuousClock.Instant?
+            var cpuAtFirst = 0.0
             let deadline = ContinuousClock.now + .seconds(600)
             while ContinuousClock.now < deadline {
                 let processed = feeds.reduce(Int64(0)) { $0 + max(0, $1.nextOffset) }
-                if first == nil && processed > 0 { first = .now }
+                if first == nil && processed > 0 {
+                    first = .now
+                    cpuAtFirst = BenchReaders.processCPUSeconds()
+                }
                 let done = waitForEmits ? feeds.reduce(Int64(0)) { $0 + max(0, $1.committableOffset) } : processed
-                if done >= total, let first { return (first, .now) }
+                if done >= total, let first { return (first, .now, BenchReaders.processCPUSeconds() - cpuAtFirst) }
                 usleep(1000)  // 1 ms resolution on runs of a second or more
             }
             throw BenchmarkError("the scheduler did not finish \(total) messages in 600 s")
         }
         probe.stop()
-        let (gaps, slices) = await runtime.coordinator.inspect { ($0.gaps, $0.activity.reduce(0) { $0 + $1.slices }) }
+        let (gaps, slices, busy) = await runtime.coordinator.inspect { ($0.gaps, $0.activity.reduce(0) { $0 + $1.slices }, $0.activity.reduce(Duration.zero) { $0 + $1.busy }) }
         await runtime.shutdown()
         let seconds = Double((timing.1 - timing.0) / .microseconds(1)) / 1e6
-        return Measured(run: .init(messages: messages, seconds: seconds), gaps: gaps, slices: slices)
+        return Measured(run: .init(messages: messages, seconds: seconds, cpuSeconds: timing.2), gaps: gaps, slices: slices,
+                        busySeconds: Double(busy / .microseconds(1)) / 1e6)
     }
 }

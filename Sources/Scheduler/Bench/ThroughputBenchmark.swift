@@ -45,8 +45,13 @@ public struct ThroughputBenchmark: Sendable {
         public var messages: Int
         /// From the first message to the last.
         public var seconds: Double
+        /// CPU time of the whole process during the run (every thread:
+        /// librdkafka's, the workers', the embedded broker's), if measured.
+        public var cpuSeconds: Double?
         /// Messages per second.
         public var rate: Double { Double(messages) / seconds }
+        /// Microseconds of CPU per message.
+        public var cpuMicrosPerMessage: Double? { cpuSeconds.map { $0 * 1e6 / Double(messages) } }
     }
 
     /// Everything the benchmark measured.
@@ -99,13 +104,13 @@ public struct ThroughputBenchmark: Sendable {
         for attempt in 1...runs where readers.contains(.noop) {
             let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
             result.slices += measured.slices
-            report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+            report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
             result.noop.append(measured.run)
         }
         if readers.contains(.emitting) {
             let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
             result.slices += measured.slices
-            report("scheduler emitting run: \(describe(measured.run)) (until every emit was acknowledged), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+            report("scheduler emitting run: \(describe(measured.run)) (until every emit was acknowledged), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
             result.emitting.append(measured.run)
             result.outputProblems = try checkOutput(broker: broker, topic: output)
             report(result.outputProblems.isEmpty ? "emitted output: \(messages) messages, none lost, none doubled, per-key order kept" : "emitted output problems: \(result.outputProblems.joined(separator: "; "))")
@@ -192,6 +197,7 @@ public struct ThroughputBenchmark: Sendable {
 
     private func describe(_ run: Run) -> String {
         "\(run.messages) messages in \(String(format: "%.3f", run.seconds)) s = \(Int(run.rate)) msg/s"
+            + (run.cpuMicrosPerMessage.map { String(format: ", %.2f us CPU per message", $0) } ?? "")
     }
 }
 

@@ -11,6 +11,17 @@ public struct KafkaRawMessage: @unchecked Sendable {
 
     /// Topic name.
     public var topic: String { pointer.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "" }
+    /// Topic name as librdkafka's own C string (no copy; valid until `destroy()`).
+    public var topicName: UnsafePointer<CChar> {
+        pointer.pointee.rkt.map { rd_kafka_topic_name($0) } ?? KafkaRawMessage.noTopic
+    }
+    // An immutable one-byte C string, never freed: safe to share.
+    nonisolated(unsafe) private static let noTopic: UnsafePointer<CChar> = {
+        let empty = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+        empty.initialize(to: 0)
+        return UnsafePointer(empty)
+    }()
+
     /// Partition id.
     public var partition: Int32 { pointer.pointee.partition }
     /// Offset within the partition.
@@ -76,11 +87,21 @@ public final class PartitionQueue: @unchecked Sendable {
         self.buffer = Array(repeating: nil, count: batchSize)
     }
 
-    /// Waits up to `timeoutMs` for messages and returns at most the batch size.
+    /// Returns the messages waiting, at most the batch size; when none is
+    /// waiting, waits up to `timeoutMs` for the first one.
     /// Call only from the thread of the lease holder.
+    ///
+    /// `rd_kafka_consume_batch_queue` waits until the batch is *full* or the
+    /// timeout passes, so a worker asking for 256 messages while 100 are
+    /// there would sit idle until the timeout: take what is there without
+    /// waiting, and wait only for a single message when the queue is empty.
     public func consumeBatch(timeoutMs: Int) -> [KafkaRawMessage] {
-        let count = buffer.withUnsafeMutableBufferPointer { slots in
-            rd_kafka_consume_batch_queue(queue, Int32(timeoutMs), slots.baseAddress, slots.count)
+        let count = buffer.withUnsafeMutableBufferPointer { slots -> Int in
+            let ready = rd_kafka_consume_batch_queue(queue, 0, slots.baseAddress, slots.count)
+            guard ready == 0, timeoutMs > 0 else { return max(0, ready) }
+            guard rd_kafka_consume_batch_queue(queue, Int32(timeoutMs), slots.baseAddress, 1) == 1 else { return 0 }
+            let more = rd_kafka_consume_batch_queue(queue, 0, slots.baseAddress! + 1, slots.count - 1)
+            return 1 + max(0, more)
         }
         guard count > 0 else { return [] }
         return (0..<count).compactMap { buffer[$0].map(KafkaRawMessage.init(pointer:)) }

@@ -8,20 +8,28 @@ extension LuaState {
     /// Calls `process(msg)` and returns its two results `(ok, reason)`.
     /// Throws `LuaError` if the script raised or broke a budget.
     func callProcess(_ message: KafkaRawMessage, group: String, worker: String) throws -> (LuaValue, LuaValue) {
-        var msg = LuaPushList(ops: 40, bytes: 128)
-        msg.appendTable(records: 10)
-        msg.field("topic", .string(message.topic))
-        msg.field("partition", .integer(Int64(message.partition)))
-        msg.field("offset", .integer(message.offset))
-        if let key = message.key { msg.field("key", bytes: key) }
-        msg.field("payload", bytes: message.payload)
-        msg.field("timestamp", .integer(message.timestampMs))
-        msg.beginTable("headers", records: 2)
-        message.forEachHeader { name, value in msg.field(name, bytes: value) }
-        msg.endTable()
-        msg.field("group", .string(group))
-        msg.field("worker", .string(worker))
-        let results = try call("process", msg, results: 2)
+        if processNames?.group != group || processNames?.worker != worker {
+            processNames = (group, worker, Array(group.utf8CString), Array(worker.utf8CString))
+        }
+        var headers: [clua_header] = []
+        message.forEachHeader { name, value in
+            headers.append(clua_header(name: name, value: value.baseAddress, length: value.count))
+        }
+        let key = message.key
+        let payload = message.payload
+        let results = try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
+            try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
+                try headers.withUnsafeBufferPointer { headerList in
+                    var msg = clua_message(
+                        topic: message.topicName, partition: lua_Integer(message.partition), offset: message.offset,
+                        timestamp: message.timestampMs, key: key?.baseAddress,
+                        key_length: key?.count ?? 0, payload: payload.baseAddress, payload_length: payload.count,
+                        headers: headerList.baseAddress, header_count: headerList.count,
+                        group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
+                    return try call("process", message: &msg, results: 2)
+                }
+            }
+        }
         return (results[0], results[1])
     }
 }

@@ -23,6 +23,8 @@ final class LuaState {
     let chunkName: String
     /// Kept alive for as long as `L`: the bindings reach it through `control.context`.
     let bindings: ScriptBindings
+    /// `msg.group` and `msg.worker` as C strings, made once (`callProcess`).
+    var processNames: (group: String, worker: String, groupBytes: [CChar], workerBytes: [CChar])?
 
     /// Creates a state with the sandboxed standard libraries and the
     /// `scheduler` table, runs `source` (defining its functions), then its
@@ -134,22 +136,39 @@ final class LuaState {
     /// Calls global function `name` with the values of `list`: the lookup,
     /// the arguments and the call all run in one protected, budgeted call.
     func call(_ name: String, _ list: LuaPushList, results: Int) throws -> [LuaValue] {
-        _ = bindings.takeEmitted()  // only this call's emits are reported
-        let top = lua_gettop(L)
-        var request = clua_request()
-        request.mode = Int32(CLUA_RUN_CALL)
-        request.arguments = list.count
-        request.results = Int32(results)
-        request.count = list.ops.count
-        let status = list.ops.withUnsafeBufferPointer { ops in
-            list.arena.withUnsafeBytes { arena in
-                name.withCString { function in
-                    request.function = function
+        try call(name, results: results) { request in
+            request.arguments = list.count
+            request.count = list.ops.count
+            return list.ops.withUnsafeBufferPointer { ops in
+                list.arena.withUnsafeBytes { arena in
                     request.ops = ops.baseAddress
                     request.arena = arena.baseAddress?.assumingMemoryBound(to: CChar.self)
                     return budgeted { clua_protected_run(L, &request) }
                 }
             }
+        }
+    }
+
+    /// Calls global function `name` with one message table built from
+    /// `message` in C (the per-message fast path).
+    func call(_ name: String, message: UnsafePointer<clua_message>, results: Int) throws -> [LuaValue] {
+        try call(name, results: results) { request in
+            request.arguments = 1
+            request.message = message
+            return budgeted { clua_protected_run(L, &request) }
+        }
+    }
+
+    /// The shared part of a call: `fill` completes the request and runs it.
+    private func call(_ name: String, results: Int, _ fill: (inout clua_request) -> Int32) throws -> [LuaValue] {
+        _ = bindings.takeEmitted()  // only this call's emits are reported
+        let top = lua_gettop(L)
+        var request = clua_request()
+        request.mode = Int32(CLUA_RUN_CALL)
+        request.results = Int32(results)
+        let status = name.withCString { function in
+            request.function = function
+            return fill(&request)
         }
         // Drops the results (or what a failed call left) whatever happens.
         defer { lua_settop(L, top) }
