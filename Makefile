@@ -4,6 +4,8 @@ SWIFT ?= swift
 APT_PACKAGES := librdkafka-dev liblua5.4-dev kcat pkg-config
 # The tests also render the dashboard in headless Chromium.
 TEST_PACKAGES := chromium
+# The benchmark's peer: Debian's Python confluent-kafka, on the same librdkafka.
+BENCH_PACKAGES := python3-confluent-kafka
 CONFIG ?= config.toml
 ARGS ?=
 
@@ -36,21 +38,29 @@ run: release
 check: build
 	.build/debug/task-scheduler check --config $(CONFIG)
 
-# Builds the executable too: a test runs the daemon as a process.
+# Builds the executable too (a test runs the daemon as a process), and the
+# dependency tree once: `swift build --build-tests`, then the tests without
+# building again.
 test: test-deps
-	$(SWIFT) build
-	$(SWIFT) test
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
 
 # The hostile-script corpus: endless loops (plain, coroutines, metamethods,
 # comparators, replacements), catastrophic patterns, memory bombs, bad error
 # objects, SIGTERM with a wedged script; plus the budgeted string library.
 test-hostile: test-deps
-	$(SWIFT) build
-	$(SWIFT) test --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|ScriptLimitsTests|StringLibraryTests'
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|ScriptLimitsTests|StringLibraryTests'
 
-# Throughput (kcat vs the scheduler) and handoff gaps on one embedded broker.
+# Steady-state throughput on one embedded broker: 1M keyed messages over 16
+# partitions read by librdkafka alone (the limit), kcat, the scheduler with a
+# no-op and with an emitting process(), and the Python peer; ratios from one
+# run; then the handoff gaps over >= 500 handoffs. BENCH_ARGS, e.g.
+# BENCH_ARGS="--readers noop,librdkafka --runs 5".
+BENCH_ARGS ?=
 bench: release
-	.build/release/task-scheduler bench
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_PACKAGES)"
+	.build/release/task-scheduler bench $(BENCH_ARGS)
 
 # Load test on loopback (benchmark, not a test): wrk against GET /health and
 # POST /tasks/generate on a release daemon with the embedded broker, then a
