@@ -115,6 +115,38 @@ struct PipelinedEmitTests {
         #expect(capture.all.allSatisfy { !$0.message.contains("dead-lettered") }, "a transient refusal dead-letters nothing")
     }
 
+    @Test("broker down longer than the delivery timeout: emits time out, the partitions are read again, and every input's emit reaches the output")
+    func brokerDown() async throws {
+        let broker = try EmbeddedBroker.start()
+        defer { broker.shutdown() }
+        try broker.createTopic("in", partitions: 2)
+        try broker.createTopic("out", partitions: 2)
+        let total = 600
+        try await publish(broker, topic: "in", count: total, keys: 10)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "local clock = os.clock\n" + Self.emittingProcess("out").replacingOccurrences(
+            of: "function process(msg)\n", with: "function process(msg)\n  local t = clock() while clock() - t < 0.003 do end\n")])
+        var config = poolConfig(topics: ["in"], workers: 2, sliceMs: 30)
+        config.kafka.brokers = [broker.bootstrapServers]
+        config.producer.timeoutMs = 1000
+        config.groups[0].maxAttempts = 50
+        config.groups[0].retryBackoffMs = 20
+        try await withPool(config, scripts: scripts, logger: capture.logger) {
+            #expect(await eventually { capture.lines(startingWith: "seen ").count >= 100 })
+            broker.setBrokerDown(1)
+            #expect(await eventually(timeout: .seconds(20)) {
+                capture.all.contains { $0.message.hasPrefix("emits of offset") && $0.message.contains("timed out") }
+            }, "an emit timed out while the broker was down")
+            broker.setBrokerUp(1)
+            let complete = try await eventually(timeout: .seconds(60)) {
+                let output = try await read(broker, topic: "out", partitions: 2)
+                return Set(output.map { $0.value.utf8String.split(separator: ":").prefix(2).joined(separator: ":") }).count >= total
+            }
+            #expect(complete, "every input's emit reached the output")
+        }
+        #expect(!capture.all.contains { $0.message.contains("dead-lettered") }, "an outage dead-letters nothing within max_attempts")
+    }
+
     @Test("the group's emits in flight stay within max_inflight_emits, and waiting for room is not a failure")
     func boundedInflight() async throws {
         let broker = try EmbeddedBroker.start()
