@@ -392,8 +392,11 @@ typedef struct {
     /* CLUA_RUN_OPEN: the scheduler table */
     const char *worker;
     const char *group;      /* may be NULL */
-    /* CLUA_RUN_CALL: when set, the one argument is this message (ops unused) */
+    /* CLUA_RUN_CALL: when set, the one argument is this message, or with
+     * message_list a list of message_count messages (ops unused) */
     const clua_message *message;
+    size_t message_count;
+    int message_list;
 } clua_request;
 
 static inline void clua_push_ops(lua_State *L, const clua_op *ops, size_t count, const char *arena) {
@@ -457,8 +460,17 @@ static inline int clua_run(lua_State *L) {
     }
     r->found = lua_getglobal(L, r->function) == LUA_TFUNCTION;
     if (r->mode == CLUA_RUN_PROBE || !r->found) return 0;
-    if (r->message) clua_push_message(L, r->message);
-    else clua_push_ops(L, r->ops, r->count, r->arena);
+    if (r->message && r->message_list) {
+        lua_createtable(L, (int)r->message_count, 0);
+        for (size_t i = 0; i < r->message_count; i++) {
+            clua_push_message(L, &r->message[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+    } else if (r->message) {
+        clua_push_message(L, r->message);
+    } else {
+        clua_push_ops(L, r->ops, r->count, r->arena);
+    }
     lua_call(L, r->arguments, r->results);
     return r->results;
 }

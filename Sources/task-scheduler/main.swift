@@ -146,7 +146,7 @@ extension TaskSchedulerCommand {
         @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
         @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
         @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
-        @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, emitting, python, handoff (default: all).") var readers: String?
+        @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, batch, emitting, python, handoff (default: all).") var readers: String?
 
         func run() async throws {
             bootstrapLogging(.warning)
@@ -160,7 +160,7 @@ extension TaskSchedulerCommand {
             if let readers {
                 bench.readers = Set(try readers.split(separator: ",").map { name in
                     guard let reader = ThroughputBenchmark.Reader(rawValue: String(name)) else {
-                        throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, emitting, python, handoff")
+                        throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, batch, emitting, python, handoff")
                     }
                     return reader
                 })
@@ -177,6 +177,7 @@ extension TaskSchedulerCommand {
             let limit = median(result.librdkafka)
             let kcat = median(result.kcat)
             let noop = median(result.noop)
+            let batch = median(result.batch)
             let emitting = median(result.emitting)
             let python = median(result.python)
             print("")
@@ -184,6 +185,7 @@ extension TaskSchedulerCommand {
             print("librdkafka alone (limit):      \(rate(limit))")
             print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
             print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat)")
+            print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat)")
             print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
             print("python peer (consume/produce/flush/commit): \(rate(python))")
             print("emitted output: \(result.outputProblems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : result.outputProblems.joined(separator: ", "))")

@@ -240,3 +240,53 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     defer { thread.stop() }
     return try await thread.run(body)
 }
+
+@Suite("process_batch(msgs)")
+struct ProcessBatchTests {
+    @Test("process_batch gets a partition's messages in order and its emits arrive in key order; a failed message sends the batch through process() one by one (retry, dead letter)")
+    func batches() async throws {
+        let topic = try TestBroker.freshTopic("batch-in", partitions: 2)
+        let output = try TestBroker.freshTopic("batch-out", partitions: 2)
+        let total = 2000
+        try await publishKeyed(topic: topic, count: total, keys: 20)
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        _ = try await producer.send(OutgoingMessage(topic: topic, key: Array("k0".utf8), value: Array("bad".utf8)))
+        await producer.close(timeoutMs: 1000)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process_batch(msgs)
+              local results = {}
+              for i, msg in ipairs(msgs) do
+                if msg.payload == "bad" then results[i] = false end
+              end
+              for i, msg in ipairs(msgs) do
+                if results[i] == false then return results end
+              end
+              scheduler.log("notice", "batch " .. #msgs .. " from " .. msgs[1].partition .. ":" .. msgs[1].offset)
+              for _, msg in ipairs(msgs) do
+                scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset .. ":" .. msg.payload, msg.key)
+              end
+            end
+            function process(msg)
+              if msg.payload == "bad" then return false, "bad message" end
+              scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset .. ":" .. msg.payload, msg.key)
+            end
+            """])
+        var config = poolConfig(topics: [topic], workers: 3, sliceMs: 30)
+        config.groups[0].maxAttempts = 2
+        config.groups[0].retryBackoffMs = 1
+        let emitted = try await withPool(config, scripts: scripts, logger: capture.logger) {
+            var emitted: [ConsumedMessage] = []
+            _ = try await eventually(timeout: .seconds(60)) {
+                emitted = try await readAll(topic: output, partitions: 2, count: Int.max, timeout: .seconds(1))
+                return Set(emitted.map { $0.value.utf8String }).count >= total
+            }
+            return emitted
+        }
+        let distinct = Set(emitted.map { $0.value.utf8String })
+        #expect(distinct.count == total, "every good message emitted (lost \(total - distinct.count))")
+        #expect(!capture.lines(startingWith: "batch ").isEmpty, "batches were used")
+        #expect(capture.all.contains { $0.message.contains("dead-lettered") && $0.message.contains("bad message") })
+        expectKeyOrder(emitted)
+    }
+}

@@ -33,7 +33,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, noop, emitting, python, handoff
+        case librdkafka, kcat, noop, batch, emitting, python, handoff
     }
 
     /// Creates a benchmark with the defaults.
@@ -59,6 +59,7 @@ public struct ThroughputBenchmark: Sendable {
         public var librdkafka: [Run] = []
         public var kcat: [Run] = []
         public var noop: [Run] = []
+        public var batch: [Run] = []
         public var emitting: [Run] = []
         public var python: [Run] = []
         /// Problems found in the emitting runs' outputs (lost, doubled, out of order).
@@ -97,6 +98,7 @@ public struct ThroughputBenchmark: Sendable {
         let output = "bench-out"
         try broker.createTopic(output, partitions: partitions)
         let noopScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noop), limits: .standard, needsProcess: true, logger: logger)
+        let batchScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noopBatch), limits: .standard, needsProcess: true, logger: logger)
         let emittingScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.emitting(to: output)), limits: .standard, needsProcess: true, logger: logger)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
         var gaps = GapRecorder()  // from the handoff phase only: it is built to hand off
@@ -106,6 +108,12 @@ public struct ThroughputBenchmark: Sendable {
             result.slices += measured.slices
             report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
             result.noop.append(measured.run)
+        }
+        for attempt in 1...runs where readers.contains(.batch) {
+            let measured = try await scheduler.run(group: group("batch-\(attempt)", topic: topic), catalog: batchScripts, waitForEmits: false)
+            result.slices += measured.slices
+            report("scheduler no-op process_batch() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
+            result.batch.append(measured.run)
         }
         if readers.contains(.emitting) {
             let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
@@ -204,6 +212,7 @@ public struct ThroughputBenchmark: Sendable {
 /// The scripts the benchmark's groups run.
 enum BenchScripts {
     static let noop = "function process(msg) end\n"
+    static let noopBatch = "function process(msg) end\nfunction process_batch(msgs) end\n"
     static func emitting(to topic: String) -> String {
         "function process(msg)\n  scheduler.emit(\"\(topic)\", msg.payload, msg.key)\nend\n"
     }

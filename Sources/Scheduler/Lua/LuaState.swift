@@ -25,6 +25,8 @@ final class LuaState {
     let bindings: ScriptBindings
     /// `msg.group` and `msg.worker` as C strings, made once (`callProcess`).
     var processNames: (group: String, worker: String, groupBytes: [CChar], workerBytes: [CChar])?
+    /// Whether the script defines `process_batch`, once asked.
+    var batchHook: Bool?
 
     /// Creates a state with the sandboxed standard libraries and the
     /// `scheduler` table, runs `source` (defining its functions), then its
@@ -152,9 +154,17 @@ final class LuaState {
     /// Calls global function `name` with one message table built from
     /// `message` in C (the per-message fast path).
     func call(_ name: String, message: UnsafePointer<clua_message>, results: Int) throws -> [LuaValue] {
+        try call(name, messages: UnsafeBufferPointer(start: message, count: 1), asList: false, results: results)
+    }
+
+    /// Calls global function `name` with one message table, or (`asList`)
+    /// with the list of `messages`, built in C.
+    func call(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, results: Int) throws -> [LuaValue] {
         try call(name, results: results) { request in
             request.arguments = 1
-            request.message = message
+            request.message = messages.baseAddress
+            request.message_count = messages.count
+            request.message_list = asList ? 1 : 0
             return budgeted { clua_protected_run(L, &request) }
         }
     }

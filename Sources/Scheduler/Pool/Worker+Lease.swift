@@ -68,7 +68,36 @@ extension Worker {
                 if clock.now < deadline { reason = .drained; break }
                 continue
             }
-            for (position, message) in batch.enumerated() {
+            var pending = batch[...]  // what is left for process(), one message at a time
+            if mayProcessAsBatch(batch, feed: feed) {
+                let began = clock.now
+                if let stop = checkpoint(began) {
+                    feed.giveBack(batch[...])
+                    reason = stop
+                    break lease
+                }
+                if let from = handoffFrom {
+                    handoffGap = began - from
+                    handoffFrom = nil
+                }
+                var ended = began
+                let outcome = handleBatch(batch, lease: lease, feed: feed, calls: &tally.luaCalls, began: began, ended: &ended)
+                tally.busy += ended - began
+                switch outcome {
+                case .done:
+                    tally.messages += batch.count
+                    feed.nextOffset = batch[batch.count - 1].offset + 1
+                    batch.forEach { $0.destroy() }
+                    pending = []
+                case .stopped(let stop):
+                    feed.giveBack(batch[...])
+                    reason = stop
+                    break lease
+                case .fallback:
+                    break  // one message at a time below
+                }
+            }
+            for (position, message) in zip(pending.indices, pending) {
                 let began = clock.now
                 if let stop = checkpoint(began) {
                     feed.giveBack(batch[position...])
