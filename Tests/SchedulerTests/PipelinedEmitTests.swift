@@ -121,7 +121,7 @@ struct PipelinedEmitTests {
         defer { broker.shutdown() }
         try broker.createTopic("in", partitions: 2)
         try broker.createTopic("out", partitions: 2)
-        let total = 600
+        let total = 3000
         try await publish(broker, topic: "in", count: total, keys: 10)
         let capture = LogCapture()
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "local clock = os.clock\n" + Self.emittingProcess("out").replacingOccurrences(

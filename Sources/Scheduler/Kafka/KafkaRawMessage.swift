@@ -1,4 +1,5 @@
 import CRdKafka
+import Synchronization
 
 /// A librdkafka message still owned by librdkafka's buffers: read it in
 /// place (no copy per field) and `destroy()` it exactly once.
@@ -96,6 +97,7 @@ public final class PartitionQueue: @unchecked Sendable {
     /// there would sit idle until the timeout: take what is there without
     /// waiting, and wait only for a single message when the queue is empty.
     public func consumeBatch(timeoutMs: Int) -> [KafkaRawMessage] {
+        guard !destroyed.load(ordering: .acquiring) else { return [] }
         let count = buffer.withUnsafeMutableBufferPointer { slots -> Int in
             let ready = rd_kafka_consume_batch_queue(queue, 0, slots.baseAddress, slots.count)
             guard ready == 0, timeoutMs > 0 else { return max(0, ready) }
@@ -108,9 +110,18 @@ public final class PartitionQueue: @unchecked Sendable {
     }
 
     /// Messages fetched and waiting in this queue.
-    public var length: Int { rd_kafka_queue_length(queue) }
+    public var length: Int { destroyed.load(ordering: .acquiring) ? 0 : rd_kafka_queue_length(queue) }
+
+    private let destroyed = Atomic<Bool>(false)
+
+    /// Destroys the queue now (before the consumer is closed, as librdkafka
+    /// requires); later calls and the deinit do nothing. Only once no lease
+    /// reads it any more.
+    public func destroy() {
+        if !destroyed.exchange(true, ordering: .acquiringAndReleasing) { rd_kafka_queue_destroy(queue) }
+    }
 
     deinit {
-        rd_kafka_queue_destroy(queue)
+        destroy()
     }
 }

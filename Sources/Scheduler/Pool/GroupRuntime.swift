@@ -47,7 +47,11 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 if error.isRebalance {
                     // The partitions are about to move: stop at the next message
                     // boundary rather than process what the next owner will redo.
+                    // The refused positions are sent again (partitions that stay
+                    // here under cooperative assignment would otherwise keep an
+                    // old commit).
                     coordinator.pauseForRebalance()
+                    coordinator.commitFailed()
                 } else {
                     // Retried: the next commit of each partition sends its position again.
                     logger.warning("offset commit failed, will retry: \(error)", metadata: [LogKey.group: "\(group.name)"])
@@ -144,7 +148,12 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             pollLoop?.stop()
             // A worker left behind may still use the consumer when its call
             // returns: keep it open (the group's session expires instead).
-            if stuck.isEmpty { consumer.close() }
+            // librdkafka's order (INTRODUCTION.md, "Termination"): partition
+            // queues are destroyed before the consumer is closed.
+            if stuck.isEmpty {
+                feeds.forEach { $0.queue.destroy() }
+                consumer.close()
+            }
         }
         closer.stop()
         // Each state's shutdown() has its own budget: close them side by side.

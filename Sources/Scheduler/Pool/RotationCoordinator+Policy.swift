@@ -125,6 +125,11 @@ extension RotationCoordinator {
     /// lets go, and the chosen worker gets the other partition.
     func decideAtBoundary(_ report: SliceReport) {
         let lease = report.lease
+        guard slots[lease.partition]?.revoked == false else {
+            // Being revoked: neither renewed nor handed on; let go now.
+            lease.control.requestStop(.revoked)
+            return
+        }
         if lease.partition.topic == currentTopic { hadTurn.insert(lease.workerIndex) }
         advanceTopicIfDone()
         guard let decision = askPolicy(after: report) ?? defaultDecision(after: report) else {

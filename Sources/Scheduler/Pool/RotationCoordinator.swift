@@ -28,6 +28,11 @@ final class RotationCoordinator: @unchecked Sendable {
     /// A commit was refused because the group is rebalancing: no new leases
     /// until the group protocol assigns partitions again.
     private var rebalancing = false
+    /// When `rebalancing` was set: cleared by the next assignment, or after
+    /// `rebalanceGiveUp` if none comes (a member given nothing, or a refused
+    /// commit not followed by a rebalance), so leases are never paused for good.
+    private var rebalancingSince: ContinuousClock.Instant?
+    static let rebalanceGiveUp = Duration.seconds(15)
     private var idleWaiters: [@Sendable () -> Void] = []
     private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
     var gaps = GapRecorder()
@@ -90,6 +95,7 @@ final class RotationCoordinator: @unchecked Sendable {
     func assign(_ newFeeds: [PartitionFeed]) {
         thread.submit { [self] in
             rebalancing = false
+            rebalancingSince = nil
             for feed in newFeeds {
                 feeds[feed.partition] = feed
                 slots[feed.partition] = PartitionSlot()
@@ -126,6 +132,11 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Periodic check for new work on idle partitions; refreshes the lag gauges.
     func tick() {
         thread.submit { [self] in
+            if rebalancing, let since = rebalancingSince, ContinuousClock.now - since > Self.rebalanceGiveUp {
+                rebalancing = false
+                rebalancingSince = nil
+                logger.warning("no assignment came \(Self.rebalanceGiveUp) after a commit was refused for a rebalance; resuming leases", metadata: [LogKey.group: "\(group.name)"])
+            }
             if mayGrant { fill() }
             retryIdleCommits()
             let metrics = catalog.metrics
@@ -142,6 +153,7 @@ final class RotationCoordinator: @unchecked Sendable {
         thread.submit { [self] in
             guard !rebalancing else { return }
             rebalancing = true
+            rebalancingSince = .now
             logger.info("group is rebalancing: pausing leases", metadata: [LogKey.group: "\(group.name)"])
             for entry in activity { entry.lease?.control.requestStop(.revoked) }
         }
@@ -260,7 +272,8 @@ final class RotationCoordinator: @unchecked Sendable {
     /// `handoffFrom`, the partition's current holder lets go as soon as the
     /// new worker runs (make-before-break).
     func grant(worker index: Int, partition: TopicPartition, sliceMs: Int, handoffFrom previous: Lease? = nil) {
-        guard let feed = feeds[partition], activity[index].lease == nil,
+        // Never a partition being revoked: the rebalance callback waits for it to be let go.
+        guard let feed = feeds[partition], slots[partition]?.revoked == false, activity[index].lease == nil,
               slots[partition]?.holder == previous?.workerIndex else { return }
         let lease = Lease(id: nextLeaseID, partition: partition, workerIndex: index, sliceMs: sliceMs,
                           grantedAt: .now, predecessor: previous?.control)
