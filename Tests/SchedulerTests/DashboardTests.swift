@@ -33,6 +33,19 @@ struct DashboardTests {
         }
     }
 
+    @Test("in headless Chromium the task pool is listed, each task with a remove button",
+          .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
+    func rendersPool() async throws {
+        try await withApplication(testConfig()) { client in
+            #expect(try await post(client, #"{"topic": "E", "message": "EE", "key": "k9"}"#).status == .ok)
+            let port = try #require(client.port)
+            let dom = try runChromium(["--dump-dom"], url: "http://127.0.0.1:\(port)/")
+            for index in 0..<5 { #expect(dom.contains("data-index=\"\(index)\""), "pool task \(index) missing") }
+            #expect(dom.components(separatedBy: "class=\"remove\"").count - 1 == 5, "one remove button per task")
+            #expect(dom.contains("<td>EE</td><td>k9</td>"))
+        }
+    }
+
     @Test("in headless Chromium the group, its workers and a lease appear; a screenshot is saved",
           .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
     func rendersInChromium() async throws {

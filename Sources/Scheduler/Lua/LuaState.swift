@@ -99,6 +99,13 @@ final class LuaState {
         return clua_isfunction(L, -1) != 0
     }
 
+    /// A copy of global `name` (`.nil` when unset).
+    func global(_ name: String) -> LuaValue {
+        lua_getglobal(L, name)
+        defer { clua_pop(L, 1) }
+        return value(at: -1)
+    }
+
     /// Calls global function `name` with `arguments` and returns its `results` results.
     func call(_ name: String, _ arguments: [LuaValue], results: Int) throws -> [LuaValue] {
         lua_getglobal(L, name)
