@@ -12,9 +12,10 @@ enum PoolTopicReader {
     /// answer within `timeoutMs`.
     static func read(topic: String, bootstrapServers: String, properties: [String: String],
                      timeoutMs: Int, logger: Logger) throws -> [PoolRecord] {
+        // A consumer does not create the topic it reads (allow.auto.create.topics
+        // defaults to false for consumers).
         let consumer = try KafkaConsumer.make(
-            bootstrapServers: bootstrapServers, groupID: "task-scheduler-pool-reader",
-            properties: properties.merging(["allow.auto.create.topics": "false"]) { user, _ in user })
+            bootstrapServers: bootstrapServers, groupID: "task-scheduler-pool-reader", properties: properties)
         defer { consumer.close() }
         var low: Int64 = 0
         var high: Int64 = 0
