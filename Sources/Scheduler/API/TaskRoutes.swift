@@ -73,8 +73,12 @@ struct TaskRoutes: Sendable {
         } catch let error as PoolError {
             throw Self.apiError(error)
         }
-        return JSONBody.response("Success")
+        return Self.success
     }
+
+    /// `"Success"`, encoded once: a JSONEncoder per acknowledged post showed in the profile.
+    private static let success = Response(
+        status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #""Success""#)))
 
     static func apiError(_ error: PoolError) -> APIError {
         switch error {
@@ -92,6 +96,8 @@ struct TaskRoutes: Sendable {
     }
 
     static func isJSON(_ contentType: String) -> Bool {
+        // The usual header first: splitting and trimming (Foundation) cost ~4% of a post's CPU.
+        if contentType == "application/json" { return true }
         let mime = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         // curl -d sends application/x-www-form-urlencoded unless told otherwise;
         // the body is read as JSON either way.

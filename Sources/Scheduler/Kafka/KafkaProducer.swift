@@ -36,11 +36,15 @@ public final class KafkaProducer: @unchecked Sendable {
             "enable.idempotence": "true",
             "acks": "all",
             "message.timeout.ms": String(deliveryTimeoutMs),
-            // No lingering: a caller waiting for its acknowledgement waits for
-            // the linger too (5 ms capped 64 in-flight API posts at ~11k acks/s).
-            // Under load librdkafka still batches what queues up while its
-            // requests are in flight. `[kafka.properties] "linger.ms"` overrides.
-            "linger.ms": "0",
+            // A caller waiting for its acknowledgement waits for the linger
+            // too: 5 ms held 64 concurrent API posts to ~5k/s. 0 is worse here:
+            // with librdkafka 2.0.2 the producer's broker thread then spins in
+            // poll() while its in-flight requests are out (a third of the
+            // daemon's CPU in `perf` under `make loadtest`). 1 ms lets it sleep
+            // and batch; `[kafka.properties] "linger.ms"` overrides.
+            "linger.ms": "1",
+            // Small produce requests must not wait for Nagle's algorithm.
+            "socket.nagle.disable": "true",
             "client.id": "task-scheduler",
         ]
         settings.merge(properties) { _, new in new }
