@@ -1,47 +1,49 @@
 -- generate.lua: what the producer publishes.
 --
--- generate(tick) is called every [producer] interval_ms (tick = 1, 2, 3, ...).
--- It returns a list of tasks to publish, or nil for none. A task is a table:
+-- The producer owns a task pool (GET /tasks). Its initial content is the
+-- global `tasks` below; POST /tasks/generate adds to it, DELETE /tasks/<index>
+-- removes from it. The pool is kept in a Kafka topic ([producer] pool_topic)
+-- and read back at start, so `tasks` only seeds a pool that does not exist yet.
+--
+-- generate(tick, pool) is called every [producer] interval_ms (tick = 1, 2,
+-- 3, ...) with a copy of the pool's tasks, in order. It returns a list of tasks
+-- to publish, or nil for none. A task is a table:
 --   { topic = "A", message = "...", key = "Key 0", headers = { name = "value" } }
 -- topic and message are required; key and headers are optional.
 -- Tasks with the same key go to the same partition and keep their order.
 --
--- This default reproduces the Rust seed's demo: each tick, one task for each
--- of the topics A, B, C and D, keyed "Key <n>" and carrying a header_key header.
+-- This default is the Rust seed's producer: the pool starts with the tasks
+-- A, B, C and D, and each tick publishes every task of the pool with payload
+-- "Message <message>", key "Key <index in the pool>" and a header_key header
+-- (a task posted with its own key or headers keeps them).
 
-local demo = {
+tasks = {
   { topic = "A", message = "AA" },
   { topic = "B", message = "BB" },
   { topic = "C", message = "CC" },
   { topic = "D", message = "DD" },
 }
 
-function generate(tick)
-  local tasks = {}
-  for i, task in ipairs(demo) do
-    tasks[#tasks + 1] = {
+function generate(tick, pool)
+  local out = {}
+  for i, task in ipairs(pool) do
+    out[#out + 1] = {
       topic = task.topic,
       message = "Message " .. task.message,
-      key = "Key " .. (i - 1),
-      headers = { header_key = "header_value" },
+      key = task.key or ("Key " .. (i - 1)),
+      headers = task.headers or { header_key = "header_value" },
     }
   end
-  return tasks
+  return out
 end
 
--- on_task(task) is called for every task posted to POST /tasks/generate.
--- Return the task (changed or not) to publish it, or nil and a reason to
--- refuse it (the client gets 400 with that reason).
+-- on_task(task) (optional, not defined here) would be called for every task
+-- posted to POST /tasks/generate: return the task (changed or not) to accept
+-- it, or nil and a reason to refuse it (the client gets 400 with that reason).
+-- Without it every well-formed task is accepted as posted, and the API does
+-- not wait for this script's thread. For example:
 --
--- Here, as the seed did: a task without a key gets the seed's first key,
--- "Key 0" (so un-keyed tasks of one topic stay in one partition, in the order
--- they came), and a task without headers gets the seed's header_key header.
-function on_task(task)
-  if task.key == nil then
-    task.key = "Key 0"
-  end
-  if task.headers == nil then
-    task.headers = { header_key = "header_value" }
-  end
-  return task
-end
+-- function on_task(task)
+--   if task.topic:sub(1, 9) == "internal." then return nil, "reserved topic" end
+--   return task
+-- end

@@ -13,11 +13,19 @@
 -- every task it emitted. scheduler.yield() ends this worker's slice after
 -- the current message. scheduler.log(level, text) logs.
 --
--- This default logs each message the way the Rust seed did.
+-- This default logs each message, then each of its headers, the way the Rust
+-- seed did.
 
 function process(msg)
   scheduler.log("info", string.format(
     "key: '%s', payload: '%s', topic: %s, partition: %d, offset: %d, timestamp: CreateTime(%d)",
     tostring(msg.key), msg.payload, msg.topic, msg.partition, msg.offset, msg.timestamp))
+  -- Sorted by name, so the lines come in the same order for every message.
+  local names = {}
+  for name in pairs(msg.headers) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    scheduler.log("info", string.format("  Header %q: %q", name, msg.headers[name]))
+  end
   return true
 end

@@ -26,6 +26,17 @@ struct ConfigCheckTests {
         #expect(result.problems.contains { $0.contains("process.lua:2:") })
     }
 
+    @Test("a malformed tasks global in generate.lua (the pool's initial content) is reported with the entry")
+    func malformedTasks() async throws {
+        let scripts = try makeScripts([
+            "generate.lua": "tasks = { { topic = 'A', message = 'AA' }, { message = 'no topic' } }\nfunction generate() end",
+            "process.lua": "function process(msg) end",
+        ])
+        let result = await ConfigCheck.run(configPath: nil, scriptsDirectory: scripts, logger: quietLogger)
+        #expect(result.problems.count == 1)
+        #expect(result.problems.contains { $0.contains("generate.lua: tasks[2]: task field 'topic' must be a string") })
+    }
+
     @Test("a process.lua without process() and a policy without rotate() are reported")
     func missingHooks() async throws {
         let scripts = try makeScripts([

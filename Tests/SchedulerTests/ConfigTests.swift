@@ -55,7 +55,7 @@ struct ConfigTests {
             title = "Task scheduler"
             producer_timeout = 4000
             consumer_timeout = 7000
-            query_timeout = 2500
+            query_timeout = 3
             enable_auto_commit = true
             brokers = ["localhost:29092"]
             inital_topic_list = ["A", "B", "C", "D"]
@@ -64,11 +64,57 @@ struct ConfigTests {
             listening_port = 5001
             """, file: "seed.toml")
         #expect(config.producer.timeoutMs == 4000)
-        #expect(config.producer.intervalMs == 2500)
+        // query_timeout is in seconds, as the seed's code sleeps.
+        #expect(config.producer.intervalMs == 3000)
         #expect(config.kafka.brokers == ["localhost:29092"])
         #expect(config.api.listen == "127.0.0.1:5001")
         #expect(config.groups.map(\.name) == ["group-0", "group-1"])
         #expect(config.groups.allSatisfy { $0.workers == 3 && $0.sliceMs == 7000 && $0.topics == ["A", "B", "C", "D"] })
+    }
+
+    @Test("the seed's own example config runs as it is and ticks every 5 s")
+    func seedExample() throws {
+        let config = try ConfigLoader.parse("""
+            title = "Task scheduler"
+            producer_timeout = 5000
+            consumer_timeout = 6000
+            query_timeout = 5
+            enable_auto_commit = false
+            brokers = "localhost:29092"
+            inital_topic_list = ["A", "B", "C", "D"]
+            num_workers = 4
+            num_groups = 1
+            listening_port = 5000
+            """, file: "seed.toml")
+        #expect(config.producer.intervalMs == 5000)
+        #expect(config.groups.count == 1 && config.groups[0].sliceMs == 6000)
+    }
+
+    @Test("a seed query_timeout out of range names the key, the unit and the line")
+    func seedQueryTimeoutRange() {
+        #expect {
+            _ = try ConfigLoader.parse("title = \"x\"\nquery_timeout = 0\n", file: "seed.toml")
+        } throws: { error in
+            "\(error)".contains("seed.toml:2") && "\(error)".contains("query_timeout") && "\(error)".contains("seconds")
+        }
+    }
+
+    @Test("[producer] max_pool_tasks and pool_topic: defaults, read, and checked")
+    func poolKeys() throws {
+        #expect(SchedulerConfig().producer.maxPoolTasks == 1000)
+        #expect(SchedulerConfig().producer.poolTopic == "task-scheduler.pool")
+        let config = try ConfigLoader.parse("[producer]\nmax_pool_tasks = 10\npool_topic = \"my.pool\"\n", file: "p.toml")
+        #expect(config.producer.maxPoolTasks == 10 && config.producer.poolTopic == "my.pool")
+        #expect {
+            _ = try ConfigLoader.parse("[producer]\nmax_pool_tasks = 0\n", file: "p.toml")
+        } throws: { error in
+            "\(error)".contains("p.toml:2") && "\(error)".contains("producer.max_pool_tasks")
+        }
+        #expect {
+            _ = try ConfigLoader.parse("[producer]\npool_topic = \"no spaces\"\n", file: "p.toml")
+        } throws: { error in
+            "\(error)".contains("producer.pool_topic")
+        }
     }
 
     @Test("a missing file named on the command line is an error naming the file")

@@ -7,7 +7,16 @@ import Testing
 let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
 /// Runs headless Chromium on `url` with `arguments` and returns its stdout.
-func runChromium(_ arguments: [String], url: String) throws -> String {
+/// It waits for Chromium on a thread of its own: blocking a thread of Swift's
+/// concurrency pool (2 on this machine) would starve the daemon that
+/// Chromium is loading the page from, and two such tests deadlock.
+func runChromium(_ arguments: [String], url: String) async throws -> String {
+    let thread = DedicatedThread(name: "chromium")
+    defer { thread.stop() }
+    return try await thread.run { try runChromiumBlocking(arguments, url: url) }
+}
+
+private func runChromiumBlocking(_ arguments: [String], url: String) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: chromium!)
     process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
@@ -33,6 +42,19 @@ struct DashboardTests {
         }
     }
 
+    @Test("in headless Chromium the task pool is listed, each task with a remove button",
+          .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
+    func rendersPool() async throws {
+        try await withApplication(testConfig()) { client in
+            #expect(try await post(client, #"{"topic": "E", "message": "EE", "key": "k9"}"#).status == .ok)
+            let port = try #require(client.port)
+            let dom = try await runChromium(["--dump-dom"], url: "http://127.0.0.1:\(port)/")
+            for index in 0..<5 { #expect(dom.contains("data-index=\"\(index)\""), "pool task \(index) missing") }
+            #expect(dom.components(separatedBy: "class=\"remove\"").count - 1 == 5, "one remove button per task")
+            #expect(dom.contains("<td>EE</td><td>k9</td>"))
+        }
+    }
+
     @Test("in headless Chromium the group, its workers and a lease appear; a screenshot is saved",
           .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
     func rendersInChromium() async throws {
@@ -54,13 +76,13 @@ struct DashboardTests {
                 let view = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/groups", method: .get).body)) as? [[String: Any]]
                 return ((view?.first?["recent_leases"] as? [Any])?.count ?? 0) > 2
             }
-            let dom = try runChromium(["--dump-dom"], url: url)
+            let dom = try await runChromium(["--dump-dom"], url: url)
             #expect(dom.contains("data-group=\"\(group)\""), "group missing from the rendered page")
             for index in 0..<3 { #expect(dom.contains("data-worker=\"\(group)-\(index)\""), "worker \(index) missing") }
             #expect(dom.contains("class=\"lease\""), "no lease drawn")
             #expect(dom.contains("\(topic)[0]"))
             let screenshot = FileManager.default.temporaryDirectory.appendingPathComponent("task-scheduler-dashboard.png")
-            _ = try runChromium(["--screenshot=\(screenshot.path)"], url: url)
+            _ = try await runChromium(["--screenshot=\(screenshot.path)"], url: url)
             #expect(FileManager.default.fileExists(atPath: screenshot.path))
             print("dashboard screenshot: \(screenshot.path)")
         }

@@ -2,20 +2,56 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("generate.lua: generate(tick) and on_task(task)")
+@Suite("generate.lua: tasks, generate(tick, pool) and on_task(task)")
 struct GenerateScriptTests {
-    @Test("the default script reproduces the seed's demo tasks, keyed and with header_key")
+    @Test("the default script is the seed's producer: pool A to D, every pool task published as 'Message <m>', 'Key <index>', header_key")
     func defaultScript() async throws {
         let script = try await GenerateScript.load(scriptsDirectory: repositoryScripts, logger: quietLogger)
-        let tasks = try await script.generate(tick: 1)
-        #expect(tasks.map(\.topic) == ["A", "B", "C", "D"])
-        #expect(tasks.map(\.key) == ["Key 0", "Key 1", "Key 2", "Key 3"])
-        #expect(tasks.allSatisfy { $0.headers?["header_key"] != nil })
-        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE"))
-                == .accept(TaskSpec(topic: "E", message: "EE", key: "Key 0", headers: ["header_key": "header_value"])))
-        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE", key: "mine", headers: ["h": "v"]))
-                == .accept(TaskSpec(topic: "E", message: "EE", key: "mine", headers: ["h": "v"])))
+        #expect(script.initialTasks == ["A", "B", "C", "D"].map { TaskSpec(topic: $0, message: $0 + $0) })
+        let pool = script.initialTasks + [TaskSpec(topic: "E", message: "EE"), TaskSpec(topic: "F", message: "FF", key: "mine", headers: ["h": "v"])]
+        let tasks = try await script.generate(tick: 1, pool: pool)
+        #expect(tasks.map(\.topic) == ["A", "B", "C", "D", "E", "F"])
+        #expect(tasks.map(\.message) == ["Message AA", "Message BB", "Message CC", "Message DD", "Message EE", "Message FF"])
+        #expect(tasks.map(\.key) == ["Key 0", "Key 1", "Key 2", "Key 3", "Key 4", "mine"])
+        #expect(tasks.dropLast().allSatisfy { $0.headers == ["header_key": "header_value"] })
+        #expect(tasks.last?.headers == ["h": "v"])
+        #expect(try await script.generate(tick: 2, pool: []) == [])
+        // No on_task: posted tasks are accepted as they are.
+        #expect(try await script.onTask(TaskSpec(topic: "E", message: "EE")) == .accept(TaskSpec(topic: "E", message: "EE")))
         await script.close()
+    }
+
+    @Test("generate(tick, pool) gets the pool in order as a copy: changing it changes nothing")
+    func poolArgument() async throws {
+        let dir = try makeScripts(["generate.lua": """
+            function generate(tick, pool)
+              local out = {}
+              for i, task in ipairs(pool) do out[i] = { topic = task.topic, message = i .. ":" .. task.message .. ":" .. #pool } end
+              pool[1].message = "changed"
+              table.remove(pool)
+              return out
+            end
+            """])
+        let script = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        #expect(script.initialTasks == [])
+        let pool = [TaskSpec(topic: "A", message: "a"), TaskSpec(topic: "B", message: "b", key: "k")]
+        let expected = [TaskSpec(topic: "A", message: "1:a:2"), TaskSpec(topic: "B", message: "2:b:2")]
+        #expect(try await script.generate(tick: 1, pool: pool) == expected)
+        #expect(try await script.generate(tick: 2, pool: pool) == expected)
+        await script.close()
+    }
+
+    @Test("a malformed tasks global stops the load with the entry that is wrong", arguments: [
+        ("tasks = 5", "global 'tasks' must be a list of tasks, got number"),
+        ("tasks = { { topic = 'A', message = 'x' }, { topic = 'B' } }", "tasks[2]: task field 'message' must be a string"),
+    ])
+    func badTasks(source: String, expected: String) async throws {
+        let dir = try makeScripts(["generate.lua": source + "\nfunction generate() end\n"])
+        await #expect {
+            _ = try await GenerateScript.load(scriptsDirectory: dir, logger: quietLogger)
+        } throws: { error in
+            "\(error)".contains(expected) && "\(error)".contains("generate.lua")
+        }
     }
 
     @Test("generate receives the tick; scheduler.emit adds tasks")

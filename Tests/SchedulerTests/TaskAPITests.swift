@@ -26,7 +26,7 @@ func errorText(_ response: TestResponse) -> String? {
 
 @Suite("HTTP task API")
 struct TaskAPITests {
-    @Test("POST /tasks/generate answers \"Success\" once the broker has the task, with key and headers")
+    @Test("POST /tasks/generate answers \"Success\" once the broker has the task, as posted, with key and headers")
     func generateSuccess() async throws {
         let topic = try TestBroker.freshTopic("api")
         try await withApplication(testConfig()) { client in
@@ -39,8 +39,8 @@ struct TaskAPITests {
         }
         let messages = try await readAll(topic: topic, count: 2)
         let byPayload = Dictionary(uniqueKeysWithValues: messages.map { ($0.value.utf8String, $0) })
-        // The default on_task gives an un-keyed task the seed's first key.
-        #expect(byPayload["EE"]?.key?.utf8String == "Key 0")
+        // Published at once as posted; the ticks publish it as generate() says.
+        #expect(byPayload["EE"] != nil && byPayload["EE"]?.key == nil)
         #expect(byPayload["EE"]?.headers == [KafkaHeader("h1", "v1")])
         #expect(byPayload["FF"]?.key?.utf8String == "user-7")
     }
@@ -57,6 +57,8 @@ struct TaskAPITests {
         (#"{"topic": "E", "message": "x", "headers": {"a": 1}}"#, "header 'a' must have a string value"),
         (#"{"topic": "E", "message": "x", "headers": "a"}"#, "field 'headers' must be an object"),
         (#"{"topic": "E", "message": "x", "extra": 1}"#, "unknown field(s): 'extra'"),
+        (#"{"topic": "E", "message": "x", "once": 1}"#, "field 'once' must be true or false"),
+        (#"{"topic": "E", "message": "x", "once": "yes"}"#, "field 'once' must be true or false"),
         (#"{"topic": "bad topic", "message": "x"}"#, "may only contain"),
         (#"{"topic": "..", "message": "x"}"#, "must not be '.' or '..'"),
         (#"{"topic": "", "message": "x"}"#, "must not be empty"),
@@ -121,34 +123,39 @@ struct TaskAPITests {
             let missing = try await client.execute(uri: "/nope", method: .get)
             #expect(missing.status == .notFound)
             #expect(errorText(missing)?.contains("/nope") == true)
-            let wrong = try await client.execute(uri: "/tasks", method: .delete)
+            let wrong = try await client.execute(uri: "/tasks", method: .put)
             #expect(wrong.status == .methodNotAllowed)
-            #expect(wrong.headers[.allow] == "GET")
+            #expect(wrong.headers[.allow] == "GET, DELETE")
             let xml = try await post(client, "<task/>", contentType: "application/xml")
             #expect(xml.status == .unsupportedMediaType)
         }
     }
 
-    @Test("with the broker unreachable: 503 \"Producer timed out.\" after the timeout, and GET /tasks lists the task meanwhile")
+    @Test("with the broker unreachable: 503 \"Producer timed out.\" after the timeout, and GET /tasks/pending lists the task meanwhile")
     func brokerUnreachable() async throws {
         var config = testConfig()
         config.kafka.brokers = ["127.0.0.1:1"]
         config.producer.timeoutMs = 1500
         try await withApplication(config) { client in
-            async let answer = post(client, #"{"topic": "E", "message": "waiting"}"#)
+            async let answer = post(client, #"{"topic": "E", "message": "waiting", "once": true}"#)
             try await Task.sleep(for: .milliseconds(500))
             // A second connection: requests on one HTTP/1.1 connection are answered in order.
             let second = TestClient(host: "localhost", port: try #require(client.port), configuration: .init())
             second.connect()
-            let pending = try await second.get("/tasks")
+            let pending = try await second.get("/tasks/pending")
+            let counted = try await second.get("/health")
             try await second.shutdown()
+            #expect(String(buffer: counted.body ?? ByteBuffer()).contains(#""pending_tasks":1"#))
             let list = try JSONSerialization.jsonObject(with: Data(buffer: pending.body ?? ByteBuffer())) as? [[String: String]]
             #expect(list == [["topic": "E", "message": "waiting"]])
             let response = try await answer
             #expect(response.status == .serviceUnavailable)
             #expect(errorText(response) == "Producer timed out.")
-            let after = try await client.execute(uri: "/tasks", method: .get)
+            let after = try await client.execute(uri: "/tasks/pending", method: .get)
             #expect(String(buffer: after.body) == "[]")
+            // /health still counts pending tasks; none are left.
+            let health = try await client.execute(uri: "/health", method: .get)
+            #expect(String(buffer: health.body).contains(#""pending_tasks":0"#))
         }
     }
 

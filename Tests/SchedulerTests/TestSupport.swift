@@ -45,8 +45,8 @@ func makeScripts(_ files: [String: String]) throws -> String {
 }
 
 /// A configuration for tests: the shared broker, an ephemeral API port, no
-/// consumer groups, and a generate() tick so long it never fires unless a
-/// test asks for it.
+/// consumer groups, a pool topic of its own (so tests do not share a pool),
+/// and a generate() tick so long it never fires unless a test asks for it.
 func testConfig(intervalMs: Int = 3_600_000) -> SchedulerConfig {
     var config = SchedulerConfig()
     config.kafka.brokers = TestBroker.shared.bootstrapServers.split(separator: ",").map(String.init)
@@ -55,6 +55,9 @@ func testConfig(intervalMs: Int = 3_600_000) -> SchedulerConfig {
     // group wait for about the session timeout.
     config.kafka.properties = ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"]
     config.producer.intervalMs = intervalMs
+    config.producer.poolTopic = "pool-\(UUID().uuidString.prefix(8))"
+    // As the daemon does on the embedded broker: one partition.
+    try? TestBroker.shared.createTopic(config.producer.poolTopic, partitions: 1)
     config.groups = []
     return config
 }

@@ -10,7 +10,7 @@ struct HealthRoutes: Sendable {
         router.get("/health") { _, _ in
             JSONBody.response(HealthView(
                 status: "ok", bootstrap_servers: bootstrapServers, embedded_broker: embeddedBroker,
-                pending_tasks: publisher.pendingTasks.count))
+                pending_tasks: publisher.pendingCount))
         }
     }
 }

@@ -1,12 +1,18 @@
 import Foundation
 
 /// Reads the body of `POST /tasks/generate`:
-/// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?}`.
+/// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?, "once": true?}`.
 enum TaskRequest {
-    static let fields: Set<String> = ["topic", "message", "key", "headers"]
+    static let fields: Set<String> = ["topic", "message", "key", "headers", "once"]
+
+    /// A parsed body: the task, and whether it is published once instead of joining the pool.
+    struct Posted: Sendable, Equatable {
+        var task: TaskSpec
+        var once: Bool
+    }
 
     /// The task, or an `APIError` (400) saying what is wrong with the body.
-    static func parse(_ body: Data) throws(APIError) -> TaskSpec {
+    static func parse(_ body: Data) throws(APIError) -> Posted {
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])
@@ -19,7 +25,7 @@ enum TaskRequest {
         }
         let unknown = Set(fields.keys).subtracting(Self.fields).sorted()
         if !unknown.isEmpty {
-            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers")
+            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once")
         }
         let topic = try string(fields, "topic", required: true)!
         let message = try string(fields, "message", required: true)!
@@ -38,8 +44,16 @@ enum TaskRequest {
             }
             headers = result
         }
+        var once = false
+        if let raw = fields["once"], !(raw is NSNull) {
+            // JSON true/false arrive as boolean NSNumbers (type "c"); 1 and 0 are refused.
+            guard let number = raw as? NSNumber, String(cString: number.objCType) == "c" else {
+                throw APIError(.badRequest, "field 'once' must be true or false")
+            }
+            once = number.boolValue
+        }
         if let problem = TopicName.problem(topic) { throw APIError(.badRequest, problem) }
-        return TaskSpec(topic: topic, message: message, key: key, headers: headers)
+        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once)
     }
 
     private static func string(_ fields: [String: Any], _ name: String, required: Bool) throws(APIError) -> String? {

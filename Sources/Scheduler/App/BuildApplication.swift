@@ -18,6 +18,9 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         for topic in Set(config.groups.flatMap(\.topics)) {
             try started.createTopic(topic, partitions: config.kafka.partitions)
         }
+        // One partition: the pool's order is its offset order. (The mock
+        // cannot be told cleanup.policy=compact; it lives as long as the broker.)
+        try started.createTopic(config.producer.poolTopic, partitions: 1)
         logger.notice("embedded Kafka broker (in memory, lost on exit) listening",
                       metadata: [LogKey.bootstrap: "\(started.bootstrapServers)"])
         broker = started
@@ -70,13 +73,18 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         for group in groups { await group.shutdown() }
         throw error
     }
-    services.append(TaskGeneratorService(script: script, publisher: publisher, intervalMs: config.producer.intervalMs, logger: logger))
+    let pool = TaskPoolStore(topic: config.producer.poolTopic, capacity: config.producer.maxPoolTasks,
+                              loadWaitMs: config.producer.timeoutMs, publisher: publisher, logger: logger)
+    services.append(TaskPoolService(store: pool, initialTasks: script.initialTasks, bootstrapServers: bootstrapServers,
+                                    properties: config.kafka.properties, logger: logger))
+    services.append(TaskGeneratorService(script: script, publisher: publisher, pool: pool,
+                                         intervalMs: config.producer.intervalMs, logger: logger))
     services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
 
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: HTTPMetricsMiddleware(metrics: metrics))
     router.add(middleware: JSONErrorMiddleware(routes: [
-        "/tasks/generate": [.post], "/tasks": [.get], "/health": [.get], "/groups": [.get],
+        "/tasks/generate": [.post], "/tasks": [.get, .delete], "/tasks/pending": [.get], "/health": [.get], "/groups": [.get],
         "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/": [.get],
     ]))
     if !config.api.token.isEmpty {
@@ -89,7 +97,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     DashboardRoute().add(to: router)
     GroupRoutes(groups: groups).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
-    TaskRoutes(publisher: publisher, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
+    TaskRoutes(publisher: publisher, pool: pool, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
     HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher).add(to: router)
 
     let (host, port) = config.api.hostAndPort

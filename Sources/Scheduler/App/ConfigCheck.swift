@@ -34,7 +34,18 @@ public enum ConfigCheck {
                 let host = try await ScriptHost.load(source: ScriptSource.read(path: path), limits: limits, worker: "check", group: nil, logger: logger)
                 let required = requiredFunction(for: path)
                 let defined = await required.asyncMap { await host.hasFunction($0) }
+                // generate.lua's `tasks` (the pool's initial content) must be well formed.
+                let tasksProblem: Error?
+                do {
+                    if URL(fileURLWithPath: path).lastPathComponent == ScriptCatalog.generate {
+                        _ = try await host.withState { try GenerateScript.readTasks($0.global("tasks"), path: path).count }
+                    }
+                    tasksProblem = nil
+                } catch {
+                    tasksProblem = error
+                }
                 await host.close()
+                if let tasksProblem { throw tasksProblem }
                 if let required, defined == false {
                     problems.append("\(path): the script must define a global function \(required)(...)")
                 } else {

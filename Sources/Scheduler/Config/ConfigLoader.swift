@@ -103,7 +103,12 @@ public enum ConfigLoader {
             case "timeout_ms": section.timeoutMs = try reader.int(value, path, table: "producer")
             case "max_message_bytes": section.maxMessageBytes = try reader.int(value, path, table: "producer")
             case "max_pending": section.maxPending = try reader.int(value, path, table: "producer")
-            default: throw reader.unknownKey(key, table: "producer", allowed: ["interval_ms", "timeout_ms", "max_message_bytes", "max_pending"])
+            case "max_pool_tasks": section.maxPoolTasks = try reader.int(value, path, table: "producer")
+            case "pool_topic": section.poolTopic = try reader.string(value, path, table: "producer")
+            default:
+                throw reader.unknownKey(key, table: "producer", allowed: [
+                    "interval_ms", "timeout_ms", "max_message_bytes", "max_pending", "max_pool_tasks", "pool_topic",
+                ])
             }
         }
     }

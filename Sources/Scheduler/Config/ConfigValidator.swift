@@ -15,6 +15,10 @@ enum ConfigValidator {
         try positive(config.producer.timeoutMs, "producer.timeout_ms", table: "producer", reader, max: 3_600_000)
         try positive(config.producer.maxMessageBytes, "producer.max_message_bytes", table: "producer", reader, max: 1_000_000_000)
         try positive(config.producer.maxPending, "producer.max_pending", table: "producer", reader, max: 10_000_000)
+        try positive(config.producer.maxPoolTasks, "producer.max_pool_tasks", table: "producer", reader, max: 1_000_000)
+        if let problem = TopicName.problem(config.producer.poolTopic) {
+            throw reader.error("producer.pool_topic", table: "producer", problem)
+        }
         try positive(config.scripts.maxInstructions, "scripts.max_instructions", table: "scripts", reader, max: Int(Int32.max))
         try positive(config.scripts.maxMemoryMB, "scripts.max_memory_mb", table: "scripts", reader, max: 65_536)
         try positive(config.scripts.maxCallMs, "scripts.max_call_ms", table: "scripts", reader, max: 600_000)

@@ -39,7 +39,7 @@ public struct APISection: Sendable, Equatable {
     /// Largest accepted request body in bytes; larger bodies get 413. Default 10 MiB.
     public var maxBodyBytes = 10 * 1024 * 1024
     /// Bearer token required by the mutating endpoints (`POST /tasks/generate`,
-    /// `POST /scripts/reload`). Empty (default): no token. The environment
+    /// `DELETE /tasks`, `POST /scripts/reload`). Empty (default): no token. The environment
     /// variable `TASK_SCHEDULER_API_TOKEN`, when set, takes precedence, so the
     /// token need not sit in a file.
     public var token = ""
@@ -58,7 +58,7 @@ public struct APISection: Sendable, Equatable {
 
 /// `[producer]`.
 public struct ProducerSection: Sendable, Equatable {
-    /// Milliseconds between two `generate()` calls (seed: `query_timeout`). Default 5000.
+    /// Milliseconds between two `generate()` calls (seed: `query_timeout`, in seconds). Default 5000.
     public var intervalMs = 5000
     /// Milliseconds a task may wait for the broker's acknowledgement before it
     /// fails with "Producer timed out." (seed: `producer_timeout`). Default 5000.
@@ -70,6 +70,12 @@ public struct ProducerSection: Sendable, Equatable {
     /// (`queue.buffering.max.messages`); past it new tasks get 503 with
     /// `Retry-After` instead of growing memory. Default 100000.
     public var maxPending = 100_000
+    /// Most tasks the task pool holds (`GET /tasks`, published every tick);
+    /// past it `POST /tasks/generate` answers 409. Default 1000.
+    public var maxPoolTasks = 1000
+    /// The compacted topic the task pool is kept in and read back from at
+    /// start. Default `task-scheduler.pool`.
+    public var poolTopic = "task-scheduler.pool"
 }
 
 /// `[scripts]`: what one Lua call and one Lua state may use. Going over

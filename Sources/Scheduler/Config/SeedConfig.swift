@@ -5,7 +5,7 @@ import TOMLKit
 /// | seed key | here |
 /// |---|---|
 /// | `producer_timeout` (ms) | `producer.timeout_ms` |
-/// | `query_timeout` (ms) | `producer.interval_ms` |
+/// | `query_timeout` (s: the seed sleeps `Duration::from_secs`) | `producer.interval_ms` = 1000 × value |
 /// | `consumer_timeout` (ms) | `slice_ms` of every group |
 /// | `brokers` (array or comma-separated string) | `kafka.brokers` |
 /// | `inital_topic_list` | `topics` of every group |
@@ -25,7 +25,13 @@ enum SeedConfig {
         for (key, value) in values.sorted(by: { $0.key < $1.key }) {
             switch key {
             case "producer_timeout": config.producer.timeoutMs = try reader.int(value, key, table: nil)
-            case "query_timeout": config.producer.intervalMs = try reader.int(value, key, table: nil)
+            case "query_timeout":
+                // Seconds: the seed's comment says ms, its code sleeps Duration::from_secs.
+                let seconds = try reader.int(value, key, table: nil)
+                guard (1...86_400).contains(seconds) else {
+                    throw reader.error(key, table: nil, "must be between 1 and 86400 (seconds between ticks), got \(seconds)")
+                }
+                config.producer.intervalMs = seconds * 1000
             case "consumer_timeout": template.sliceMs = try reader.int(value, key, table: nil)
             case "brokers":
                 if let single = value.string {

@@ -8,13 +8,25 @@ public struct OutgoingMessage: Sendable, Equatable {
     public var value: [UInt8]
     /// Kafka record headers, in order.
     public var headers: [KafkaHeader]
+    /// The partition to write to; nil (the default): the partitioner picks it from the key.
+    public var partition: Int32?
+    /// True: the record's value is null (a tombstone in a compacted topic), `value` is ignored.
+    public var isTombstone = false
 
     /// Creates a message.
-    public init(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [KafkaHeader] = []) {
+    public init(topic: String, key: [UInt8]? = nil, value: [UInt8], headers: [KafkaHeader] = [], partition: Int32? = nil) {
         self.topic = topic
         self.key = key
         self.value = value
         self.headers = headers
+        self.partition = partition
+    }
+
+    /// A tombstone: `key` with a null value, which compaction removes `key` for.
+    public static func tombstone(topic: String, key: [UInt8], partition: Int32? = nil) -> OutgoingMessage {
+        var message = OutgoingMessage(topic: topic, key: key, value: [], partition: partition)
+        message.isTombstone = true
+        return message
     }
 }
 

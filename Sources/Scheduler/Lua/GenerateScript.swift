@@ -10,14 +10,20 @@ public enum TaskDecision: Sendable, Equatable {
     case refuse(String)
 }
 
-/// `scripts/generate.lua`: `generate(tick)` returns tasks to publish every
-/// `producer.interval_ms`; optional `on_task(task)` vets API-submitted tasks.
+/// `scripts/generate.lua`: `generate(tick, pool)` returns tasks to publish
+/// every `producer.interval_ms`; optional `on_task(task)` vets API-submitted
+/// tasks; the optional global `tasks` is the task pool's initial content.
 public final class GenerateScript: Sendable {
     private let host: ScriptHost
     private let catalog: ScriptCatalog
     private let logger: Logger
     /// The catalog generation the host's state was made from.
     private let loadedGeneration: Mutex<Int>
+    /// Whether the loaded state defines `on_task`: without it a posted task
+    /// is accepted without a hop to the Lua thread (the API's hot path).
+    private let definesOnTask: Mutex<Bool>
+    /// The global `tasks` of the script as loaded at start (the pool's seed).
+    public let initialTasks: [TaskSpec]
 
     /// Loads the scripts of `scriptsDirectory` and starts its `generate.lua`
     /// (a catalog of its own: for tools and tests that need only this script).
@@ -33,14 +39,42 @@ public final class GenerateScript: Sendable {
         }
         let generation = catalog.generation
         let host = try await ScriptHost.load(source: source, limits: catalog.limits, worker: "producer", group: nil, logger: logger)
-        return GenerateScript(host: host, catalog: catalog, logger: logger, generation: generation)
+        let path = source.path
+        do {
+            let (initial, onTask) = try await host.withState { state in
+                (try Self.readTasks(state.global("tasks"), path: path), state.hasFunction("on_task"))
+            }
+            return GenerateScript(host: host, catalog: catalog, logger: logger, generation: generation,
+                                  initialTasks: initial, definesOnTask: onTask)
+        } catch {
+            await host.close()
+            throw error
+        }
     }
 
-    private init(host: ScriptHost, catalog: ScriptCatalog, logger: Logger, generation: Int) {
+    private init(host: ScriptHost, catalog: ScriptCatalog, logger: Logger, generation: Int,
+                 initialTasks: [TaskSpec], definesOnTask: Bool) {
         self.host = host
         self.catalog = catalog
         self.logger = logger
         self.loadedGeneration = Mutex(generation)
+        self.initialTasks = initialTasks
+        self.definesOnTask = Mutex(definesOnTask)
+    }
+
+    /// The global `tasks`: nil (no initial pool) or a list of task tables.
+    static func readTasks(_ value: LuaValue, path: String) throws -> [TaskSpec] {
+        if case .nil = value { return [] }
+        guard let items = value.arrayValue else {
+            throw LuaError(script: path, line: nil, message: "global 'tasks' must be a list of tasks, got \(value.typeName)")
+        }
+        return try items.enumerated().map { index, item in
+            do {
+                return try TaskSpec(lua: item)
+            } catch {
+                throw LuaError(script: path, line: nil, message: "tasks[\(index + 1)]: \(error)")
+            }
+        }
     }
 
     /// Switches to the catalog's current generate.lua if a reload happened
@@ -57,6 +91,8 @@ public final class GenerateScript: Sendable {
         guard let source = catalog.source(ScriptCatalog.generate) else { return }
         do {
             try await host.replace(with: source)
+            let onTask = (try? await host.withState { $0.hasFunction("on_task") }) ?? true
+            definesOnTask.withLock { $0 = onTask }
             logger.info("generate.lua switched to version \(source.version)", metadata: [LogKey.script: "\(source.path)"])
         } catch {
             catalog.countError(script: ScriptCatalog.generate, hook: "init")
@@ -67,14 +103,18 @@ public final class GenerateScript: Sendable {
     /// Path of the loaded script.
     public var path: String { host.path }
 
-    /// Calls `generate(tick)`; returns its tasks followed by any it passed to
-    /// `scheduler.emit`. Throws `LuaError` if it raised or answered anything
-    /// but nil or a list of task tables.
-    public func generate(tick: Int) async throws -> [TaskSpec] {
+    /// Calls `generate(tick, pool)` (`pool`: a fresh copy of the pool's
+    /// tasks, in order, so the script cannot change the pool); returns its
+    /// tasks followed by any it passed to `scheduler.emit`. Throws `LuaError`
+    /// if it raised or answered anything but nil or a list of task tables.
+    public func generate(tick: Int, pool: [TaskSpec] = []) async throws -> [TaskSpec] {
         await refresh()
         let path = self.path
+        let poolValue = LuaValue.table(Dictionary(uniqueKeysWithValues: pool.enumerated().map {
+            (LuaValue.integer(Int64($0.offset + 1)), $0.element.luaValue)
+        }))
         return try await countingErrors(hook: "generate") { try await self.host.withState { state in
-            let answer = try state.call("generate", [.integer(Int64(tick))], results: 1)[0]
+            let answer = try state.call("generate", [.integer(Int64(tick)), poolValue], results: 1)[0]
             let emitted = state.bindings.takeEmitted()
             if case .nil = answer { return emitted }
             guard let items = answer.arrayValue else {
@@ -98,6 +138,7 @@ public final class GenerateScript: Sendable {
     /// table or `nil, "reason"`.
     public func onTask(_ task: TaskSpec) async throws -> TaskDecision {
         await refresh()
+        guard definesOnTask.withLock({ $0 }) else { return .accept(task) }
         let path = self.path
         return try await countingErrors(hook: "on_task") { try await self.host.withState { state in
             guard state.hasFunction("on_task") else { return .accept(task) }

@@ -128,6 +128,13 @@ final class LuaState {
         return request.found != 0
     }
 
+    /// A copy of global `name` (`.nil` when unset).
+    func global(_ name: String) -> LuaValue {
+        lua_getglobal(L, name)
+        defer { clua_pop(L, 1) }
+        return value(at: -1)
+    }
+
     /// Calls global function `name` with `arguments` and returns its `results` results.
     func call(_ name: String, _ arguments: [LuaValue], results: Int) throws -> [LuaValue] {
         var list = LuaPushList()

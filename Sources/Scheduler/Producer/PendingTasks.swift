@@ -1,7 +1,7 @@
 import Foundation
 
 /// Tasks handed to the producer that the broker has not acknowledged yet,
-/// in submission order (`GET /tasks`).
+/// in submission order (`GET /tasks/pending`).
 final class PendingTasks: Sendable {
     // Threading rule: all state behind `lock` (a Mutex-like NSLock wrapper).
     private let state = LockedValue<(next: UInt64, tasks: [UInt64: TaskSpec])>((1, [:]))

@@ -1,12 +1,13 @@
 import Logging
 import ServiceLifecycle
 
-/// Calls `generate(tick)` every `producer.interval_ms` and publishes what it
-/// returns. A script error is logged with file and line and the next tick
-/// runs as usual.
+/// Calls `generate(tick, pool)` every `producer.interval_ms` and publishes
+/// what it returns. A script error is logged with file and line and the next
+/// tick runs as usual.
 struct TaskGeneratorService: Service {
     let script: GenerateScript
     let publisher: TaskPublisher
+    let pool: TaskPoolStore
     let intervalMs: Int
     let logger: Logger
 
@@ -26,7 +27,8 @@ struct TaskGeneratorService: Service {
     func runTick(_ tick: Int) async {
         let tasks: [TaskSpec]
         do {
-            tasks = try await script.generate(tick: tick)
+            // While the pool is still being read, generate() sees it empty.
+            tasks = try await script.generate(tick: tick, pool: pool.tasks ?? [])
         } catch let error as LuaError {
             logger.error("generate() failed: \(error)", metadata: [
                 LogKey.script: "\(error.script)", LogKey.line: "\(error.line.map(String.init) ?? "?")", LogKey.tick: "\(tick)",

@@ -47,6 +47,9 @@ public final class TaskPublisher: Sendable {
     /// Tasks not yet acknowledged by the broker, oldest first.
     public var pendingTasks: [TaskSpec] { pending.snapshot }
 
+    /// How many tasks wait for the broker's acknowledgement (without copying them).
+    public var pendingCount: Int { pending.count }
+
     /// Checks a task without publishing it; returns what is wrong, or nil.
     public func problem(with task: TaskSpec) -> String? {
         if let problem = TopicName.problem(task.topic) { return problem }
