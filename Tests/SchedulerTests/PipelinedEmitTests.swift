@@ -129,6 +129,10 @@ struct PipelinedEmitTests {
         var config = poolConfig(topics: ["in"], workers: 2, sliceMs: 30)
         config.kafka.brokers = [broker.bootstrapServers]
         config.producer.timeoutMs = 1000
+        // The group session outlives the outage, so the partitions stay with
+        // this daemon and the worker's own recovery is what is tested.
+        config.kafka.properties["session.timeout.ms"] = "30000"
+        config.kafka.properties["heartbeat.interval.ms"] = "1000"
         config.groups[0].maxAttempts = 50
         config.groups[0].retryBackoffMs = 20
         try await withPool(config, scripts: scripts, logger: capture.logger) {
