@@ -81,7 +81,7 @@ struct DaemonProcessTests {
         try await publishKeyed(topic: topic, count: 300, keys: 10)
 
         let first = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
-        _ = await eventually { first.lines.filter { $0.contains("] seen ") }.count >= 300 }
+        await eventually { first.lines.filter { $0.contains("] seen ") }.count >= 300 }
         let started = ContinuousClock.now
         let status = await first.terminate()
         #expect(status == 0, "exit status \(String(describing: status)); log:\n\(first.log.suffix(2000))")
@@ -91,7 +91,7 @@ struct DaemonProcessTests {
 
         try await publishKeyed(topic: topic, count: 100, keys: 10, startSequence: 300)
         let second = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "notice"])
-        _ = await eventually { second.lines.filter { $0.contains("] seen ") }.count >= 100 }
+        await eventually { second.lines.filter { $0.contains("] seen ") }.count >= 100 }
         try await Task.sleep(for: .milliseconds(500))
         #expect(await second.terminate() == 0)
         let seen = second.lines.filter { $0.contains("] seen ") }
@@ -119,13 +119,13 @@ struct DaemonKillTests {
             daemon.lines.compactMap { line in line.range(of: "] seen ").map { String(line[$0.upperBound...]) } }
         }
         let first = try DaemonProcess(["--config", configFile.path, "--scripts", scripts])
-        _ = await eventually { seen(first).count >= total / 3 }
+        await eventually { seen(first).count >= total / 3 }
         kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
         let beforeKill = seen(first)
 
         let second = try DaemonProcess(["--config", configFile.path, "--scripts", scripts])
-        _ = await eventually(timeout: .seconds(60)) { Set(beforeKill + seen(second)).count >= total }
+        await eventually(timeout: .seconds(60)) { Set(beforeKill + seen(second)).count >= total }
         #expect(await second.terminate() == 0)
         let all = beforeKill + seen(second)
         let distinct = Set(all)

@@ -72,7 +72,7 @@ struct DashboardTests {
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let url = "http://127.0.0.1:\(port)/"
-            _ = try await eventually {
+            try await eventually {
                 let view = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/groups", method: .get).body)) as? [[String: Any]]
                 return ((view?.first?["recent_leases"] as? [Any])?.count ?? 0) > 2
             }

@@ -44,7 +44,7 @@ struct MetricsTests {
             _ = try await client.execute(uri: "/nope", method: .get)
             _ = try await client.execute(uri: "/scripts/reload", method: .post)
             var text = ""
-            _ = try await eventually {
+            try await eventually {
                 text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
                 return (sample(text, "scheduler_messages_processed_total", ["group": group]) ?? 0) >= 501
                     && sample(text, "scheduler_messages_dead_lettered_total", ["group": group]) == 1

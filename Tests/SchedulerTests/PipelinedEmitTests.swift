@@ -281,7 +281,7 @@ struct ProcessBatchTests {
         config.groups[0].retryBackoffMs = 1
         let emitted = try await withPool(config, scripts: scripts, logger: capture.logger) {
             var emitted: [ConsumedMessage] = []
-            _ = try await eventually(timeout: .seconds(60)) {
+            try await eventually(timeout: .seconds(60)) {
                 emitted = try await readAll(topic: output, partitions: 2, count: Int.max, timeout: .seconds(1))
                 return Set(emitted.map { $0.value.utf8String }).count >= total
             }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Logging
 import Synchronization
 @testable import Scheduler
@@ -102,14 +103,22 @@ func publishKeyed(topic: String, count: Int, keys: Int, startSequence: Int = 0) 
     await producer.close(timeoutMs: 5000)
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
+/// Polls `condition` every 50 ms until it holds or `timeout` passes. A
+/// timeout is recorded as a test issue at the caller's line, so a wait whose
+/// result is not checked still fails the test when the event never comes.
+@discardableResult
+func eventually(
+    timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
         try? await Task.sleep(for: .milliseconds(50))
     }
-    return try await condition()
+    if try await condition() { return true }
+    Issue.record("the awaited condition did not hold within \(timeout)", sourceLocation: sourceLocation)
+    return false
 }
 
 /// A group config for pool tests.

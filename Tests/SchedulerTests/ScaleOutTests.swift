@@ -20,10 +20,10 @@ struct ScaleOutTests {
         let second = LogCapture()
         let appOne = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: first.logger))
         try await appOne.test(.live) { _ in
-            _ = await eventually { first.lines(startingWith: "seen ").count >= 200 }
+            await eventually { first.lines(startingWith: "seen ").count >= 200 }
             let appTwo = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: second.logger))
             try await appTwo.test(.live) { _ in
-                _ = await eventually(timeout: .seconds(60)) {
+                await eventually(timeout: .seconds(60)) {
                     first.lines(startingWith: "seen ").count + second.lines(startingWith: "seen ").count >= total
                 }
                 try await Task.sleep(for: .milliseconds(300))

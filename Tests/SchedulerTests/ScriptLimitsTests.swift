@@ -29,7 +29,7 @@ struct ScriptLimitsTests {
         await producer.close(timeoutMs: 1000)
         let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: capture.logger))
         let errors = try await app.test(.live) { client in
-            _ = await eventually { capture.lines(startingWith: "seen ").count >= 2 }
+            await eventually { capture.lines(startingWith: "seen ").count >= 2 }
             let view = json(try await client.execute(uri: "/scripts", method: .get))
             let process = (view["scripts"] as? [[String: Any]])?.first { $0["name"] as? String == "process.lua" }
             return (process?["errors"] as? [String: Int])?["process"]
@@ -69,7 +69,7 @@ struct ScriptLimitsTests {
         ])
         let app = try await buildApplication(LaunchOptions(config: poolConfig(topics: [topic], workers: 2, sliceMs: 5), scriptsDirectory: scripts, logger: capture.logger))
         let errors = try await app.test(.live) { client in
-            _ = await eventually { capture.lines(startingWith: "seen ").count >= 200 }
+            await eventually { capture.lines(startingWith: "seen ").count >= 200 }
             let view = json(try await client.execute(uri: "/scripts", method: .get))
             let rotate = (view["scripts"] as? [[String: Any]])?.first { $0["name"] as? String == "rotate.lua" }
             return (rotate?["errors"] as? [String: Int])?["rotate"] ?? 0

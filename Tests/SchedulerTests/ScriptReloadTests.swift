@@ -36,7 +36,7 @@ struct ScriptReloadTests {
             for batch in 0..<10 {
                 try await publishKeyed(topic: topic, count: total / 10, keys: 16, startSequence: batch * total / 10)
                 if batch == 4 {
-                    _ = await eventually { capture.lines(startingWith: "seen ").count >= total / 3 }
+                    await eventually { capture.lines(startingWith: "seen ").count >= total / 3 }
                     try write(versionedProcess("v2"), to: "process.lua", in: scripts)
                     let response = try await client.execute(uri: "/scripts/reload", method: .post)
                     #expect(response.status == .ok)
@@ -44,7 +44,7 @@ struct ScriptReloadTests {
                     #expect(json(response)["changed"] as? [String] == ["process.lua"])
                 }
             }
-            _ = await eventually { capture.lines(startingWith: "seen ").count >= total }
+            await eventually { capture.lines(startingWith: "seen ").count >= total }
             try await Task.sleep(for: .milliseconds(300))
         }
         let seen = capture.lines(startingWith: "seen ").compactMap(Seen.init)
@@ -85,7 +85,7 @@ struct ScriptReloadTests {
             #expect(after["generation"] as? Int == before["generation"] as? Int)
             #expect((after["last_reload"] as? [String: Any])?["result"] as? String == "failed")
             try await publishKeyed(topic: topic, count: 20, keys: 2)
-            _ = await eventually { capture.lines(startingWith: "seen ").count >= 20 }
+            await eventually { capture.lines(startingWith: "seen ").count >= 20 }
         }
         let seen = capture.lines(startingWith: "seen ").compactMap(Seen.init)
         #expect(seen.count == 20 && seen.allSatisfy { $0.key == "v1" })

@@ -15,12 +15,11 @@ struct WorkerPoolTests {
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcessScript])
         // More workers than partitions, so that at each boundary another worker is idle to take over.
         let config = poolConfig(topics: [topic], workers: 6, sliceMs: 25)
-        let (seen, handoffs) = try await withPool(config, scripts: scripts, logger: capture.logger) {
-            _ = await eventually(timeout: .seconds(60)) { capture.lines(startingWith: "seen ").count >= total }
+        let seen = try await withPool(config, scripts: scripts, logger: capture.logger) {
+            await eventually(timeout: .seconds(60)) { capture.lines(startingWith: "seen ").count >= total }
             try await Task.sleep(for: .milliseconds(200))
-            return (capture.lines(startingWith: "seen ").compactMap(Seen.init), 0)
+            return capture.lines(startingWith: "seen ").compactMap(Seen.init)
         }
-        _ = handoffs
         #expect(seen.count == total, "processed \(seen.count) of \(total)")
         #expect(Set(seen.map { "\($0.partition):\($0.offset)" }).count == seen.count, "a message was processed twice")
         var lastSequence: [String: Int] = [:]
@@ -53,7 +52,7 @@ struct WorkerPoolTests {
             "rotate.lua": rotate(group),
         ])
         let seen = try await withPool(poolConfig(topics: [topic], workers: 3, sliceMs: 5, group: group), scripts: scripts, logger: capture.logger) {
-            _ = await eventually { capture.lines(startingWith: "seen ").count >= 300 }
+            await eventually { capture.lines(startingWith: "seen ").count >= 300 }
             return capture.lines(startingWith: "seen ").compactMap(Seen.init)
         }
         return (seen, capture, group)
@@ -107,7 +106,7 @@ struct WorkerPoolTests {
         }
         await producer.close(timeoutMs: 1000)
         let seen = try await withPool(config, scripts: scripts, logger: capture.logger) {
-            _ = await eventually { capture.lines(startingWith: "seen ").count >= 2 }
+            await eventually { capture.lines(startingWith: "seen ").count >= 2 }
             return capture.lines(startingWith: "seen ").compactMap(Seen.init)
         }
         #expect(seen.map(\.payload) == ["before", "after"])
@@ -157,13 +156,13 @@ struct WorkerPoolTests {
         let config = poolConfig(topics: [topic], workers: 3, sliceMs: 20, group: group)
         let first = LogCapture()
         try await withPool(config, scripts: scripts, logger: first.logger) {
-            _ = await eventually { first.lines(startingWith: "seen ").count >= 500 }
+            await eventually { first.lines(startingWith: "seen ").count >= 500 }
         }
         #expect(first.lines(startingWith: "seen ").count == 500)
         try await publishKeyed(topic: topic, count: 100, keys: 10, startSequence: 500)
         let second = LogCapture()
         let seen = try await withPool(config, scripts: scripts, logger: second.logger) {
-            _ = await eventually { second.lines(startingWith: "seen ").count >= 100 }
+            await eventually { second.lines(startingWith: "seen ").count >= 100 }
             try await Task.sleep(for: .milliseconds(500))
             return second.lines(startingWith: "seen ").compactMap(Seen.init)
         }
@@ -187,7 +186,7 @@ struct WorkerPoolTests {
         let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: quietLogger))
         try await app.test(.live) { client in
             var groups: [[String: Any]] = []
-            _ = try await eventually {
+            try await eventually {
                 let response = try await client.execute(uri: "/groups", method: .get)
                 groups = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [[String: Any]] ?? []
                 let partitions = groups.first?["partitions"] as? [[String: Any]] ?? []
