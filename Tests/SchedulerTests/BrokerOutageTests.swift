@@ -83,6 +83,7 @@ struct BackPressureTests {
         config.producer.maxPending = 3
         config.producer.timeoutMs = 4000
         broker.setBrokerDown(1)
+        // "once": the pool cannot be read with the broker down; this is about the producer's queue.
         try await withApplication(config) { client in
             let port = try #require(client.port)
             let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?, String?).self) { group in
@@ -93,7 +94,7 @@ struct BackPressureTests {
                         own.connect()
                         defer { Task { try? await own.shutdown() } }
                         let response = try await own.post("/tasks/generate", headers: [.contentType: "application/json"],
-                                                           body: ByteBuffer(string: #"{"topic": "E", "message": "m\#(index)"}"#))
+                                                           body: ByteBuffer(string: #"{"topic": "E", "message": "m\#(index)", "once": true}"#))
                         let error = (try? JSONSerialization.jsonObject(with: Data(buffer: response.body ?? ByteBuffer())) as? [String: String])?["error"]
                         return (response.status, error, response.headers[.retryAfter])
                     }
