@@ -7,33 +7,15 @@ import Testing
 /// were processed and all their emits acknowledged.
 @Suite("Pipelined emits")
 struct PipelinedEmitTests {
-    /// process.lua: emits `<partition>:<offset>:<payload>` with the input's key, and logs it as seen.
-    static func emittingProcess(_ output: String) -> String {
-        """
-        function process(msg)
-          scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset .. ":" .. msg.payload, msg.key)
-          scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. tostring(msg.key) .. " " .. msg.payload)
-        end
-        """
-    }
-
     @Test("while the broker is slow to acknowledge emits, the committed offset never passes an emit that was not acknowledged; nothing lost, nothing doubled, per-key order kept")
     func slowAcknowledgements() async throws {
-        let broker = try EmbeddedBroker.start()
+        let rig = try await EmitRig(partitions: 2, total: 1500, keys: 20, workers: 3, busySeconds: 0.002)
+        let (broker, capture, config, total) = (rig.broker, rig.capture, rig.config, rig.total)
         defer { broker.shutdown() }
-        try broker.createTopic("in", partitions: 2)
-        try broker.createTopic("out", partitions: 2)
-        let total = 1500
-        try await publish(broker, topic: "in", count: total, keys: 20)
-        let capture = LogCapture()
-        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "local clock = os.clock\n" + Self.emittingProcess("out").replacingOccurrences(
-            of: "function process(msg)\n", with: "function process(msg)\n  local t = clock() while clock() - t < 0.002 do end\n")])
-        var config = poolConfig(topics: ["in"], workers: 3, sliceMs: 30)
-        config.kafka.brokers = [broker.bootstrapServers]
         let group = config.groups[0].name
         let observer = try KafkaConsumer.make(bootstrapServers: broker.bootstrapServers, groupID: group)
         defer { observer.close() }
-        let (samples, violations) = try await withPool(config, scripts: scripts, logger: capture.logger) { () async throws -> (Int, [String]) in
+        let (samples, violations) = try await withPool(config, scripts: rig.scripts, logger: capture.logger) { () async throws -> (Int, [String]) in
             #expect(await eventually { capture.lines(startingWith: "seen ").count >= 100 })
             // From now on Produce answers take 1.5 s; fetches and commits stay fast.
             broker.delayNext(.produce, count: 6, milliseconds: 1500)
@@ -45,8 +27,7 @@ struct PipelinedEmitTests {
                 let committed = try await offThePool {
                     try observer.committed((0..<2).map { PartitionOffset(topic: "in", partition: Int32($0), offset: -1) }, timeoutMs: 5000)
                 }
-                let output = try await read(broker, topic: "out", partitions: 2)
-                let emitted = Set(output.map { $0.value.utf8String.split(separator: ":").prefix(2).joined(separator: ":") })
+                let emitted = try await rig.emittedInputs()
                 for position in committed where position.offset > 0 {
                     samples += 1
                     for offset in 0..<position.offset where !emitted.contains("\(position.partition):\(offset)") {
@@ -60,7 +41,7 @@ struct PipelinedEmitTests {
         }
         #expect(samples >= 4, "the commit was observed while the run went on")
         #expect(violations.isEmpty, "\(violations.count) violations, e.g. \(violations.prefix(3))")
-        let output = try await read(broker, topic: "out", partitions: 2)
+        let output = try await rig.output()
         #expect(output.count == total)
         #expect(Set(output.map { $0.value.utf8String }).count == total)
         expectKeyOrder(output)
@@ -74,32 +55,22 @@ struct PipelinedEmitTests {
         Int32(87),  // INVALID_RECORD
     ])
     func refusedEmits(code: Int32) async throws {
-        let broker = try EmbeddedBroker.start()
+        var rig = try await EmitRig(partitions: 2, total: 400, keys: 10, workers: 2)
+        let (broker, capture) = (rig.broker, rig.capture)
         defer { broker.shutdown() }
-        try broker.createTopic("in", partitions: 2)
-        try broker.createTopic("out", partitions: 2)
-        let total = 400
-        try await publish(broker, topic: "in", count: total, keys: 10)
-        let capture = LogCapture()
-        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": Self.emittingProcess("out")])
-        var config = poolConfig(topics: ["in"], workers: 2, sliceMs: 30)
-        config.kafka.brokers = [broker.bootstrapServers]
-        config.groups[0].maxAttempts = 5
-        config.groups[0].retryBackoffMs = 10
-        try await withPool(config, scripts: scripts, logger: capture.logger) {
+        rig.config.groups[0].maxAttempts = 5
+        rig.config.groups[0].retryBackoffMs = 10
+        try await withPool(rig.config, scripts: rig.scripts, logger: capture.logger) { [rig] in
             #expect(await eventually { capture.lines(startingWith: "seen ").count >= 50 })
             broker.failNext(.produce, count: 3, code: code)
-            let complete = try await eventually(timeout: .seconds(60)) {
-                let output = try await read(broker, topic: "out", partitions: 2)
-                return Set(output.map { $0.value.utf8String.split(separator: ":").prefix(2).joined(separator: ":") }).count >= total
-            }
+            let complete = try await eventually(timeout: .seconds(60)) { try await rig.complete() }
             #expect(complete, "every input's emit reached the output")
         }
         let rewinds = capture.all.filter { $0.message.hasPrefix("emits of offset") && $0.message.contains("reading") }
         #expect(!rewinds.isEmpty, "the failure was seen and the partition read again")
         // Duplicates only from a rewind on: each repeated input is at or
         // after the offset its partition was read again from.
-        let output = try await read(broker, topic: "out", partitions: 2)
+        let output = try await rig.output()
         let inputs = output.map { $0.value.utf8String.split(separator: ":").prefix(2).map(String.init) }
         var counts: [String: Int] = [:]
         for input in inputs { counts[input.joined(separator: ":"), default: 0] += 1 }
@@ -117,17 +88,10 @@ struct PipelinedEmitTests {
 
     @Test("broker down longer than the delivery timeout: emits time out, the partitions are read again, and every input's emit reaches the output")
     func brokerDown() async throws {
-        let broker = try EmbeddedBroker.start()
+        var rig = try await EmitRig(partitions: 2, total: 3000, keys: 10, workers: 2, busySeconds: 0.003)
+        let (broker, capture) = (rig.broker, rig.capture)
         defer { broker.shutdown() }
-        try broker.createTopic("in", partitions: 2)
-        try broker.createTopic("out", partitions: 2)
-        let total = 3000
-        try await publish(broker, topic: "in", count: total, keys: 10)
-        let capture = LogCapture()
-        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "local clock = os.clock\n" + Self.emittingProcess("out").replacingOccurrences(
-            of: "function process(msg)\n", with: "function process(msg)\n  local t = clock() while clock() - t < 0.003 do end\n")])
-        var config = poolConfig(topics: ["in"], workers: 2, sliceMs: 30)
-        config.kafka.brokers = [broker.bootstrapServers]
+        var config = rig.config
         config.producer.timeoutMs = 1000
         // The group session outlives the outage, so the partitions stay with
         // this daemon and the worker's own recovery is what is tested.
@@ -135,17 +99,15 @@ struct PipelinedEmitTests {
         config.kafka.properties["heartbeat.interval.ms"] = "1000"
         config.groups[0].maxAttempts = 50
         config.groups[0].retryBackoffMs = 20
-        try await withPool(config, scripts: scripts, logger: capture.logger) {
+        rig.config = config
+        try await withPool(config, scripts: rig.scripts, logger: capture.logger) { [rig] in
             #expect(await eventually { capture.lines(startingWith: "seen ").count >= 100 })
             broker.setBrokerDown(1)
             #expect(await eventually(timeout: .seconds(20)) {
                 capture.all.contains { $0.message.hasPrefix("emits of offset") && $0.message.contains("timed out") }
             }, "an emit timed out while the broker was down")
             broker.setBrokerUp(1)
-            let complete = try await eventually(timeout: .seconds(60)) {
-                let output = try await read(broker, topic: "out", partitions: 2)
-                return Set(output.map { $0.value.utf8String.split(separator: ":").prefix(2).joined(separator: ":") }).count >= total
-            }
+            let complete = try await eventually(timeout: .seconds(60)) { try await rig.complete() }
             #expect(complete, "every input's emit reached the output")
         }
         #expect(!capture.all.contains { $0.message.contains("dead-lettered") }, "an outage dead-letters nothing within max_attempts")
