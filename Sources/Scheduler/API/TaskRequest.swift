@@ -12,6 +12,8 @@ enum TaskRequest {
     }
 
     /// The task, or an `APIError` (400) saying what is wrong with the body.
+    /// (JSONSerialization: a JSONDecoder into a struct measured slower, 9% of a
+    /// post's CPU against 6%.)
     static func parse(_ body: Data) throws(APIError) -> Posted {
         let object: Any
         do {

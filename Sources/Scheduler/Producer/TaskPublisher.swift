@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 
 /// Why a task was not published.
@@ -34,6 +35,9 @@ public final class TaskPublisher: Sendable {
     private let knownTopics = LockedValue<Set<String>>([])
     private let topicThread = DedicatedThread(name: "topic-create")
     let metrics: SchedulerMetrics
+    /// `scheduler_tasks_published_total` per topic: looked up by topic alone
+    /// (building the metrics cache's label key per delivery showed in the profile).
+    private let publishedCounters = LockedValue<[String: CoreMetrics.Counter]>([:])
 
     init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
          topicCreator: (@Sendable (String) throws -> Void)?) {
@@ -138,7 +142,7 @@ public final class TaskPublisher: Sendable {
     private func outcome(of delivery: PendingDelivery, task: TaskSpec) async -> Result<DeliveryReport, PublishError> {
         do {
             let report = try await delivery.report()
-            metrics.counter(MetricName.published, [("topic", task.topic)]).increment()
+            publishedCounter(task.topic).increment()
             // The seed's delivery log line, kept for compatibility.
             logger.info("Future completed. Result: Ok((\(report.partition), \(report.offset)))",
                         metadata: [LogKey.topic: "\(report.topic)", LogKey.partition: "\(report.partition)", LogKey.offset: "\(report.offset)"])
@@ -152,6 +156,13 @@ public final class TaskPublisher: Sendable {
             if kafkaError.isMessageTooLarge { return .failure(.invalid("message too large for the broker: \(kafkaError)")) }
             return .failure(.kafka(kafkaError))
         }
+    }
+
+    private func publishedCounter(_ topic: String) -> CoreMetrics.Counter {
+        if let counter = publishedCounters.withLock({ $0[topic] }) { return counter }
+        let counter = metrics.counter(MetricName.published, [("topic", topic)])
+        publishedCounters.withLock { $0[topic] = counter }
+        return counter
     }
 
     /// `prepareTopic` for async callers: creating a topic on the embedded
