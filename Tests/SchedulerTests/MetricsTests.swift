@@ -46,8 +46,10 @@ struct MetricsTests {
             var text = ""
             try await eventually {
                 text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                // Emits are acknowledged after their message is processed (pipelined).
                 return (sample(text, "scheduler_messages_processed_total", ["group": group]) ?? 0) >= 501
                     && sample(text, "scheduler_messages_dead_lettered_total", ["group": group]) == 1
+                    && sample(text, "scheduler_tasks_published_total", ["topic": "\(topic)-out"]) == 1
             }
             let groupTopic = ["group": group, "topic": topic]
             #expect(sample(text, "scheduler_messages_processed_total", groupTopic) == 501)

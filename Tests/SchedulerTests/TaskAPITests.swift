@@ -135,14 +135,18 @@ struct TaskAPITests {
     func brokerUnreachable() async throws {
         var config = testConfig()
         config.kafka.brokers = ["127.0.0.1:1"]
-        config.producer.timeoutMs = 1500
+        config.producer.timeoutMs = 4000
         try await withApplication(config) { client in
             async let answer = post(client, #"{"topic": "E", "message": "waiting", "once": true}"#)
-            try await Task.sleep(for: .milliseconds(500))
             // A second connection: requests on one HTTP/1.1 connection are answered in order.
             let second = TestClient(host: "localhost", port: try #require(client.port), configuration: .init())
             second.connect()
-            let pending = try await second.get("/tasks/pending")
+            // Wait for the post to reach the daemon (a loaded machine may take a while).
+            var pending = try await second.get("/tasks/pending")
+            try await eventually(timeout: .seconds(3)) {
+                pending = try await second.get("/tasks/pending")
+                return String(buffer: pending.body ?? ByteBuffer()) != "[]"
+            }
             let counted = try await second.get("/health")
             try await second.shutdown()
             #expect(String(buffer: counted.body ?? ByteBuffer()).contains(#""pending_tasks":1"#))
