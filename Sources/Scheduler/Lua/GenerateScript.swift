@@ -115,7 +115,7 @@ public final class GenerateScript: Sendable {
         }))
         return try await countingErrors(hook: "generate") { try await self.host.withState { state in
             let answer = try state.call("generate", [.integer(Int64(tick)), poolValue], results: 1)[0]
-            let emitted = state.bindings.takeEmitted()
+            let emitted = state.bindings.takeEmitted().map(TaskSpec.init(emitted:))
             if case .nil = answer { return emitted }
             guard let items = answer.arrayValue else {
                 throw LuaError(script: path, line: nil,

@@ -18,8 +18,10 @@ final class ScriptBindings {
     /// `scheduler.group` (nil outside a group, e.g. in `generate.lua`).
     let group: String?
     let logger: Logger
-    /// Tasks passed to `scheduler.emit` since the last `takeEmitted()`.
-    private(set) var emitted: [TaskSpec] = []
+    /// Tasks passed to `scheduler.emit` since the last `takeEmitted()`, as
+    /// the bytes the script gave (Lua strings are byte strings: a binary
+    /// payload or key is published unchanged).
+    private(set) var emitted: [OutgoingMessage] = []
     /// Set by `scheduler.yield()`: end the current slice after this message.
     var yieldRequested = false
 
@@ -31,7 +33,7 @@ final class ScriptBindings {
     }
 
     /// Returns and clears the emitted tasks.
-    func takeEmitted() -> [TaskSpec] {
+    func takeEmitted() -> [OutgoingMessage] {
         defer { emitted.removeAll() }
         return emitted
     }
@@ -90,6 +92,16 @@ extension UnsafeMutablePointer where Pointee == clua_reply {
 
 /// A string or number argument as text, without converting it in the Lua
 /// stack (`lua_tolstring` on a number allocates, which could raise).
+/// A string argument's bytes as they are (numbers as their text), or nil.
+func luaBytes(_ L: OpaquePointer, _ index: Int32) -> [UInt8]? {
+    if lua_type(L, index) == LUA_TSTRING {
+        var length = 0
+        guard let pointer = lua_tolstring(L, index, &length) else { return nil }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: length))
+    }
+    return luaText(L, index).map { Array($0.utf8) }
+}
+
 func luaText(_ L: OpaquePointer, _ index: Int32) -> String? {
     switch lua_type(L, index) {
     case LUA_TSTRING:
@@ -114,10 +126,10 @@ private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoint
         return reply.fail("scheduler.emit: argument 1 (topic) must be a string")
     }
     if let problem = TopicName.problem(topic) { return reply.fail("scheduler.emit: \(problem)") }
-    guard let message = luaText(L, 2) else { return reply.fail("scheduler.emit: argument 2 (message) must be a string") }
-    var key: String?
+    guard let message = luaBytes(L, 2) else { return reply.fail("scheduler.emit: argument 2 (message) must be a string") }
+    var key: [UInt8]?
     if clua_isnoneornil(L, 3) == 0 {
-        guard let k = luaText(L, 3) else { return reply.fail("scheduler.emit: argument 3 (key) must be a string or nil") }
+        guard let k = luaBytes(L, 3) else { return reply.fail("scheduler.emit: argument 3 (key) must be a string or nil") }
         key = k
     }
     var headers: [String: String]?
@@ -136,7 +148,9 @@ private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoint
         }
         headers = result
     }
-    bindings.appendEmitted(TaskSpec(topic: topic, message: message, key: key, headers: headers))
+    bindings.appendEmitted(OutgoingMessage(
+        topic: topic, key: key, value: message,
+        headers: (headers ?? [:]).sorted { $0.key < $1.key }.map { KafkaHeader($0.key, $0.value) }))
     reply.pointee.push_true = 1
 }
 
@@ -159,5 +173,5 @@ private func schedulerYield(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoin
 }
 
 extension ScriptBindings {
-    fileprivate func appendEmitted(_ task: TaskSpec) { emitted.append(task) }
+    fileprivate func appendEmitted(_ task: OutgoingMessage) { emitted.append(task) }
 }

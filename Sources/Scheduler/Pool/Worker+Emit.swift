@@ -12,16 +12,15 @@ enum EmitResult {
 }
 
 extension Worker {
-    /// Hands `tasks`, emitted by the message at `offset`, to the producer
+    /// Hands `messages`, emitted by the message at `offset`, to the producer
     /// without waiting for their acknowledgements. Waits (back pressure, not
     /// a failure) while the group has `max_inflight_emits` in flight or
     /// librdkafka's queue is full. A task librdkafka refuses for another
     /// reason counts as a failed delivery: the partition is read again from
     /// this message (see `recoverFromFailedEmit`).
-    func emit(_ tasks: [TaskSpec], offset: Int64, lease: Lease, feed: PartitionFeed) -> EmitResult {
-        guard !tasks.isEmpty else { return .sent }
+    func emit(_ messages: [OutgoingMessage], offset: Int64, lease: Lease, feed: PartitionFeed) -> EmitResult {
+        guard !messages.isEmpty else { return .sent }
         let publisher = environment.publisher
-        let messages = tasks.map(\.outgoing)
         for message in messages {
             if let problem = publisher.problem(with: message) { return .invalid("emit to '\(message.topic)' failed: \(problem)") }
         }

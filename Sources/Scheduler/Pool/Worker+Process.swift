@@ -57,7 +57,7 @@ extension Worker {
     /// One call of `process(msg)`; on success, what it emitted.
     private func attempt(
         _ message: KafkaRawMessage, calls: inout LuaCallTally, started: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
-    ) -> Result<[TaskSpec], ProcessFailure> {
+    ) -> Result<[OutgoingMessage], ProcessFailure> {
         guard let script else { return .failure(ProcessFailure("process.lua is not loaded")) }
         let answer: (LuaValue, LuaValue)
         do {

@@ -30,6 +30,15 @@ public struct TaskSpec: Sendable, Equatable, Codable {
 }
 
 extension TaskSpec {
+    /// A task passed to `scheduler.emit` in `generate.lua` (published as
+    /// text, like every API or generated task).
+    init(emitted: OutgoingMessage) {
+        self.init(
+            topic: emitted.topic, message: String(decoding: emitted.value, as: UTF8.self),
+            key: emitted.key.map { String(decoding: $0, as: UTF8.self) },
+            headers: emitted.headers.isEmpty ? nil : Dictionary(emitted.headers.map { ($0.name, $0.value) }) { $1 })
+    }
+
     /// Reads a task from a Lua table `{topic=, message=, key=?, headers=?}`;
     /// throws a message saying which field is wrong.
     init(lua value: LuaValue) throws(TaskShapeError) {
