@@ -8,8 +8,23 @@ extension LuaState {
     /// Calls `process(msg)` and returns its two results `(ok, reason)`.
     /// Throws `LuaError` if the script raised or broke a budget.
     func callProcess(_ message: KafkaRawMessage, group: String, worker: String) throws -> (LuaValue, LuaValue) {
-        let results = try withMessages([message], group: group, worker: worker) { messages in
-            try call("process", messages: messages, asList: false, results: 2)
+        // Called for every message: one description on the stack, and a
+        // header array only when the message has headers.
+        refreshNames(group: group, worker: worker)
+        var headers: [clua_header] = []
+        message.forEachHeader { name, value in
+            headers.append(clua_header(name: name, value: value.baseAddress, length: value.count))
+        }
+        let results = try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
+            try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
+                try headers.withUnsafeBufferPointer { headerList in
+                    var described = describe(message, headers: headerList.baseAddress, count: headerList.count,
+                                             group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
+                    return try withUnsafePointer(to: &described) {
+                        try call("process", messages: UnsafeBufferPointer(start: $0, count: 1), asList: false, results: 2)
+                    }
+                }
+            }
         }
         return (results[0], results[1])
     }
@@ -36,9 +51,7 @@ extension LuaState {
         _ messages: [KafkaRawMessage], group: String, worker: String,
         _ body: (UnsafeBufferPointer<clua_message>) throws -> T
     ) throws -> T {
-        if processNames?.group != group || processNames?.worker != worker {
-            processNames = (group, worker, Array(group.utf8CString), Array(worker.utf8CString))
-        }
+        refreshNames(group: group, worker: worker)
         var headers: [clua_header] = []
         var headerRanges: [Range<Int>] = []
         headerRanges.reserveCapacity(messages.count)
@@ -53,18 +66,33 @@ extension LuaState {
             try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
                 try headers.withUnsafeBufferPointer { allHeaders in
                     let described = zip(messages, headerRanges).map { message, range in
-                        let key = message.key
-                        let payload = message.payload
-                        return clua_message(
-                            topic: message.topicName, partition: lua_Integer(message.partition), offset: message.offset,
-                            timestamp: message.timestampMs, key: key?.baseAddress, key_length: key?.count ?? 0,
-                            payload: payload.baseAddress, payload_length: payload.count,
-                            headers: range.isEmpty ? nil : allHeaders.baseAddress! + range.lowerBound, header_count: range.count,
-                            group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
+                        describe(message, headers: range.isEmpty ? nil : allHeaders.baseAddress! + range.lowerBound, count: range.count,
+                                 group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
                     }
                     return try described.withUnsafeBufferPointer { try body($0) }
                 }
             }
         }
+    }
+
+    /// `msg.group` and `msg.worker` as C strings, remade only when they change.
+    private func refreshNames(group: String, worker: String) {
+        if processNames?.group != group || processNames?.worker != worker {
+            processNames = (group, worker, Array(group.utf8CString), Array(worker.utf8CString))
+        }
+    }
+
+    /// One message for C, pointing into librdkafka's buffers.
+    private func describe(
+        _ message: KafkaRawMessage, headers: UnsafePointer<clua_header>?, count: Int,
+        group: UnsafePointer<CChar>?, worker: UnsafePointer<CChar>?
+    ) -> clua_message {
+        let key = message.key
+        let payload = message.payload
+        return clua_message(
+            topic: message.topicName, partition: lua_Integer(message.partition), offset: message.offset,
+            timestamp: message.timestampMs, key: key?.baseAddress, key_length: key?.count ?? 0,
+            payload: payload.baseAddress, payload_length: payload.count,
+            headers: headers, header_count: count, group: group, worker: worker)
     }
 }

@@ -54,6 +54,13 @@ extension Worker {
             return nil
         }
 
+        /// The handoff gap ends at the first message this lease handles.
+        func noteFirstMessage(at began: ContinuousClock.Instant) {
+            guard let from = handoffFrom else { return }
+            handoffGap = began - from
+            handoffFrom = nil
+        }
+
         lease: while true {
             if let stop = checkpoint(clock.now) { reason = stop; break }
             if feed.emits.hasFailure {
@@ -76,10 +83,7 @@ extension Worker {
                     reason = stop
                     break lease
                 }
-                if let from = handoffFrom {
-                    handoffGap = began - from
-                    handoffFrom = nil
-                }
+                noteFirstMessage(at: began)
                 var ended = began
                 let outcome = handleBatch(batch, lease: lease, feed: feed, calls: &tally.luaCalls, began: began, ended: &ended)
                 tally.busy += ended - began
@@ -114,10 +118,7 @@ extension Worker {
                     message.destroy()
                     continue
                 }
-                if let from = handoffFrom {
-                    handoffGap = began - from
-                    handoffFrom = nil
-                }
+                noteFirstMessage(at: began)
                 var ended = began
                 let outcome = handle(message, lease: lease, feed: feed, calls: &tally.luaCalls, began: began, ended: &ended)
                 tally.busy += ended - began
