@@ -39,7 +39,8 @@ public final class TaskPublisher: Sendable {
     /// (building the metrics cache's label key per delivery showed in the profile).
     private let publishedCounters = LockedValue<[String: CoreMetrics.Counter]>([:])
 
-    init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
+    /// A publisher over `producer`; `topicCreator` creates topics that do not exist yet (embedded broker).
+    @_spi(Benchmark) public init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
          topicCreator: (@Sendable (String) throws -> Void)?) {
         self.metrics = metrics
         self.producer = producer
