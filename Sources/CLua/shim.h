@@ -370,7 +370,9 @@ static inline void clua_push_message(lua_State *L, const clua_message *m) {
     lua_createtable(L, 0, (int)m->header_count);
     for (size_t i = 0; i < m->header_count; i++) {
         const clua_header *h = &m->headers[i];
-        lua_pushlstring(L, h->value ? (const char *)h->value : "", h->value ? h->length : 0);
+        /* A null header value is `false`, so it stays distinct from "". */
+        if (h->value) lua_pushlstring(L, (const char *)h->value, h->length);
+        else lua_pushboolean(L, 0);
         lua_setfield(L, -2, h->name);
     }
     lua_setfield(L, -2, "headers");

@@ -113,23 +113,30 @@ struct PipelinedEmitTests {
         #expect(!capture.all.contains { $0.message.contains("dead-lettered") }, "an outage dead-letters nothing within max_attempts")
     }
 
-    @Test("an emitted payload and key are published byte for byte (binary, invalid UTF-8, NUL)")
+    @Test("an emitted payload, key and headers are published byte for byte (binary, invalid UTF-8, NUL; a null header value is false in Lua and null again in Kafka)")
     func binaryEmits() async throws {
         let topic = try TestBroker.freshTopic("binary-in", partitions: 1)
         let output = try TestBroker.freshTopic("binary-out", partitions: 1)
         let payload: [UInt8] = Array(0...255) + [0xC3, 0x28, 0xFF, 0x00]
         let key: [UInt8] = [0x00, 0xFE, 0x80, 0x41]
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
-        _ = try await producer.send(OutgoingMessage(topic: topic, key: key, value: payload))
+        let headers = [KafkaHeader(name: "binary", bytes: [0, 0xFF, 0xC3, 0x28]), KafkaHeader(name: "empty", bytes: []),
+                       KafkaHeader(name: "null", bytes: nil), KafkaHeader("text", "plain")]
+        _ = try await producer.send(OutgoingMessage(topic: topic, key: key, value: payload, headers: headers))
         await producer.close(timeoutMs: 1000)
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
-            function process(msg) scheduler.emit("\(output)", msg.payload, msg.key) end
+            function process(msg)
+              assert(msg.headers.null == false, "a null header value is false")
+              assert(msg.headers.empty == "", "an empty header value is the empty string")
+              scheduler.emit("\(output)", msg.payload, msg.key, msg.headers)
+            end
             """])
         let emitted = try await withPool(poolConfig(topics: [topic], workers: 1, sliceMs: 50), scripts: scripts, logger: quietLogger) {
             try await readAll(topic: output, partitions: 1, count: 1)
         }
         #expect(emitted.first?.value == payload)
         #expect(emitted.first?.key == key)
+        #expect(emitted.first?.headers == headers)
     }
 
     @Test("the group's emits in flight stay within max_inflight_emits, and waiting for room is not a failure")

@@ -217,8 +217,8 @@ extension ConsumedMessage {
             var valuePtr: UnsafeRawPointer?
             var size = 0
             while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let text = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)).utf8String } ?? ""
-                headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", text))
+                let bytes = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(name: name.map { String(cString: $0) } ?? "", bytes: bytes))
                 index += 1
             }
         }

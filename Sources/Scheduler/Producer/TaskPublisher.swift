@@ -108,7 +108,7 @@ public final class TaskPublisher: Sendable {
     /// headers added to it.
     func problem(with message: OutgoingMessage, checkSize: Bool = true) -> PublishError? {
         if let problem = TopicName.problem(message.topic) { return .invalid(problem) }
-        let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { (sum: Int, header: KafkaHeader) in sum + header.name.utf8.count + (header.value?.count ?? 0) }
         if checkSize && size > maxMessageBytes {
             return .invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)")
         }
