@@ -15,9 +15,8 @@ struct WorkerPoolTests {
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcessScript])
         // More workers than partitions, so that at each boundary another worker is idle to take over.
         let config = poolConfig(topics: [topic], workers: 6, sliceMs: 25)
-        let seen = try await withPool(config, scripts: scripts, logger: capture.logger) {
-            await eventually(timeout: .seconds(60)) { capture.lines(startingWith: "seen ").count >= total }
-            try await Task.sleep(for: .milliseconds(200))
+        let seen = try await withPoolClient(config, scripts: scripts, logger: capture.logger) { client in
+            try await awaitCommittedToEnd(client, messages: total, timeout: .seconds(60))
             return capture.lines(startingWith: "seen ").compactMap(Seen.init)
         }
         #expect(seen.count == total, "processed \(seen.count) of \(total)")
@@ -166,9 +165,9 @@ struct WorkerPoolTests {
         #expect(first.lines(startingWith: "seen ").count == 500)
         try await publishKeyed(topic: topic, count: 100, keys: 10, startSequence: 500)
         let second = LogCapture()
-        let seen = try await withPool(config, scripts: scripts, logger: second.logger) {
-            await eventually { second.lines(startingWith: "seen ").count >= 100 }
-            try await Task.sleep(for: .milliseconds(500))
+        let seen = try await withPoolClient(config, scripts: scripts, logger: second.logger) { client in
+            // 500 + 100 committed: the second run is done, and anything it redid is in its log.
+            try await awaitCommittedToEnd(client, messages: 600)
             return second.lines(startingWith: "seen ").compactMap(Seen.init)
         }
         #expect(seen.count == 100)
