@@ -282,3 +282,38 @@ struct ProcessBatchTests {
         expectKeyOrder(emitted)
     }
 }
+
+@Suite("The msg table")
+struct MessageTableTests {
+    @Test("msg names its topic, partition, offset, key, payload, group and the worker that holds it, through process() and process_batch(), across handoffs", arguments: [false, true])
+    func fields(batch: Bool) async throws {
+        let topic = try TestBroker.freshTopic("msg-fields", partitions: 2)
+        let total = 600
+        try await publishKeyed(topic: topic, count: total, keys: 6)
+        let capture = LogCapture()
+        let describe = #"scheduler.log("notice", "msg " .. msg.topic .. " " .. msg.partition .. " " .. msg.offset .. " " .. msg.key .. " " .. msg.payload .. " " .. msg.group .. " " .. msg.worker .. " " .. type(msg.timestamp) .. " " .. type(msg.headers))"#
+        let script = batch
+            ? "function process_batch(msgs) for _, msg in ipairs(msgs) do \(describe) end end\nfunction process(msg) \(describe) end"
+            : "function process(msg) \(describe) end"
+        // Three workers for two partitions and short slices: the partitions change hands.
+        let config = poolConfig(topics: [topic], workers: 3, sliceMs: 10)
+        let group = config.groups[0].name
+        let records = try await withPool(config, scripts: try makeScripts(["generate.lua": idleGenerate, "process.lua": script]), logger: capture.logger) {
+            await eventually(timeout: .seconds(60)) { capture.lines(startingWith: "msg ").count >= total }
+            return capture.lines(startingWith: "msg ")
+        }
+        var offsets: Set<String> = []
+        for record in records {
+            let parts = record.message.split(separator: " ").map(String.init)
+            try #require(parts.count == 10, "\(record.message)")
+            #expect(parts[1] == topic)
+            #expect(parts[4] == "k\(parts[5].split(separator: ":")[0].dropFirst())", "the key goes with its payload: \(record.message)")
+            #expect(parts[6] == group)
+            #expect(parts[7] == record.metadata[LogKey.worker], "msg.worker is the worker that processed it: \(record.message)")
+            #expect(parts[8] == "number" && parts[9] == "table")
+            offsets.insert("\(parts[2]):\(parts[3])")
+        }
+        #expect(offsets.count == total)
+        #expect(Set(records.compactMap { $0.metadata[LogKey.worker] }).count >= 2, "the partitions changed hands")
+    }
+}
