@@ -61,19 +61,6 @@ struct RotationState: Sendable {
         return step.decisions
     }
 
-    /// What one transition sees and says.
-    struct Step {
-        let facts: any RotationFacts
-        let policy: any RotationPolicy
-        let now: ContinuousClock.Instant
-        var decisions: [RotationDecision] = []
-        init(facts: some RotationFacts, policy: some RotationPolicy, now: ContinuousClock.Instant) {
-            self.facts = facts
-            self.policy = policy
-            self.now = now
-        }
-    }
-
     // MARK: Transitions
 
     private mutating func assign(_ assigned: [SlotKey], _ step: inout Step) {
@@ -270,24 +257,6 @@ struct RotationState: Sendable {
     private mutating func noteTurn(_ worker: Int, on slot: SlotKey, _ step: inout Step) {
         if slot.topic == currentTopic { hadTurn.insert(worker) }
         advanceTopicIfDone(&step)
-    }
-
-    /// The policy's answer if valid, else the default policy's choice.
-    private func choose(after report: LeaseReport, _ step: inout Step) -> RotationChoice? {
-        let question = RotationQuestion(lease: report.lease, worker: report.worker, slot: report.slot, reason: report.reason, final: report.final)
-        switch step.policy.answer(question, in: self) {
-        case .useDefault:
-            break
-        case .invalid(let message):
-            step.decisions.append(.note(.answerRejected(message)))
-        case let .pick(worker, topic, partition, sliceMs):
-            switch validate(worker: worker, topic: topic, partition: partition, sliceMs: sliceMs, after: question, facts: step.facts) {
-            case .success(let choice?): return choice
-            case .success(nil): break
-            case .failure(let rejection): step.decisions.append(.note(.answerRejected(rejection.message)))
-            }
-        }
-        return defaultChoice(after: question, facts: step.facts)
     }
 
     /// Gives every idle worker a free slot with work, round robin.
