@@ -24,9 +24,11 @@ struct RotationState: Sendable {
     /// Workers that had a slice on the current topic.
     private(set) var hadTurn: Set<Int> = []
     private(set) var fillCursor = 0
-    /// Since when the group is rebalancing (a commit was refused for it), if
-    /// it is: commits are held, and under the eager protocol leases paused.
+    /// Since when commits are held for a rebalance (a commit was refused for
+    /// it, or partitions were given up under the cooperative protocol), if they are.
     private(set) var rebalancingSince: ContinuousClock.Instant?
+    /// Leases are paused: a commit was refused for a rebalance, and no
+    /// assignment came since.
     private(set) var pausedForRebalance = false
     /// Assignments still to come in the round that revoked partitions (cooperative).
     private(set) var assignmentsBeforeRejoin = 0
@@ -38,7 +40,7 @@ struct RotationState: Sendable {
         self.rules = rules
     }
 
-    /// Leases are paused for a rebalance (eager protocol only).
+    /// Leases are paused for a rebalance.
     var paused: Bool { pausedForRebalance }
 
     /// New leases may be granted: not stopping, not paused.
