@@ -35,28 +35,21 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 }
                 coordinator.assign(feeds)
             },
-            revoking: { partitions in
+            revoking: { partitions, lost in
                 guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
-                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }))
+                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }), lost: lost)
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
                 logger.info("partitions revoked: \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
             },
             commitFailed: { error in
                 guard let (_, coordinator) = consumerRef.withLock({ $0 }) else { return }
-                if error.isRebalance {
-                    // The partitions are about to move: stop at the next message
-                    // boundary rather than process what the next owner will redo.
-                    // The refused positions are sent again (partitions that stay
-                    // here under cooperative assignment would otherwise keep an
-                    // old commit).
-                    coordinator.pauseForRebalance()
-                    coordinator.commitFailed()
-                } else {
-                    // Retried: the next commit of each partition sends its position again.
+                if !error.isRebalance {
                     logger.warning("offset commit failed, will retry: \(error)", metadata: [LogKey.group: "\(group.name)"])
-                    coordinator.commitFailed()
                 }
+                // The refused positions are sent again; for a rebalance under
+                // the eager protocol the leases also pause (RotationState).
+                coordinator.commitRefused(rebalance: error.isRebalance)
             })
         // Kafka's pre-3.0 session timeout: a process that died is replaced
         // after 10 s instead of 45 s (and librdkafka's mock broker makes a
@@ -65,14 +58,21 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // Prefetch is bounded (librdkafka CONFIGURATION.md: queued.max.messages.kbytes
         // caps each partition's fetch queue), so a slow process() with a fast
         // producer keeps memory flat: the fetcher simply waits.
+        // Incremental (cooperative) rebalancing by default: when a daemon
+        // joins or leaves, only the partitions that move stop, and they are
+        // committed in the revoke callback while the group accepts commits.
+        // `partition.assignment.strategy` in [kafka.properties] chooses another.
         var properties = [
             "session.timeout.ms": "10000", "heartbeat.interval.ms": "3000",
             "queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608",
+            "partition.assignment.strategy": defaultAssignmentStrategy,
         ].merging(properties) { _, user in user }
+        let cooperative = properties["partition.assignment.strategy"]?.contains("cooperative") == true
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
-        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger, emitBudget: emitBudget)
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
+                                            emitBudget: emitBudget, commits: CommitGate())
         var workers: [Worker] = []
         do {
             for index in 0..<group.workers {
@@ -85,7 +85,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
         let coordinator: RotationCoordinator
         do {
-            coordinator = try await RotationCoordinator.start(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger)
+            coordinator = try await RotationCoordinator.start(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger, cooperative: cooperative)
         } catch {
             for worker in workers { await worker.close() }
             consumer.close()
@@ -97,6 +97,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         runtime.pollLoop = KafkaPollLoop(name: "group-\(group.name)") { [runtime] in runtime.pollOnce() }
         return runtime
     }
+
+    /// The group consumers' assignor unless [kafka.properties] names one.
+    public static let defaultAssignmentStrategy = "cooperative-sticky"
 
     private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace) {
         self.grace = grace
@@ -138,7 +141,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             logger.error("\(stuck.joined(separator: ", ")) did not stop within \(grace.stop); stopping without them (their messages in flight are not committed and will be processed again)",
                          metadata: [LogKey.group: "\(group.name)", LogKey.worker: "\(stuck.joined(separator: ","))"])
         }
-        let feeds = await coordinator.inspect(within: .seconds(1)) { Array($0.feeds.values) } ?? []
+        // What the rules named when the last lease ended (every feed, if a worker is stuck).
+        let feeds = await coordinator.inspect(within: .seconds(1)) { $0.quiesced ?? Array($0.feeds.values) } ?? []
         // The final commit, stopping the poll thread and leaving the group
         // block: they run on a thread of their own, not on the concurrency pool.
         // Leaving the group runs the revoke callback there; nothing is held any more.

@@ -102,7 +102,9 @@ final class LeaseControl: Sendable {
 /// The right of one worker to process one topic partition for one slice.
 struct Lease: Sendable {
     let id: UInt64
-    let partition: TopicPartition
+    /// The slot (partition, lane) the lease is for.
+    let slot: SlotKey
+    var partition: TopicPartition { slot.partition }
     let workerIndex: Int
     let sliceMs: Int
     let grantedAt: ContinuousClock.Instant

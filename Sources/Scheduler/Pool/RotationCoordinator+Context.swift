@@ -1,12 +1,14 @@
 /// The `ctx` table `rotate(ctx)` receives, and the `GET /groups` view; both
-/// are built from the same coordinator state.
+/// are built from the same state.
 extension RotationCoordinator {
-    func context(after report: SliceReport) -> LuaValue {
+    /// `state`: the rules' state as the policy is asked (the coordinator's
+    /// own copy is being changed at that moment).
+    func context(after report: SliceReport, state: RotationState) -> LuaValue {
         let partition = report.lease.partition
         // Only the parts the policy sees: no handoff quantiles or lease
         // history on this path, which runs at every slice boundary.
-        let workerViews = self.workerViews(now: .now)
-        let partitionViews = self.partitionViews()
+        let workerViews = self.workerViews(now: .now, state: state)
+        let partitionViews = self.partitionViews(state: state)
         var fields: [LuaValue: LuaValue] = [
             "group": .string(group.name),
             "topic": .string(partition.topic),
@@ -23,7 +25,7 @@ extension RotationCoordinator {
             "slice_ms": .integer(Int64(group.sliceMs)),
             "topics": list(group.topics.map { .string($0) }),
         ]
-        if let current = currentTopic { fields["current_topic"] = .string(current) }
+        if let current = state.currentTopic { fields["current_topic"] = .string(current) }
         fields["workers"] = list(workerViews.map { worker in
             var entry: [LuaValue: LuaValue] = [
                 "id": .string(worker.id), "state": .string(worker.state),
@@ -56,8 +58,8 @@ extension RotationCoordinator {
     func snapshot() -> GroupView {
         let now = ContinuousClock.now
         return GroupView(
-            name: group.name, topics: group.topics, current_topic: currentTopic, slice_ms: group.sliceMs,
-            workers: workerViews(now: now), partitions: partitionViews(),
+            name: group.name, topics: group.topics, current_topic: state.currentTopic, slice_ms: group.sliceMs,
+            workers: workerViews(now: now, state: state), partitions: partitionViews(state: state),
             handoff: HandoffView(
                 count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)),
             recent_leases: history.spans.filter { now - $0.end <= LeaseHistory.window }.map { span in
@@ -70,29 +72,30 @@ extension RotationCoordinator {
     }
 
     /// Every worker of the pool, in order.
-    func workerViews(now: ContinuousClock.Instant) -> [WorkerView] {
+    func workerViews(now: ContinuousClock.Instant, state: RotationState) -> [WorkerView] {
         workers.indices.map { index -> WorkerView in
             let entry = activity[index]
+            let lease = state.leases[index]
             return WorkerView(
                 id: workers[index].id,
-                state: entry.lease == nil ? "idle" : "busy",
-                lease: entry.lease.map { LeaseView(topic: $0.partition.topic, partition: $0.partition.partition, held_ms: Int((now - $0.grantedAt) / .milliseconds(1))) },
+                state: lease == nil ? "idle" : "busy",
+                lease: lease.map { LeaseView(topic: $0.slot.topic, partition: $0.slot.partition.partition, held_ms: Int((now - $0.grantedAt) / .milliseconds(1))) },
                 messages: entry.messages, errors: entry.errors, dead_lettered: entry.deadLettered,
                 busy_ms: Int(entry.busy / .milliseconds(1)), slices: entry.slices)
         }
     }
 
     /// Every partition assigned to this process, sorted.
-    func partitionViews() -> [PartitionView] {
-        slots.keys.sorted().map { partition -> PartitionView in
-            let slot = slots[partition]!
+    func partitionViews(state: RotationState) -> [PartitionView] {
+        state.slots.keys.sorted().map { slot -> PartitionView in
+            let feed = feeds[slot.partition]
             return PartitionView(
-                topic: partition.topic, partition: partition.partition,
-                holder: slot.holder.map { workers[$0].id },
-                committed: feeds[partition]?.committedOffset ?? -1,
-                next_offset: feeds[partition]?.nextOffset ?? -1,
-                committable: feeds[partition]?.committableOffset ?? -1,
-                lag: lag(partition))
+                topic: slot.topic, partition: slot.partition.partition,
+                holder: state.slots[slot]?.holder.map { workers[$0].id },
+                committed: feed?.committedOffset ?? -1,
+                next_offset: feed?.nextOffset ?? -1,
+                committable: feed?.committableOffset ?? -1,
+                lag: lag(slot.partition))
         }
     }
 }

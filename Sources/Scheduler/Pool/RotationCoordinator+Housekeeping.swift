@@ -1,30 +1,19 @@
-/// Housekeeping beside the rotation itself: commit retries, metrics, and
+/// Housekeeping beside the rotation itself: idle commits, metrics, and
 /// messages that reached the consumer queue. All of it runs on the
 /// coordinator's thread.
 extension RotationCoordinator {
-    /// A commit failed (not for a rebalance): every position is sent again,
-    /// by the holding worker within its commit interval, or by `tick` for
-    /// partitions nobody holds.
-    func commitFailed() {
-        thread.submit { [self] in
-            for feed in feeds.values { feed.committedOffset = -1 }
-        }
+    /// Messages waiting on `partition`: fetched and not processed, or known to
+    /// be on the broker past the next offset.
+    func lag(_ partition: TopicPartition) -> Int64 {
+        FeedFacts(feeds: feeds, consumer: consumer).lag(partition)
     }
 
-    /// Commits the positions of partitions nobody holds that moved since
-    /// their last successful commit (at most once a second).
-    func retryIdleCommits() {
-        guard ContinuousClock.now - lastCommitRetry >= .seconds(1) else { return }
-        // Also where the last emits of a lease that ended get committed once acknowledged.
-        let positions = feeds.values
-            .filter { slots[$0.partition]?.holder == nil }
-            .map { ($0, $0.committableOffset) }
-            .filter { $0.1 >= 0 && $0.1 != $0.0.committedOffset }
-        guard !positions.isEmpty else { return }
-        lastCommitRetry = .now
+    /// Commits positions of partitions nobody holds (the rules' `.commit`).
+    func commitIdle(_ positions: [SlotOffset]) {
+        let sent = positions.compactMap { position in feeds[position.slot.partition].map { ($0, position.offset) } }
         do {
-            try consumer.commit(positions.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }, async: true)
-            for (feed, offset) in positions { feed.committedOffset = offset }
+            try consumer.commit(sent.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }, async: true)
+            for (feed, offset) in sent { feed.committedOffset = offset }
         } catch {
             logger.warning("commit retry failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
         }
@@ -60,5 +49,31 @@ extension RotationCoordinator {
                 message.destroy()
             }
         }
+    }
+}
+
+/// The rules' facts, read from the partition feeds and the consumer's
+/// watermarks (on the coordinator's thread).
+struct FeedFacts: RotationFacts {
+    let feeds: [TopicPartition: PartitionFeed]
+    let consumer: KafkaConsumer
+
+    func lag(_ partition: TopicPartition) -> Int64 {
+        guard let feed = feeds[partition] else { return 0 }
+        let ready = Int64(feed.readyCount)
+        guard feed.nextOffset >= 0,
+              let marks = consumer.watermarks(topic: partition.topic, partition: partition.partition), marks.high >= 0
+        else { return ready }
+        return max(ready, marks.high - feed.nextOffset)
+    }
+
+    func hasWork(_ slot: SlotKey) -> Bool {
+        // A failed emit is work too: the partition must be read again from it.
+        lag(slot.partition) > 0 || feeds[slot.partition]?.emits.hasFailure == true
+    }
+
+    func commitPosition(_ slot: SlotKey) -> (committable: Int64, committed: Int64) {
+        guard let feed = feeds[slot.partition] else { return (-1, -1) }
+        return (feed.committableOffset, feed.committedOffset)
     }
 }

@@ -1,12 +1,11 @@
 import Foundation
 import Logging
 
-/// Decides, at every slice boundary, which worker takes which partition
-/// next, and hands partitions between the group's workers inside the process
-/// (no Kafka rebalance per handoff).
-///
-/// Every piece of its state lives on its own `DedicatedThread`, together with
-/// the `rotate.lua` state; workers report slice ends to it as jobs on that thread.
+/// The shell around a group's `RotationState`: on its own `DedicatedThread`
+/// it feeds the state the events (assignments, revocations, workers' slice
+/// reports, refused commits, ticks, stop) and carries out its decisions
+/// (start a lease on a worker's thread, renew, stop, commit, release revoked
+/// partitions), and it hosts the `rotate.lua` state the rules ask.
 final class RotationCoordinator: @unchecked Sendable {
     // Threading rule: every `var` below is read and written only on `thread`.
     let group: GroupConfig
@@ -17,34 +16,27 @@ final class RotationCoordinator: @unchecked Sendable {
     var policy: LuaState?
     var policyGeneration = 0
     let catalog: ScriptCatalog
+    /// The rules and everything they decide on.
+    var state: RotationState
     var feeds: [TopicPartition: PartitionFeed] = [:]
-    var slots: [TopicPartition: PartitionSlot] = [:]
+    /// The leases the workers run, by id (the state's `LeaseRecord`s, with their controls).
+    var running: [UInt64: Lease] = [:]
+    /// Per-worker figures for `GET /groups` and the metrics.
     var activity: [WorkerActivity]
-    var topicIndex = 0
-    var hadTurn: Set<Int> = []
-    var fillCursor = 0
-    private var nextLeaseID: UInt64 = 1
-    private var stopping = false
-    /// A commit was refused because the group is rebalancing: no new leases
-    /// until the group protocol assigns partitions again.
-    private var rebalancing = false
-    /// When `rebalancing` was set: cleared by the next assignment, or after
-    /// `rebalanceGiveUp` if none comes (a member given nothing, or a refused
-    /// commit not followed by a rebalance), so leases are never paused for good.
-    private var rebalancingSince: ContinuousClock.Instant?
-    static let rebalanceGiveUp = Duration.seconds(15)
     private var idleWaiters: [@Sendable () -> Void] = []
-    private var revokeWaiters: [(partitions: Set<TopicPartition>, done: DispatchSemaphore)] = []
+    /// The feeds the rules named once every lease had ended after a stop:
+    /// their final commit and queues come before the consumer closes.
+    private(set) var quiesced: [PartitionFeed]?
+    private var revokeWaiters: [Int: (done: DispatchSemaphore, feeds: LockedValue<[PartitionFeed]>)] = [:]
+    private var nextTicket = 0
     var gaps = GapRecorder()
     var history = LeaseHistory()
-    var lastCommitRetry = ContinuousClock.now
-    /// Partitions promised to a worker once its current lease has ended.
-    var pendingGrants: [Int: (partition: TopicPartition, sliceMs: Int)] = [:]
 
     /// Starts the coordinator's thread and loads `rotate.lua` from the
-    /// catalog on it, if there is one.
-    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger) async throws -> RotationCoordinator {
-        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger)
+    /// catalog on it, if there is one. `cooperative`: the group uses an
+    /// incremental assignor (see `RotationRules.cooperative`).
+    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool = false) async throws -> RotationCoordinator {
+        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger, cooperative: cooperative)
         do {
             try await coordinator.thread.run { [coordinator] in try coordinator.loadPolicy(strict: true) }
         } catch {
@@ -54,36 +46,16 @@ final class RotationCoordinator: @unchecked Sendable {
         return coordinator
     }
 
-    /// (Re)creates the `rotate.lua` state from the catalog, on the
-    /// coordinator's thread. Not strict (a reload): a failure keeps the old state.
-    func loadPolicy(strict: Bool) throws {
-        policyGeneration = catalog.generation
-        guard let source = catalog.source(ScriptCatalog.rotate) else {
-            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
-            policy = nil
-            return
-        }
-        if source.version == policy?.version { return }
-        do {
-            let bindings = ScriptBindings(script: source.path, worker: "\(group.name)-coordinator", group: group.name, logger: logger)
-            let fresh = try LuaState.load(source: source, bindings: bindings, limits: catalog.limits)
-            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
-            policy = fresh
-            if !strict { logger.info("switched to rotate.lua version \(source.version)", metadata: [LogKey.group: "\(group.name)"]) }
-        } catch {
-            if strict { throw error }
-            catalog.countError(script: ScriptCatalog.rotate, hook: "init")
-            logger.error("could not switch rotate.lua, the old version stays: \(error)", metadata: [LogKey.group: "\(group.name)"])
-        }
-    }
-
-    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger) {
+    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool) {
         self.group = group
         self.catalog = catalog
         self.workers = workers
         self.consumer = consumer
         self.logger = logger
         self.activity = workers.map { _ in WorkerActivity() }
+        var rules = RotationRules(group: group.name, topics: group.topics, workers: workers.map(\.id), sliceMs: group.sliceMs)
+        rules.cooperative = cooperative
+        self.state = RotationState(rules: rules)
         // Present from the start (empty), so dashboards find the family.
         _ = catalog.metrics.timer(MetricName.handoffGap, [("group", group.name)])
         self.thread = DedicatedThread(name: "coordinator-\(group.name)")
@@ -94,34 +66,24 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Partitions this process was given by the group protocol.
     func assign(_ newFeeds: [PartitionFeed]) {
         thread.submit { [self] in
-            rebalancing = false
-            rebalancingSince = nil
-            for feed in newFeeds {
-                feeds[feed.partition] = feed
-                slots[feed.partition] = PartitionSlot()
-            }
-            logger.info("partitions assigned: \(newFeeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
-            fill()
+            for feed in newFeeds { feeds[feed.partition] = feed }
+            apply(.assigned(newFeeds.map { SlotKey($0.partition) }))
         }
     }
 
     /// Ends the leases on `partitions` at their next message boundary and
     /// blocks the caller (the consumer's poll thread, inside the rebalance
     /// callback) until none of them is being processed. Returns their feeds.
-    func revokeAndWait(_ partitions: Set<TopicPartition>) -> [PartitionFeed] {
+    func revokeAndWait(_ partitions: Set<TopicPartition>, lost: Bool = false) -> [PartitionFeed] {
         let done = DispatchSemaphore(value: 0)
-        let removed = LockedValue<[PartitionFeed]>([])
+        let released = LockedValue<[PartitionFeed]>([])
         thread.submit { [self] in
-            removed.withLock { $0 = partitions.compactMap { feeds[$0] } }
-            for partition in partitions { slots[partition]?.revoked = true }
-            for entry in activity where entry.lease.map({ partitions.contains($0.partition) }) == true {
-                entry.lease?.control.requestStop(.revoked)
-            }
-            revokeWaiters.append((partitions, done))
-            settleRevocations()
+            nextTicket += 1
+            revokeWaiters[nextTicket] = (done, released)
+            apply(.revoking(Set(partitions.map { SlotKey($0) }), ticket: nextTicket, lost: lost))
         }
         done.wait()
-        return removed.withLock { $0 }
+        return released.withLock { $0 }
     }
 
     /// A worker reached a slice boundary (and goes on in overtime), or let go of its partition.
@@ -129,38 +91,22 @@ final class RotationCoordinator: @unchecked Sendable {
         thread.submit { [self] in handle(report) }
     }
 
+    /// The broker refused an offset commit (`rebalance`: because the group is rebalancing).
+    func commitRefused(rebalance: Bool) {
+        thread.submit { [self] in apply(.commitRefused(rebalance: rebalance)) }
+    }
+
     /// Periodic check for new work on idle partitions; refreshes the lag gauges.
     func tick() {
         thread.submit { [self] in
-            if rebalancing, let since = rebalancingSince, ContinuousClock.now - since > Self.rebalanceGiveUp {
-                rebalancing = false
-                rebalancingSince = nil
-                logger.warning("no assignment came \(Self.rebalanceGiveUp) after a commit was refused for a rebalance; resuming leases", metadata: [LogKey.group: "\(group.name)"])
-            }
-            if mayGrant { fill() }
-            retryIdleCommits()
+            apply(.tick)
             let metrics = catalog.metrics
-            for partition in slots.keys {
-                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
-                    .record(lag(partition))
+            for slot in state.slots.keys {
+                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", slot.topic), ("partition", String(slot.partition.partition))])
+                    .record(lag(slot.partition))
             }
         }
     }
-
-    /// Ends every lease at its next message boundary and grants none until
-    /// the next assignment: the group is rebalancing.
-    func pauseForRebalance() {
-        thread.submit { [self] in
-            guard !rebalancing else { return }
-            rebalancing = true
-            rebalancingSince = .now
-            logger.info("group is rebalancing: pausing leases", metadata: [LogKey.group: "\(group.name)"])
-            for entry in activity { entry.lease?.control.requestStop(.revoked) }
-        }
-    }
-
-    /// New leases may be granted (not stopping, not rebalancing).
-    var mayGrant: Bool { !stopping && !rebalancing }
 
     /// Stops granting leases, ends the running ones at their next message
     /// boundary and returns when every worker is idle, or when `limit` has
@@ -171,10 +117,8 @@ final class RotationCoordinator: @unchecked Sendable {
             let once = OneShot(continuation)
             DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds) { once.resume(false) }
             thread.submit { [self] in
-                stopping = true
-                for entry in activity { entry.lease?.control.requestStop(.shutdown) }
                 idleWaiters.append { once.resume(true) }
-                settleIdle()
+                apply(.stop)
             }
         }
         if idle { return [] }
@@ -214,11 +158,6 @@ final class RotationCoordinator: @unchecked Sendable {
         if let gap = report.handoffGap { gaps.record(gap) }
         history.record(.init(worker: index, partition: partition, start: report.startedAt, end: report.endedAt))
         recordMetrics(report)
-        if report.final, var slot = slots[partition] {
-            if slot.holder == index { slot.holder = nil }
-            slot.lastEnd = report.endedAt
-            slots[partition] = slot
-        }
         logger.debug(report.final ? "lease ended" : "slice boundary", metadata: [
             LogKey.group: "\(group.name)", LogKey.worker: "\(workers[index].id)",
             LogKey.topic: "\(partition.topic)", LogKey.partition: "\(partition.partition)",
@@ -226,60 +165,58 @@ final class RotationCoordinator: @unchecked Sendable {
             "elapsed_ms": "\((report.endedAt - report.startedAt) / .milliseconds(1))",
             LogKey.offset: "\(report.nextOffset.map(String.init) ?? "-")",
         ])
-        if report.final, activity[index].lease?.id == report.lease.id { activity[index].lease = nil }
-        if settleRevocations() || !mayGrant {
-            settleIdle()
-            return
-        }
-        if !report.final {
-            decideAtBoundary(report)
+        let event = LeaseReport(lease: report.lease.id, worker: index, slot: report.lease.slot, reason: report.reason,
+                                final: report.final, endedAt: report.endedAt)
+        apply(.report(event), asking: report)
+        if report.final { running[report.lease.id] = nil }
+    }
+
+    /// Feeds `event` to the state and carries out its decisions. `asking`:
+    /// the report `rotate(ctx)` is asked about, if the rules ask.
+    private func apply(_ event: RotationEvent, asking report: SliceReport? = nil) {
+        let facts = FeedFacts(feeds: feeds, consumer: consumer)
+        let decisions: [RotationDecision]
+        if let report, policyGeneration != catalog.generation || policy != nil {
+            decisions = state.handle(event, at: .now, facts: facts, policy: LuaRotationPolicy(coordinator: self, report: report))
         } else {
-            if let pending = pendingGrants.removeValue(forKey: index) {
-                grant(worker: index, partition: pending.partition, sliceMs: pending.sliceMs)
-            }
-            // A lease that ran dry ended without a boundary decision: ask now.
-            if report.reason == .drained && slots[partition]?.holder == nil { rotate(after: report) }
+            decisions = state.handle(event, at: .now, facts: facts, policy: DefaultPolicy())
         }
-        fill()
+        decisions.forEach(carryOut)
     }
 
-    /// Wakes revokers whose partitions are no longer held; true if any partition was removed.
-    @discardableResult
-    private func settleRevocations() -> Bool {
-        var removedAny = false
-        revokeWaiters.removeAll { waiter in
-            let stillHeld = activity.contains { $0.lease.map { waiter.partitions.contains($0.partition) } == true }
-            guard !stillHeld else { return false }
-            for partition in waiter.partitions {
-                feeds[partition] = nil
-                slots[partition] = nil
+    private func carryOut(_ decision: RotationDecision) {
+        switch decision {
+        case .grant(let grant):
+            guard let feed = feeds[grant.slot.partition] else {
+                logger.error("lease \(grant.id) granted on \(grant.slot) without a feed", metadata: [LogKey.group: "\(group.name)"])
+                return
             }
-            removedAny = true
+            let lease = Lease(id: grant.id, slot: grant.slot, workerIndex: grant.worker, sliceMs: grant.sliceMs,
+                              grantedAt: .now, predecessor: grant.handoffFrom.flatMap { running[$0]?.control })
+            running[grant.id] = lease
+            workers[grant.worker].begin(lease, feed: feed) { [self] report in received(report) }
+        case .renew(let id, let sliceMs):
+            running[id]?.control.renew(sliceMs: sliceMs)
+        case .stop(let id, let reason):
+            running[id]?.control.requestStop(reason)
+        case .commit(let positions):
+            commitIdle(positions)
+        case .resendCommits(let slots):
+            for slot in slots { feeds[slot.partition]?.committedOffset = -1 }
+        case .holdCommits(let held):
+            workers.first?.environment.commits.hold(held)
+        case .release(let ticket, let slots):
+            let released = slots.compactMap { feeds.removeValue(forKey: $0.partition) }
+            guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
+            waiter.feeds.withLock { $0 = released }
             waiter.done.signal()
-            return true
+        case .quiesced(let slots):
+            quiesced = slots.compactMap { feeds[$0.partition] }
+            let waiters = idleWaiters
+            idleWaiters.removeAll()
+            waiters.forEach { $0() }
+        case .note(let note):
+            log(note)
         }
-        return removedAny
-    }
-
-    private func settleIdle() {
-        guard stopping, activity.allSatisfy({ $0.lease == nil }) else { return }
-        let waiters = idleWaiters
-        idleWaiters.removeAll()
-        waiters.forEach { $0() }
-    }
-
-    /// Gives `partition` to idle worker `index` for `sliceMs`; with
-    /// `handoffFrom`, the partition's current holder lets go as soon as the
-    /// new worker runs (make-before-break).
-    func grant(worker index: Int, partition: TopicPartition, sliceMs: Int, handoffFrom previous: Lease? = nil) {
-        // Never a partition being revoked: the rebalance callback waits for it to be let go.
-        guard let feed = feeds[partition], slots[partition]?.revoked == false, activity[index].lease == nil,
-              slots[partition]?.holder == previous?.workerIndex else { return }
-        let lease = Lease(id: nextLeaseID, partition: partition, workerIndex: index, sliceMs: sliceMs,
-                          grantedAt: .now, predecessor: previous?.control)
-        nextLeaseID += 1
-        slots[partition]?.holder = index
-        activity[index].lease = lease
-        workers[index].begin(lease, feed: feed) { [self] report in received(report) }
     }
 }

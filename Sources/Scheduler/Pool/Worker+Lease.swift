@@ -187,7 +187,7 @@ extension Worker {
     /// the first message not complete, so never past an emit in flight.
     func commitProgress(_ feed: PartitionFeed) {
         let next = feed.committableOffset
-        guard next >= 0, next != feed.committedOffset else { return }
+        guard next >= 0, next != feed.committedOffset, environment.commits.isOpen else { return }
         do {
             try environment.consumer.commit([PartitionOffset(topic: feed.partition.topic, partition: feed.partition.partition, offset: next)], async: true)
             feed.committedOffset = next

@@ -1,16 +1,5 @@
-/// The coordinator's view of one partition assigned to this process.
-struct PartitionSlot {
-    /// Worker index holding the lease, if any.
-    var holder: Int?
-    /// When the previous lease ended.
-    var lastEnd: ContinuousClock.Instant?
-    /// A rebalance is taking the partition away.
-    var revoked = false
-}
-
 /// The coordinator's running figures for one worker.
 struct WorkerActivity {
-    var lease: Lease?
     var messages = 0
     var errors = 0
     var deadLettered = 0
