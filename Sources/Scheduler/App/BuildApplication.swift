@@ -104,7 +104,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     GroupRoutes(groups: groups).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
-    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher).add(to: router)
+    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher, schedules: schedules).add(to: router)
 
     let (host, port) = config.api.hostAndPort
     let onListening = options.onListening
