@@ -51,6 +51,12 @@ struct ScheduleAPITests {
                 #expect(late >= 0 && late < 1000, "\(task.message) fired \(late) ms after its due time")
             }
             #expect(fired.first { $0.message == "at" }?.dueMs == start + 1500)
+            // Metrics: fires, the fire-delay histogram, creations by kind.
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            let fires = metrics.split(separator: "\n").first { $0.hasPrefix("scheduler_schedule_fires_total") }
+            #expect(fires.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= fired.count } == true, "\(String(describing: fires))")
+            #expect(metrics.contains("scheduler_schedule_fire_delay_seconds_bucket"))
+            #expect(metrics.contains(#"scheduler_schedules_created_total{kind="every"} 1"#))
         }
     }
 
