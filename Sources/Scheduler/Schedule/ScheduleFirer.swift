@@ -112,8 +112,9 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
             return
         }
         fires.increment()
-        let late = max(now - fire.due, 0)
-        delay.recordNanoseconds(late * 1_000_000)
+        // Due time to acknowledgement, in microseconds (the due time is whole ms).
+        let late = max(Int64(Date().timeIntervalSince1970 * 1_000_000) - fire.due * 1000, 0)
+        delay.recordNanoseconds(late * 1000)
         store.recentDelays.withLock { delays in
             if delays.count >= 200_000 { delays.removeFirst(100_000) }
             delays.append(late)

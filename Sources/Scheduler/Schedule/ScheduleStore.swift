@@ -33,7 +33,7 @@ public final class ScheduleStore: Sendable {
     let metrics: SchedulerMetrics
     let capacity: Int
     let logger: Logger
-    /// Recent fire delays (due time to acknowledgement, ms), for the benchmark.
+    /// Recent fire delays (due time to acknowledgement, µs), for the benchmark.
     let recentDelays = LockedValue<[Int64]>([])
 
     init(config: SchedulesSection, publisher: TaskPublisher, metrics: SchedulerMetrics, logger: Logger) {
