@@ -33,6 +33,55 @@ struct ScheduleFailoverTests {
         #expect(fired.allSatisfy { $0.timestampMs >= $0.dueMs }, "a follow-up fired early")
     }
 
+    @Test("a schedule made by process() is stored before that message's offset is committed, even with the broker slow to acknowledge")
+    func storedBeforeCommit() async throws {
+        let rig = try await EmitRig(partitions: 2, total: 600, keys: 20, workers: 2, busySeconds: 0.002, process: """
+            local clock = os.clock
+            function process(msg)
+              local t = clock() while clock() - t < 0.002 do end
+              scheduler.schedule{topic = "out", message = msg.partition .. ":" .. msg.offset, at = "2099-01-01T00:00:00Z"}
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset)
+            end
+            """)
+        let (broker, capture, config, total) = (rig.broker, rig.capture, rig.config, rig.total)
+        defer { broker.shutdown() }
+        try broker.createTopic(config.schedules.topic, partitions: config.schedules.partitions)
+        let observer = try KafkaConsumer.make(bootstrapServers: broker.bootstrapServers, groupID: config.groups[0].name)
+        defer { observer.close() }
+        // The inputs (`<partition>:<offset>`) whose schedule is in the schedule topic.
+        @Sendable func stored() async throws -> Set<String> {
+            let records = try await read(broker, topic: config.schedules.topic, partitions: config.schedules.partitions)
+            return Set(records.compactMap { message -> String? in
+                guard case .schedule(let schedule)? = try? ScheduleRecord(key: message.key, value: message.value, offset: message.offset) else { return nil }
+                return schedule.task.message
+            })
+        }
+        let (samples, violations, all) = try await withPool(config, scripts: rig.scripts, logger: capture.logger) { () async throws -> (Int, [String], Set<String>) in
+            #expect(await eventually { capture.lines(startingWith: "seen ").count >= 50 })
+            broker.delayNext(.produce, count: 6, milliseconds: 1500)
+            var samples = 0
+            var violations: [String] = []
+            var all: Set<String> = []
+            #expect(try await eventually(timeout: .seconds(90)) {
+                let committed = try await offThePool {
+                    try observer.committed((0..<2).map { PartitionOffset(topic: "in", partition: Int32($0), offset: -1) }, timeoutMs: 5000)
+                }
+                all = try await stored()
+                for position in committed where position.offset > 0 {
+                    samples += 1
+                    for offset in 0..<position.offset where !all.contains("\(position.partition):\(offset)") {
+                        violations.append("\(position.partition):\(offset) committed (at \(position.offset)) before its schedule was stored")
+                    }
+                }
+                return committed.reduce(0) { $0 + max(0, $1.offset) } >= total
+            })
+            return (samples, violations, try await stored())
+        }
+        #expect(samples >= 4, "the commit was observed while the run went on")
+        #expect(violations.isEmpty, "\(violations.count) violations, e.g. \(violations.prefix(3))")
+        #expect(all.count == total, "\(total - all.count) schedules missing")
+    }
+
     @Test("two daemons share the schedules; one is killed with SIGKILL: every schedule keeps firing, none missed, at most one doubled per schedule")
     func sigkillFailover() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")

@@ -44,7 +44,6 @@ struct FireDelayBenchmark: Sendable {
         // The daemon's producer settings.
         let producer = try KafkaProducer.make(bootstrapServers: broker.bootstrapServers, deliveryTimeoutMs: 30_000,
                                               properties: ["queue.buffering.max.messages": "200000"])
-        defer { Task { await producer.close(timeoutMs: 5000) } }
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
 
         // Reference: one message at a time, enqueue to acknowledgement.
@@ -64,13 +63,29 @@ struct FireDelayBenchmark: Sendable {
         let consumer = ScheduleConsumer(store: store, group: config.group, bootstrapServers: broker.bootstrapServers, properties: [:])
         firer.start()
         consumer.start()
-        let stopThread = DedicatedThread(name: "bench-schedules-stop")
-        defer {
-            stopThread.submit {
-                consumer.stop()
-                firer.stop()
-            }
+        do {
+            try await fire(store: store, publisher: publisher, output: output, into: &measured, report: report)
+        } catch {
+            await Self.stop(consumer, firer, producer)
+            throw error
         }
+        await Self.stop(consumer, firer, producer)
+        return measured
+    }
+
+    /// Leaves the group and stops the timer (blocking: on a thread of its own), then closes the producer.
+    private static func stop(_ consumer: ScheduleConsumer, _ firer: ScheduleFirer, _ producer: KafkaProducer) async {
+        let thread = DedicatedThread(name: "bench-schedules-stop")
+        await thread.run {
+            consumer.stop()
+            firer.stop()
+        }
+        thread.stop()
+        await producer.close(timeoutMs: 5000)
+    }
+
+    private func fire(store: ScheduleStore, publisher: TaskPublisher, output: String, into measured: inout Measured,
+                      report: @Sendable (String) -> Void) async throws {
         let joinDeadline = ContinuousClock.now + .seconds(60)
         while !store.isLive {
             guard ContinuousClock.now < joinDeadline else { throw BenchmarkError("the schedule partitions were not assigned in 60 s") }
@@ -102,7 +117,6 @@ struct FireDelayBenchmark: Sendable {
         let left = store.book.read { $0.count }
         report(String(format: "schedules: %d of %d fired (%d left); due to acknowledgement p50 %.3f ms, p99 %.3f ms, max %.3f ms",
                       measured.fired, count, left, measured.delayP50Ms, measured.delayP99Ms, measured.delayMaxMs))
-        return measured
     }
 
     /// Memory one schedule takes in a `ScheduleTable` (entry, timer,

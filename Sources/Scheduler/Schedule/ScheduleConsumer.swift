@@ -10,13 +10,15 @@ import Logging
 /// written their state, so the next owner starts from it.
 final class ScheduleConsumer: @unchecked Sendable {
     // Threading rule: `consumer` is created, polled and closed on the loop's
-    // thread only; `running` is guarded by `lock`.
+    // thread only, and `reportedMissingTopic` used there only; `running` is guarded by `lock`.
     private let store: ScheduleStore
     private let bootstrapServers: String
     private let properties: [String: String]
     private let group: String
     private let lock = NSLock()
     private var running = true
+    /// The missing-topic error was logged (once is enough: it repeats at every metadata refresh).
+    private var reportedMissingTopic = false
     private let finished = DispatchSemaphore(value: 0)
     /// Longest a revoke waits for fires in flight.
     static let revokeWaitMs = 5000
@@ -113,6 +115,11 @@ final class ScheduleConsumer: @unchecked Sendable {
                     store.logger.info("schedule partition read; its schedules fire from here",
                                       metadata: [LogKey.partition: "\(partition)", LogKey.offset: "\(raw.offset)"])
                 }
+            } else if error.code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue || error.code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC.rawValue {
+                guard !reportedMissingTopic else { return }
+                reportedMissingTopic = true
+                store.logger.error("the schedule topic does not exist, so no schedule can be stored or fire; create it compacted with [schedules] partitions (\(store.placement.partitions)) partitions, or set [schedules] topic: \(error)",
+                                   metadata: [LogKey.topic: "\(store.topic)"])
             } else {
                 store.logger.warning("schedule consumer: \(error)", metadata: [LogKey.topic: "\(store.topic)"])
             }
