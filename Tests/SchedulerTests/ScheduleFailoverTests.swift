@@ -18,7 +18,8 @@ struct ScheduleFailoverTests {
                 end
                 """,
         ])
-        let config = poolConfig(topics: [input], workers: 3, sliceMs: 30)
+        var config = poolConfig(topics: [input], workers: 3, sliceMs: 30)
+        config.schedules.enabled = true
         let fired = try await withPool(config, scripts: scripts, logger: quietLogger) { () async throws -> [FiredTask] in
             var fired: [FiredTask] = []
             #expect(try await eventually(timeout: .seconds(60)) {
@@ -89,7 +90,7 @@ struct ScheduleFailoverTests {
         let output = try TestBroker.freshTopic("failover-out")
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "function process(msg) end"])
         let group = "failover-\(UUID().uuidString.prefix(6))"
-        let configFile = try daemonConfig(next: scripts, topic: idle, group: group, workers: 1, sliceMs: 100)
+        let configFile = try daemonConfig(next: scripts, topic: idle, group: group, workers: 1, sliceMs: 100, schedules: true)
         let scheduleTopic = "\(group)-schedules"
         let first = try DaemonProcess(["--config", configFile.path, "--scripts", scripts])
         let second = try DaemonProcess(["--config", configFile.path, "--scripts", scripts])

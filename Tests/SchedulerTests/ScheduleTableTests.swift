@@ -29,7 +29,7 @@ struct ScheduleTableTests {
         #expect(table.takeDue(now: Self.base + 5000).isEmpty, "in flight: not taken twice")
         #expect(table.inFlight(0) == 2)
         for fire in fires {
-            switch table.acknowledged(fire, now: Self.base + 5010) {
+            switch table.acknowledged(fire) {
             case .remove(let id, _): #expect(id == "a")
             case .write(let schedule, _): #expect(schedule.nextDueMs == Self.base + 6000)
             case .nothing: Issue.record("a fire was dropped")
@@ -66,7 +66,7 @@ struct ScheduleTableTests {
         for step in 1...2 {
             let fire = table.takeDue(now: Self.base + Int64(step) * 1000)
             #expect(fire.count == 1)
-            if case .write(let schedule, _) = table.acknowledged(fire[0], now: Self.base + Int64(step) * 1000 + 3) {
+            if case .write(let schedule, _) = table.acknowledged(fire[0]) {
                 fired = fired ?? schedule
             }
         }
@@ -86,7 +86,7 @@ struct ScheduleTableTests {
         _ = table.apply(.schedule(every("e")), partition: 0)
         let fires = table.takeDue(now: Self.base + 1000)
         _ = table.apply(.removed(id: "e"), partition: 0)
-        #expect(table.acknowledged(fires[0], now: Self.base + 1001) == .nothing)
+        #expect(table.acknowledged(fires[0]) == .nothing)
         #expect(table.inFlight(0) == 0)
         var raced = every("e")
         raced.fires = 1
@@ -107,6 +107,27 @@ struct ScheduleTableTests {
         let retried = table.takeDue(now: Self.base + 2500)
         #expect(retried.map(\.due) == [Self.base + 1000])
         #expect(table.schedules.first?.fires == 0)
+    }
+
+    @Test("a slow acknowledgement does not skip the next slot; a fire taken late moves past the whole missed period")
+    func slowAcknowledgement() {
+        var table = ScheduleTable()
+        table.assign([0])
+        table.markLive(0)
+        _ = table.apply(.schedule(every("e")), partition: 0)
+        // Taken on time at +1 s; acknowledged only after +2 s passed: +2 s still fires (late).
+        let onTime = table.takeDue(now: Self.base + 1000)[0]
+        guard case .write(let next, _) = table.acknowledged(onTime) else { Issue.record("no state"); return }
+        #expect(next.nextDueMs == Self.base + 2000)
+        // That fire is taken at +2.3 s (a period late is not reached): +3 s next.
+        let late = table.takeDue(now: Self.base + 2300)[0]
+        guard case .write(let after, _) = table.acknowledged(late) else { Issue.record("no state"); return }
+        #expect(after.nextDueMs == Self.base + 3000)
+        // Taken at +7.5 s (down meanwhile): once, then +8 s.
+        let caughtUp = table.takeDue(now: Self.base + 7500)
+        #expect(caughtUp.count == 1)
+        guard case .write(let resumed, _) = table.acknowledged(caughtUp[0]) else { Issue.record("no state"); return }
+        #expect(resumed.nextDueMs == Self.base + 8000)
     }
 
     @Test("reassigning a partition reads it again from scratch")
@@ -138,7 +159,7 @@ struct ScheduleTableTests {
             let fires = table.takeDue(now: now)
             taken += fires.map(\.due)
             #expect(fires.allSatisfy { $0.due <= now })
-            for fire in fires { _ = table.acknowledged(fire, now: now); table.settled(fire.partition) }
+            for fire in fires { _ = table.acknowledged(fire); table.settled(fire.partition) }
         }
         #expect(taken.count == 10_000)
         #expect(taken == taken.sorted())

@@ -3,6 +3,13 @@ import HummingbirdTesting
 import Testing
 @testable import Scheduler
 
+/// `testConfig()` with this daemon firing schedules.
+func schedulingConfig() -> SchedulerConfig {
+    var config = testConfig()
+    config.schedules.enabled = true
+    return config
+}
+
 /// `GET /health`'s `schedules.live`: this daemon holds schedule partitions and read them.
 func schedulesLive(_ client: some TestClientProtocol) async throws -> Bool {
     let response = try await client.execute(uri: "/health", method: .get)

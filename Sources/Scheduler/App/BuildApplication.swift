@@ -52,9 +52,11 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
 
     let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger)
-    // After the producer: it stops (leaving the group, settling fires) before the producer closes.
-    services.append(ScheduleService(store: schedules, group: config.schedules.group, bootstrapServers: bootstrapServers,
-                                    properties: config.kafka.properties))
+    if config.schedules.enabled {
+        // After the producer: it stops (leaving the group, settling fires) before the producer closes.
+        services.append(ScheduleService(store: schedules, group: config.schedules.group, bootstrapServers: bootstrapServers,
+                                        properties: config.kafka.properties))
+    }
 
     let catalog = try await ScriptCatalog.load(
         directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,

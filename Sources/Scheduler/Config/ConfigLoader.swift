@@ -139,11 +139,12 @@ public enum ConfigLoader {
         for (key, value) in table {
             let path = "schedules.\(key)"
             switch key {
+            case "enabled": section.enabled = try reader.bool(value, path, table: "schedules")
             case "topic": section.topic = try reader.string(value, path, table: "schedules")
             case "group": section.group = try reader.string(value, path, table: "schedules")
             case "partitions": section.partitions = try reader.int(value, path, table: "schedules")
             case "max_schedules": section.maxSchedules = try reader.int(value, path, table: "schedules")
-            default: throw reader.unknownKey(key, table: "schedules", allowed: ["topic", "group", "partitions", "max_schedules"])
+            default: throw reader.unknownKey(key, table: "schedules", allowed: ["enabled", "topic", "group", "partitions", "max_schedules"])
             }
         }
     }

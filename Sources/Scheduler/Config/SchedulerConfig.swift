@@ -82,6 +82,11 @@ public struct ProducerSection: Sendable, Equatable {
 
 /// `[schedules]`: where scheduled tasks (`at`, `after`, `every`, `cron`) are kept.
 public struct SchedulesSection: Sendable, Equatable {
+    /// Whether this daemon takes part in firing schedules (joins the group,
+    /// holds partitions, fires, lists its schedules). False: it only stores
+    /// and cancels schedules (API, scripts); other daemons fire them.
+    /// Default true.
+    public var enabled = true
     /// The compacted topic schedules are kept in, keyed by schedule id.
     /// Default `task-scheduler.schedules`.
     public var topic = "task-scheduler.schedules"

@@ -119,7 +119,7 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
             if delays.count >= 200_000 { delays.removeFirst(100_000) }
             delays.append(late)
         }
-        let outcome = store.book.update { $0.acknowledged(fire, now: now) }
+        let outcome = store.book.update { $0.acknowledged(fire) }
         let record: ScheduleRecord
         switch outcome {
         case .nothing: return

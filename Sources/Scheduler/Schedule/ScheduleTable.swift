@@ -34,6 +34,9 @@ struct ScheduleTable: Sendable {
         let id: String
         let partition: Int32
         let due: Int64
+        /// When the timer took it: a fire taken after its next slot passed
+        /// stands for the whole missed period (see `acknowledged`).
+        let takenAt: Int64
         let task: TaskSpec
         let kind: String
     }
@@ -145,7 +148,7 @@ struct ScheduleTable: Sendable {
             entry.inFlight = true
             entries[top.id] = entry
             inFlight[entry.partition, default: 0] += 1
-            fires.append(Fire(id: top.id, partition: entry.partition, due: entry.schedule.nextDueMs,
+            fires.append(Fire(id: top.id, partition: entry.partition, due: entry.schedule.nextDueMs, takenAt: now,
                               task: entry.schedule.task, kind: entry.schedule.kind.name))
         }
         if heap.count > 2 * entries.count + 64 {
@@ -155,9 +158,16 @@ struct ScheduleTable: Sendable {
         return fires
     }
 
-    /// The task of `fire` was acknowledged at `now`: advances the schedule and
-    /// says what to write. A `.nothing` outcome settles the fire at once.
-    mutating func acknowledged(_ fire: Fire, now: Int64) -> Outcome {
+    /// The task of `fire` was acknowledged: advances the schedule and says
+    /// what to write. A `.nothing` outcome settles the fire at once.
+    ///
+    /// The next due time is computed from when the fire was taken, not from
+    /// the acknowledgement: a slow acknowledgement that lets the next slot
+    /// pass makes that slot fire at once (late) instead of skipping it, while
+    /// a fire taken late (after downtime, or that very catch-up) moves the
+    /// schedule past everything missed, so it fires once for the period.
+    mutating func acknowledged(_ fire: Fire) -> Outcome {
+        let now = fire.takenAt
         guard var entry = entries[fire.id], entry.inFlight else {
             settled(fire.partition)
             return .nothing
