@@ -78,7 +78,7 @@ struct TaskRoutes: Sendable {
             do {
                 let schedule = try await schedules.create(task: accepted, kind: kind)
                 return JSONBody.response(ScheduledView(id: schedule.id, next_due: RFC3339.format(schedule.nextDueMs), kind: kind.name))
-            } catch let error as ScheduleError {
+            } catch {
                 throw Self.apiError(error)
             }
         }

@@ -77,6 +77,10 @@ public final class ScheduleStore: Sendable {
             throw .invalid(error.description)
         }
         try await write(message)
+        // When this daemon owns the partition, the schedule is in its table
+        // now, not only once the record is read back (a fetch away: a short
+        // `after` would start late). Reading it back later changes nothing.
+        applyLocally(.schedule(schedule))
         metrics.counter(MetricName.schedulesCreated, [("kind", kind.name)]).increment()
         logger.info("schedule stored", metadata: [LogKey.schedule: "\(schedule.id)", LogKey.topic: "\(task.topic)",
                                                   LogKey.due: "\(RFC3339.format(schedule.nextDueMs))"])
@@ -93,7 +97,16 @@ public final class ScheduleStore: Sendable {
         }
         if known == false { throw .noSuchSchedule(id: id) }
         try await write(placement.cancel(id: id))
+        applyLocally(.removed(id: id))
         logger.info("schedule cancelled", metadata: [LogKey.schedule: "\(id)"])
+    }
+
+    /// Applies a record this daemon just wrote (and the broker acknowledged)
+    /// to its table, if it holds the record's partition.
+    private func applyLocally(_ record: ScheduleRecord) {
+        let partition = ScheduleRecord.partition(of: record.id, partitions: placement.partitions)
+        let again = book.update { $0.apply(record, partition: partition) }
+        for id in again { _ = publisher.enqueue(placement.cancel(id: id), checkSize: false) }
     }
 
     private func write(_ message: OutgoingMessage) async throws(ScheduleError) {
