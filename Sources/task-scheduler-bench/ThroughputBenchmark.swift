@@ -34,7 +34,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, noop, batch, emitting, python, handoff
+        case librdkafka, kcat, noop, batch, emitting, python, handoff, schedules
     }
 
     /// Creates a benchmark with the defaults.
@@ -69,6 +69,12 @@ public struct ThroughputBenchmark: Sendable {
         public var gapP99Ms: Double?
         public var gapCount = 0
         public var slices = 0
+        /// The schedules phase: fires of 10,000 schedules due within a minute.
+        public var schedulesFired: Int?
+        public var fireDelayP50Ms: Double?
+        public var fireDelayP99Ms: Double?
+        public var produceP99Ms: Double?
+        public var bytesPerSchedule: Double?
     }
 
     /// Runs the benchmark; `report` receives progress lines.
@@ -155,6 +161,14 @@ public struct ThroughputBenchmark: Sendable {
             } catch {
                 report("python peer skipped: \(error)")
             }
+        }
+        if readers.contains(.schedules) {
+            let fired = try await FireDelayBenchmark().run(broker: broker, logger: logger, report: report)
+            result.schedulesFired = fired.fired
+            result.fireDelayP50Ms = fired.delayP50Ms
+            result.fireDelayP99Ms = fired.delayP99Ms
+            result.produceP99Ms = fired.produceP99Ms
+            result.bytesPerSchedule = fired.bytesPerSchedule
         }
         result.gapCount = gaps.count
         result.gapP50Ms = Self.quantileMs(gaps, 0.5)
