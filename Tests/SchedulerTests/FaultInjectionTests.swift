@@ -40,7 +40,7 @@ enum Fault: String, CaseIterable, Sendable {
 
 @Suite("Faults injected by the mock broker")
 struct FaultInjectionTests {
-    @Test("nothing accepted is lost; nothing is processed twice unless the group rebalances, and then only what was in flight", arguments: Fault.allCases)
+    @Test("nothing accepted is lost; nothing is processed twice unless the group rebalances, and then only what was not committed before the fault", arguments: Fault.allCases)
     func fault(_ fault: Fault) async throws {
         let broker = try EmbeddedBroker.start(brokers: 3)
         defer { broker.shutdown() }
@@ -53,7 +53,7 @@ struct FaultInjectionTests {
         config.kafka.brokers = [broker.bootstrapServers]
         config.producer.timeoutMs = 20_000
         let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: capture.logger))
-        let (accepted, seen) = try await app.test(.live) { client in
+        let (accepted, beforeFault, seen) = try await app.test(.live) { client in
             var accepted: [String] = []
             func postBatch(_ range: Range<Int>) async throws {
                 for index in range {
@@ -63,12 +63,24 @@ struct FaultInjectionTests {
             }
             try await postBatch(0..<40)
             await eventually { capture.lines(startingWith: "seen ").count >= 40 }
+            // The first batch is committed before the fault: whatever the
+            // fault makes the group redo, it is none of these.
+            let observer = try KafkaConsumer.make(bootstrapServers: broker.bootstrapServers, groupID: group)
+            defer { observer.close() }
+            let committed = await eventually(timeout: .seconds(30)) {
+                let positions = try? await offThePool {
+                    try observer.committed((0..<2).map { PartitionOffset(topic: topic, partition: Int32($0), offset: -1) }, timeoutMs: 5000)
+                }
+                return (positions ?? []).reduce(0) { $0 + max(0, $1.offset) } >= Int64(accepted.count)
+            }
+            #expect(committed, "\(fault): the first batch was not committed before the fault")
+            let acceptedBeforeFault = Set(accepted)
             fault.inject(broker, topic: topic, group: group)
             try await postBatch(40..<80)
             await eventually(timeout: .seconds(60)) {
                 Set(capture.lines(startingWith: "seen ").compactMap(Seen.init).map(\.payload)).isSuperset(of: accepted)
             }
-            return (accepted, capture.lines(startingWith: "seen ").compactMap(Seen.init))
+            return (accepted, acceptedBeforeFault, capture.lines(startingWith: "seen ").compactMap(Seen.init))
         }
         #expect(accepted.count == 80, "\(fault): \(80 - accepted.count) tasks refused")
         let payloads = Set(seen.map(\.payload))
@@ -81,17 +93,28 @@ struct FaultInjectionTests {
             #expect(order == order.sorted(), "\(fault): key k\(key) processed out of order")
         }
         let duplicates = seen.count - payloads.count
+        var times: [String: Int] = [:]
+        for record in seen { times[record.payload, default: 0] += 1 }
+        let redone = Set(times.filter { $0.value > 1 }.keys)
         // A fault that keeps the group as it is (retried produce, fetch or
-        // commit; a new leader) redoes nothing. A rebalance commits
-        // synchronously before the partitions go, so at most what was in
-        // flight at that moment (a slice's messages) is redone; 0 in every run so far.
+        // commit; a new leader) redoes nothing. A rebalance redoes at most
+        // what was not committed when the group began rebalancing, never what
+        // was committed before the fault. Under the cooperative assignor that
+        // can be every message processed while the member's JoinGroup waited
+        // (about 2 s on the mock broker): librdkafka tells the application
+        // nothing when a member rejoins keeping its partitions, so processing
+        // goes on, and the commits sent meanwhile are answered ILLEGAL_GENERATION
+        // after the election; librdkafka then takes the assignment as lost and
+        // the partitions resume from the last commit accepted before the
+        // rejoin (docs/architecture.md, "Rebalance"). Run alone, the second
+        // batch is done before the next heartbeat and nothing is redone; in
+        // loaded runs 13 to 36 of the 40 posted after the fault were.
         if fault.rebalances {
-            #expect(duplicates <= 4, "\(fault): \(duplicates) of \(accepted.count) processed twice")
+            #expect(redone.isDisjoint(with: beforeFault), "\(fault): committed before the fault, yet processed again: \(redone.intersection(beforeFault).sorted())")
+            #expect(duplicates <= accepted.count - beforeFault.count, "\(fault): \(duplicates) of \(accepted.count) processed twice")
         } else {
             #expect(duplicates == 0, "\(fault): \(duplicates) of \(accepted.count) processed twice")
         }
-        var times: [String: Int] = [:]
-        for record in seen { times[record.payload, default: 0] += 1 }
         #expect(times.values.allSatisfy { $0 <= 2 }, "\(fault): a message processed three times or more")
     }
 }
