@@ -241,8 +241,8 @@ struct RotationState: Sendable {
             break
         case .invalid(let message):
             step.decisions.append(.note(.answerRejected(message)))
-        case let .pick(worker, topic, partition, sliceMs):
-            switch validate(worker: worker, topic: topic, partition: partition, sliceMs: sliceMs, after: question, facts: step.facts) {
+        case let .pick(worker, topic, partition, sliceMs, lane):
+            switch validate(worker: worker, topic: topic, partition: partition, lane: lane, sliceMs: sliceMs, after: question, facts: step.facts) {
             case .success(let choice?): return choice
             case .success(nil): break
             case .failure(let rejection): step.decisions.append(.note(.answerRejected(rejection.message)))
