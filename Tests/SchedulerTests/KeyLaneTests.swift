@@ -133,4 +133,50 @@ struct KeyLaneTests {
             #expect(ledger.ahead <= 64 + 8)
         }
     }
+
+    @Test("the rotation rules lease the lanes of one partition to different workers; a revoke stops every lane and is released only once all let go")
+    func laneSlots() {
+        var rig = RotationRig(workers: 4)
+        let lanes = (0..<4).map { SlotKey(TopicPartition(topic: "A", partition: 0), lane: $0) }
+        rig.facts.work.formUnion(lanes)
+        let grants = rig.send(.assigned(lanes))
+        #expect(grants.count == 4 && grants.allSatisfy { $0.hasPrefix("grant w") }, "\(grants)")
+        #expect(Set(rig.state.leases.values.map(\.slot)) == Set(lanes), "each lane has its own lease")
+        #expect(Set(rig.state.leases.keys).count == 4, "on four different workers")
+        let stops = rig.send(.revoking(Set(lanes), ticket: 1))
+        #expect(stops.sorted() == ["stop w0 revoked", "stop w1 revoked", "stop w2 revoked", "stop w3 revoked"])
+        let holders = rig.state.leases.keys.sorted()
+        for worker in holders.dropLast() {
+            #expect(rig.end(worker, .revoked).isEmpty, "released while lanes are still held")
+        }
+        #expect(rig.end(holders.last!, .revoked) == ["release #1 A0 A0#1 A0#2 A0#3"])
+    }
+
+    @Test("rotate() answers name a lane: the lane asked for, or with a partition only, the lane that ended")
+    func laneAnswers() {
+        var rig = RotationRig(workers: 3)
+        let lanes = (0..<2).map { SlotKey(TopicPartition(topic: "A", partition: 0), lane: $0) }
+        rig.facts.work.formUnion(lanes)
+        rig.send(.assigned(lanes))
+        let idle = (0..<3).first { rig.state.leases[$0] == nil }!
+        let laneZero = rig.state.leases.values.first { $0.slot.lane == 0 }!.worker
+        let laneOne = rig.state.leases.values.first { $0.slot.lane == 1 }!.worker
+        rig.policy.answers = [.pick(worker: "g-\(idle)", topic: "A", partition: 0, lane: 1)]
+        #expect(rig.boundary(laneZero).contains("rejected rotate(): partition A[0]#1 is held by another worker"))
+        rig.policy.answers = [.pick(worker: "g-\(idle)", lane: 1)]
+        let noPartition = rig.boundary(laneOne)
+        #expect(noPartition.contains("rejected rotate(): field 'partition' must be given with 'lane'"), "\(noPartition)")
+    }
+
+    @Test("with a partition but no lane, the lane whose slice ended is handed on")
+    func laneHandoff() {
+        var rig = RotationRig(workers: 3)
+        let lanes = (0..<2).map { SlotKey(TopicPartition(topic: "A", partition: 0), lane: $0) }
+        rig.facts.work.formUnion(lanes)
+        rig.send(.assigned(lanes))
+        let idle = (0..<3).first { rig.state.leases[$0] == nil }!
+        let laneOne = rig.state.leases.values.first { $0.slot.lane == 1 }!.worker
+        rig.policy.answers = [.pick(worker: "g-\(idle)", topic: "A", partition: 0)]
+        #expect(rig.boundary(laneOne) == ["grant w\(idle) A0#1 from w\(laneOne)"])
+    }
 }
