@@ -65,30 +65,56 @@ struct RotationFaultTests {
             (.tick(afterMs: 10), []),
             (.tick(afterMs: 1000), ["commit A0@6"]),
         ]),
-        Rule("under cooperative assignment a refusal for a rebalance pauses nothing", eager: false, [
+        Rule("cooperative: the assignment that comes with a revocation ends the pause, not the commit hold", eager: false, [
             (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
-            (.refused(rebalance: true), ["resend A0 A1"]),
-            (.boundary(1), ["renew w1 100"]),
+            (.refused(rebalance: true), ["resend A0 A1", "hold commits", "paused", "stop w0 revoked", "stop w1 revoked"]),
+            (.revoke(["A1"], ticket: 1), []),
+            (.end(0, .revoked), ["release #1 A1"]),
+            (.end(1, .revoked), []),
+            (.assignIdle([]), ["grant w1 A0"]),
+            (.assignIdle([]), ["resume commits"]),
+        ]),
+        Rule("cooperative: having given partitions up, commits wait for the next round's assignment, not the one that comes with the revocation", eager: false, [
+            (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
+            (.revoke(["A1"], ticket: 1), ["hold commits", "commits held", "stop w0 revoked"]),
+            (.end(0, .revoked), ["release #1 A1"]),
+            (.assignIdle([]), []),
+            (.boundary(1), ["grant w0 A0 from w1"]),
+            (.assignIdle([]), ["resume commits"]),
+        ]),
+        Rule("cooperative: partitions lost (no generation left) are followed by the next round at once", eager: false, [
+            (.assign(["A0"]), ["grant w1 A0"]),
+            (.revoke(["A0"], ticket: 1, lost: true), ["hold commits", "commits held", "stop w1 revoked"]),
+            (.end(1, .revoked), ["release #1 A0"]),
+            (.assign(["A0"]), ["resume commits", "grant w0 A0"]),
+        ]),
+        Rule("commits wait while the group rebalances and go out once it assigned again (even nothing)", eager: false, [
+            (.assignIdle(["A0"]), []),
+            (.position("A0", 7, 5), []),
+            (.refused(rebalance: true), ["resend A0", "hold commits", "paused"]),
+            (.tick(afterMs: 1000), []),
+            (.assignIdle([]), ["resume commits"]),
+            (.tick(afterMs: 1000), ["commit A0@7"]),
         ]),
     ])
     func refusedCommits(_ rule: Rule) { rule.run() }
 
-    @Test("a refusal for a rebalance pauses every lease until the next assignment, or gives up after 15 s", arguments: [
+    @Test("a refusal for a rebalance pauses every lease and commit until the next assignment, or gives up after 15 s", arguments: [
         Rule("paused until the next assignment", [
             (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
-            (.refused(rebalance: true), ["resend A0 A1", "paused", "stop w0 revoked", "stop w1 revoked"]),
+            (.refused(rebalance: true), ["resend A0 A1", "hold commits", "paused", "stop w0 revoked", "stop w1 revoked"]),
             (.end(0, .revoked), []),
             (.end(1, .revoked), []),
             (.tick(afterMs: 100), []),
-            (.assign(["A2"]), ["grant w1 A2", "grant w0 A0"]),
+            (.assign(["A2"]), ["resume commits", "grant w1 A2", "grant w0 A0"]),
         ]),
         Rule("a member with no assignment: the pause gives up after 15 s", workers: 1, [
             (.assign(["A0"]), ["grant w0 A0"]),
-            (.refused(rebalance: true), ["resend A0", "paused", "stop w0 revoked"]),
+            (.refused(rebalance: true), ["resend A0", "hold commits", "paused", "stop w0 revoked"]),
             (.end(0, .revoked), []),
             (.refused(rebalance: true), ["resend A0"]),
             (.tick(afterMs: 14_000), []),
-            (.tick(afterMs: 1001), ["gave up", "grant w0 A0"]),
+            (.tick(afterMs: 1001), ["gave up", "resume commits", "grant w0 A0"]),
         ]),
     ])
     func pauses(_ rule: Rule) { rule.run() }

@@ -56,9 +56,14 @@ struct RotationWorld {
     var assigned: Set<SlotKey> = []
     var revoking: (ticket: Int, slots: Set<SlotKey>)?
     var tickets = 0
+    /// The pending revocation took slots that leases held.
+    var revokeHadLeases = false
     var stopped = false
+    var commitsHeld = false
     var quiesced = false
     var failures: [String] = []
+    /// How often each kind of thing happened, so the test shows it reached them.
+    var seen: [String: Int] = [:]
     let universe = ["A0", "A1", "A2", "B0", "B1"].map(slot)
 
     init(seed: UInt64) {
@@ -66,7 +71,7 @@ struct RotationWorld {
         random = SeededRandom(state: seed)
         policy = RandomPolicy(seed: seed)
         var rules = RotationRules(group: "g", topics: ["A", "B"], workers: (0..<3).map { "g-\($0)" }, sliceMs: 100)
-        rules.pauseOnRebalance = seed % 2 == 0
+        rules.cooperative = seed % 2 == 0
         state = RotationState(rules: rules)
     }
 
@@ -81,6 +86,7 @@ struct RotationWorld {
     mutating func carryOut(_ decision: RotationDecision, event: RotationEvent) {
         switch decision {
         case .grant(let grant):
+            seen[grant.handoffFrom == nil ? "grant" : "handoff", default: 0] += 1
             if state.slots[grant.slot]?.revoked != false { fail("grant on revoked or unknown \(grant.slot) after \(event)") }
             if !state.mayGrant { fail("grant of \(grant.slot) while paused or stopping") }
             if case .revoking = event { fail("grant while revoking") }
@@ -89,12 +95,17 @@ struct RotationWorld {
             sims[grant.id] = Sim(grant: grant, phase: grant.handoffFrom == nil ? .running : .waiting)
         case .renew(let id, _):
             guard var sim = sims[id] else { return }
+            seen["renew", default: 0] += 1
             if state.slots[sim.grant.slot]?.revoked != false { fail("renewal on revoked \(sim.grant.slot)") }
             sim.renewed = true
             sims[id] = sim
         case .stop(let id, let reason):
             sims[id]?.stop = reason
+        case .holdCommits(let held):
+            commitsHeld = held
         case .commit(let positions):
+            seen["commit", default: 0] += 1
+            if commitsHeld { fail("commit while the group rebalances") }
             for position in positions {
                 if position.offset > processed[position.slot, default: -1] { fail("commit of \(position.slot) at \(position.offset) ahead of processed \(processed[position.slot, default: -1])") }
                 facts.positions[position.slot]?.committed = position.offset
@@ -105,11 +116,18 @@ struct RotationWorld {
             guard let pending = revoking, pending.ticket == ticket else { fail("release of unknown ticket \(ticket)"); return }
             if sims.values.contains(where: { slots.contains($0.grant.slot) && $0.phase != .released }) { fail("released \(slots) while a worker still holds one") }
             if state.leases.values.contains(where: { slots.contains($0.slot) }) { fail("released \(slots) while the state still has a lease on one") }
+            if revokeHadLeases { seen["release after leases", default: 0] += 1 }
             assigned.subtract(pending.slots)
             revoking = nil
         case .quiesced:
             if !state.leases.isEmpty || sims.values.contains(where: { $0.phase != .released }) { fail("quiesced with leases running") }
             quiesced = true
+        case .note(.pauseGaveUp):
+            seen["pause gave up", default: 0] += 1
+        case .note(.paused):
+            seen["paused", default: 0] += 1
+        case .note(.answerRejected):
+            seen["answer rejected", default: 0] += 1
         case .note:
             break
         }
@@ -201,6 +219,7 @@ struct RotationWorld {
             let taken = Set(assigned.filter { _ in random.chance(50) })
             tickets += 1
             revoking = (tickets, taken)
+            revokeHadLeases = sims.values.contains { taken.contains($0.grant.slot) }
             send(.revoking(taken, ticket: tickets))
         case 76..<80 where poll: send(.commitRefused(rebalance: random.chance(70)))
         case 80..<95:
@@ -238,13 +257,19 @@ struct RotationRandomTests {
     @Test("invariants hold after every step of 2,000 random sequences")
     func randomSequences() {
         var failures: [String] = []
+        var seen: [String: Int] = [:]
         for seed in UInt64(1)...2000 {
             var world = RotationWorld(seed: seed)
             for _ in 0..<150 { world.step() }
             world.drain()
             failures += world.failures.prefix(3)
+            seen.merge(world.seen, uniquingKeysWith: +)
             if failures.count > 10 { break }
         }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+        // The sequences reach every kind of transition (not just idle ones).
+        for kind in ["grant", "handoff", "renew", "commit", "release after leases", "paused", "pause gave up", "answer rejected"] {
+            #expect(seen[kind, default: 0] > 20, "only \(seen[kind, default: 0]) \(kind) in 2,000 sequences: \(seen)")
+        }
     }
 }

@@ -35,9 +35,9 @@ struct RotationRig {
     /// Every decision so far, as lines.
     private(set) var log: [String] = []
 
-    init(workers: Int, topics: [String] = ["A"], sliceMs: Int = 100, pauseOnRebalance: Bool = true) {
+    init(workers: Int, topics: [String] = ["A"], sliceMs: Int = 100, cooperative: Bool = false) {
         var rules = RotationRules(group: "g", topics: topics, workers: (0..<workers).map { "g-\($0)" }, sliceMs: sliceMs)
-        rules.pauseOnRebalance = pauseOnRebalance
+        rules.cooperative = cooperative
         state = RotationState(rules: rules)
     }
 
@@ -62,10 +62,12 @@ struct RotationRig {
             case .resendCommits(let slots):
                 for slot in slots { facts.positions[slot]?.committed = -1 }
                 lines.append("resend " + slots.map(name).joined(separator: " "))
+            case .holdCommits(let held): lines.append(held ? "hold commits" : "resume commits")
             case .release(let ticket, let slots): lines.append("release #\(ticket) " + slots.map(name).joined(separator: " "))
             case .quiesced(let slots): lines.append("quiesced " + slots.map(name).joined(separator: " "))
             case .note(.answerRejected(let message)): lines.append("rejected \(message)")
             case .note(.paused): lines.append("paused")
+            case .note(.commitsHeld): lines.append("commits held")
             case .note(.pauseGaveUp): lines.append("gave up")
             case .note(.topicMoved(let topic)): lines.append("topic \(topic)")
             case .note(.assigned): if notes { lines.append("\(decision)") }

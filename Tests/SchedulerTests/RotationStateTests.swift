@@ -4,7 +4,7 @@ import Testing
 /// One step of a rule: what happens, and the decisions expected (as `RotationRig` lines).
 enum Act: Sendable, CustomStringConvertible {
     case assign([String]), assignIdle([String]), work([String]), noWork([String])
-    case boundary(Int), end(Int, SliceEndReason), revoke([String], ticket: Int)
+    case boundary(Int), end(Int, SliceEndReason), revoke([String], ticket: Int, lost: Bool = false)
     case refused(rebalance: Bool), tick(afterMs: Int), stop, answer(PolicyAnswer)
     /// Commit position of a slot: committable, committed.
     case position(String, Int64, Int64)
@@ -17,7 +17,7 @@ enum Act: Sendable, CustomStringConvertible {
         case .noWork(let slots): "no work on \(slots)"
         case .boundary(let worker): "w\(worker) at its slice boundary"
         case .end(let worker, let reason): "w\(worker) ends (\(reason.rawValue))"
-        case .revoke(let slots, let ticket): "revoke #\(ticket) \(slots)"
+        case .revoke(let slots, let ticket, let lost): "revoke #\(ticket) \(slots)\(lost ? " (lost)" : "")"
         case .refused(let rebalance): "commit refused\(rebalance ? " (rebalance)" : "")"
         case .tick(let ms): "tick after \(ms) ms"
         case .stop: "stop"
@@ -45,7 +45,7 @@ struct Rule: Sendable, CustomTestStringConvertible {
     }
 
     func run() {
-        var rig = RotationRig(workers: workers, topics: topics, pauseOnRebalance: eager)
+        var rig = RotationRig(workers: workers, topics: topics, cooperative: !eager)
         for (index, (act, expected)) in steps.enumerated() {
             let got: [String]
             switch act {
@@ -57,7 +57,7 @@ struct Rule: Sendable, CustomTestStringConvertible {
             case .noWork(let names): rig.facts.work.subtract(names.map(slot)); got = []
             case .boundary(let worker): got = rig.boundary(worker)
             case .end(let worker, let reason): got = rig.end(worker, reason)
-            case .revoke(let names, let ticket): got = rig.send(.revoking(Set(names.map(slot)), ticket: ticket))
+            case .revoke(let names, let ticket, let lost): got = rig.send(.revoking(Set(names.map(slot)), ticket: ticket, lost: lost))
             case .refused(let rebalance): got = rig.send(.commitRefused(rebalance: rebalance))
             case .tick(let ms): got = rig.send(.tick, after: ms)
             case .stop: got = rig.send(.stop)

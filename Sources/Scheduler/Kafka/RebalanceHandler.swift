@@ -12,13 +12,15 @@ public final class RebalanceHandler: @unchecked Sendable {
     // Threading rule: immutable closures; called only on the thread that polls
     // the consumer queue (or closes the consumer).
     let assigned: @Sendable ([PartitionOffset]) -> Void
-    let revoking: @Sendable ([PartitionOffset]) -> Void
+    /// The partitions, and whether they were lost (the member's generation
+    /// is gone, so no commit will be accepted for them) rather than given up.
+    let revoking: @Sendable ([PartitionOffset], Bool) -> Void
     let commitFailed: @Sendable (KafkaError) -> Void
 
     /// Creates a handler. `commitFailed` receives the errors of offset commits
     /// (librdkafka's offset_commit_cb), e.g. "rebalance in progress".
     public init(assigned: @escaping @Sendable ([PartitionOffset]) -> Void,
-                revoking: @escaping @Sendable ([PartitionOffset]) -> Void,
+                revoking: @escaping @Sendable ([PartitionOffset], Bool) -> Void,
                 commitFailed: @escaping @Sendable (KafkaError) -> Void = { _ in }) {
         self.assigned = assigned
         self.revoking = revoking
@@ -42,7 +44,7 @@ public final class RebalanceHandler: @unchecked Sendable {
                 _ = rd_kafka_assign(rk, partitions)
             }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            revoking(list)
+            revoking(list, rd_kafka_assignment_lost(rk) != 0)
             if cooperative {
                 _ = rd_kafka_incremental_unassign(rk, partitions).map(rd_kafka_error_destroy)
             } else {
@@ -50,7 +52,7 @@ public final class RebalanceHandler: @unchecked Sendable {
             }
         default:
             KafkaLog.logger.error("rebalance failed: \(KafkaError(err))")
-            revoking(list)
+            revoking(list, true)
             _ = rd_kafka_assign(rk, nil)
         }
     }

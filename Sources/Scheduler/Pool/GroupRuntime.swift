@@ -36,9 +36,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 }
                 coordinator.assign(feeds)
             },
-            revoking: { partitions in
+            revoking: { partitions, lost in
                 guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
-                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }))
+                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }), lost: lost)
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
                 logger.info("partitions revoked: \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
@@ -72,7 +72,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
-        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger, emitBudget: emitBudget)
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
+                                            emitBudget: emitBudget, commits: CommitGate())
         var workers: [Worker] = []
         do {
             for index in 0..<group.workers {

@@ -34,9 +34,11 @@ extension RotationCoordinator {
             let lanes = group.lanes > 1 ? " (\(group.lanes) lanes each)" : ""
             logger.info("partitions assigned: \(partitions)\(lanes)", metadata: metadata)
         case .paused:
-            logger.info("group is rebalancing: pausing leases", metadata: metadata)
+            logger.info("group is rebalancing: pausing leases and commits", metadata: metadata)
+        case .commitsHeld:
+            logger.info("group is rebalancing: commits wait for the next assignment", metadata: metadata)
         case .pauseGaveUp(let after):
-            logger.warning("no assignment came \(after) after a commit was refused for a rebalance; resuming leases", metadata: metadata)
+            logger.warning("no assignment came \(after) after a commit was refused for a rebalance; resuming leases and commits", metadata: metadata)
         case .topicMoved(let topic):
             logger.debug("group moves to the next topic", metadata: metadata.merging([LogKey.topic: "\(topic)"]) { $1 })
         case .answerRejected(let message):

@@ -31,7 +31,7 @@ final class RotationCoordinator: @unchecked Sendable {
 
     /// Starts the coordinator's thread and loads `rotate.lua` from the
     /// catalog on it, if there is one. `cooperative`: the group uses an
-    /// incremental assignor (a refused commit then pauses nothing).
+    /// incremental assignor (see `RotationRules.cooperative`).
     static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool = false) async throws -> RotationCoordinator {
         let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger, cooperative: cooperative)
         do {
@@ -51,7 +51,7 @@ final class RotationCoordinator: @unchecked Sendable {
         self.logger = logger
         self.activity = workers.map { _ in WorkerActivity() }
         var rules = RotationRules(group: group.name, topics: group.topics, workers: workers.map(\.id), sliceMs: group.sliceMs)
-        rules.pauseOnRebalance = !cooperative
+        rules.cooperative = cooperative
         self.state = RotationState(rules: rules)
         // Present from the start (empty), so dashboards find the family.
         _ = catalog.metrics.timer(MetricName.handoffGap, [("group", group.name)])
@@ -73,14 +73,14 @@ final class RotationCoordinator: @unchecked Sendable {
     /// message boundary and blocks the caller (the consumer's poll thread,
     /// inside the rebalance callback) until none of them is being processed.
     /// Returns their feeds.
-    func revokeAndWait(_ partitions: Set<TopicPartition>) -> [PartitionFeed] {
+    func revokeAndWait(_ partitions: Set<TopicPartition>, lost: Bool = false) -> [PartitionFeed] {
         let done = DispatchSemaphore(value: 0)
         let released = LockedValue<[PartitionFeed]>([])
         thread.submit { [self] in
             nextTicket += 1
             revokeWaiters[nextTicket] = (done, released)
             let slots = partitions.flatMap { partition in (0..<(feeds[partition]?.lanes ?? group.lanes)).map { SlotKey(partition, lane: $0) } }
-            apply(.revoking(Set(slots), ticket: nextTicket))
+            apply(.revoking(Set(slots), ticket: nextTicket, lost: lost))
         }
         done.wait()
         return released.withLock { $0 }
@@ -205,6 +205,8 @@ final class RotationCoordinator: @unchecked Sendable {
             commitIdle(positions)
         case .resendCommits(let slots):
             for slot in slots { feeds[slot.partition]?.committedOffset = -1 }
+        case .holdCommits(let held):
+            workers.first?.environment.commits.hold(held)
         case .release(let ticket, let slots):
             // Every lane of a partition is in the same revocation.
             let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }

@@ -188,6 +188,8 @@ extension Worker {
     /// With lanes, the position is the partition's across all its lanes.
     func commitProgress(_ lane: LaneFeed) {
         let partition = lane.partition
+        // Held while the group rebalances (CommitGate): nothing is sent.
+        guard environment.commits.isOpen else { return }
         do {
             try lane.feed.commitIfMoved { next in
                 try environment.consumer.commit([PartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)], async: true)

@@ -9,6 +9,8 @@ struct WorkerEnvironment: Sendable {
     let logger: Logger
     /// The group's bound on emits in flight.
     let emitBudget: EmitBudget
+    /// Closed while the group rebalances: async commits wait.
+    let commits: CommitGate
 
     /// How long a worker waits for a message before it calls its partition
     /// drained and ends the slice early, so idle partitions do not hold workers.

@@ -4,8 +4,9 @@ enum RotationEvent: Equatable, Sendable {
     /// The group protocol gave these slots to this process.
     case assigned([SlotKey])
     /// The group protocol takes these slots away; `ticket` names the waiting
-    /// rebalance callback, answered by `.release(ticket:slots:)`.
-    case revoking(Set<SlotKey>, ticket: Int)
+    /// rebalance callback, answered by `.release(ticket:slots:)`. `lost`: the
+    /// member's generation is gone (no assignment follows in the same round).
+    case revoking(Set<SlotKey>, ticket: Int, lost: Bool = false)
     /// A worker reached a slice boundary (`final == false`: it goes on in
     /// overtime) or let go of its slot.
     case report(LeaseReport)
@@ -43,6 +44,9 @@ enum RotationDecision: Equatable, Sendable {
     /// Forget what was committed for these slots, so every position is sent
     /// again (a refused commit must not count as done).
     case resendCommits([SlotKey])
+    /// Hold every async commit (true) while the group rebalances, or let
+    /// them go again (false) once it has.
+    case holdCommits(Bool)
     /// No lease holds these revoked slots any more: commit them synchronously,
     /// drop what was fetched, and let the rebalance callback return.
     case release(ticket: Int, slots: [SlotKey])
@@ -57,6 +61,7 @@ enum RotationDecision: Equatable, Sendable {
 enum RotationNote: Equatable, Sendable {
     case assigned([SlotKey])
     case paused
+    case commitsHeld
     case pauseGaveUp(after: Duration)
     case topicMoved(to: String)
     /// A `rotate()` answer was not used; the default policy applied.

@@ -65,12 +65,12 @@ struct RotationRules: Sendable {
     var workers: [String]
     /// Default slice length.
     var sliceMs: Int
-    /// A refused commit (rebalance) pauses every lease until the next
-    /// assignment. True for the eager protocol, where every partition moves;
-    /// under cooperative assignment partitions that stay keep working and
-    /// only the revoked ones stop.
-    var pauseOnRebalance = true
-    /// A pause with no assignment after it ends after this long.
+    /// The group uses an incremental (cooperative) assignor: after giving
+    /// partitions up the member rejoins for another round at once, and
+    /// commits wait for that round's assignment.
+    var cooperative = false
+    /// A rebalance (held commits, paused leases) with no assignment after it
+    /// is over after this long.
     var pauseGiveUp = Duration.seconds(15)
     /// Idle slots' positions are committed at most this often.
     var commitRetryInterval = Duration.seconds(1)

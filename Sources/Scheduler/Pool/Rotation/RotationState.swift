@@ -24,8 +24,12 @@ struct RotationState: Sendable {
     /// Workers that had a slice on the current topic.
     private(set) var hadTurn: Set<Int> = []
     private(set) var fillCursor = 0
-    /// Since when leases are paused for a rebalance (a refused commit), if they are.
-    private(set) var pausedSince: ContinuousClock.Instant?
+    /// Since when the group is rebalancing (a commit was refused for it), if
+    /// it is: commits are held, and under the eager protocol leases paused.
+    private(set) var rebalancingSince: ContinuousClock.Instant?
+    private(set) var pausedForRebalance = false
+    /// Assignments still to come in the round that revoked partitions (cooperative).
+    private(set) var assignmentsBeforeRejoin = 0
     private(set) var stopping = false
     private var nextLeaseID: UInt64 = 1
     private var lastIdleCommit: ContinuousClock.Instant?
@@ -34,8 +38,11 @@ struct RotationState: Sendable {
         self.rules = rules
     }
 
+    /// Leases are paused for a rebalance (eager protocol only).
+    var paused: Bool { pausedForRebalance }
+
     /// New leases may be granted: not stopping, not paused.
-    var mayGrant: Bool { !stopping && pausedSince == nil }
+    var mayGrant: Bool { !stopping && !paused }
 
     /// The lease with `id`, if it runs.
     func lease(_ id: UInt64) -> LeaseRecord? { leases.values.first { $0.id == id } }
@@ -45,7 +52,7 @@ struct RotationState: Sendable {
         var step = Step(facts: facts, policy: policy, now: now)
         switch event {
         case .assigned(let assigned): assign(assigned, &step)
-        case .revoking(let revoked, let ticket): revoke(revoked, ticket: ticket, &step)
+        case .revoking(let revoked, let ticket, let lost): revoke(revoked, ticket: ticket, lost: lost, &step)
         case .report(let report): received(report, &step)
         case .commitRefused(let rebalance): commitRefused(rebalance: rebalance, &step)
         case .tick: tick(&step)
@@ -70,14 +77,28 @@ struct RotationState: Sendable {
     // MARK: Transitions
 
     private mutating func assign(_ assigned: [SlotKey], _ step: inout Step) {
-        // An assignment ends a rebalance, and with it the pause.
-        pausedSince = nil
+        // An assignment ends a rebalance round, and with it the pause.
+        pausedForRebalance = false
+        if assignmentsBeforeRejoin > 0 {
+            assignmentsBeforeRejoin -= 1
+        } else {
+            endRebalance(&step)
+        }
         for slot in assigned { slots[slot] = RotationSlot() }
         step.decisions.append(.note(.assigned(assigned.sorted())))
         fill(&step)
     }
 
-    private mutating func revoke(_ revoked: Set<SlotKey>, ticket: Int, _ step: inout Step) {
+    private mutating func revoke(_ revoked: Set<SlotKey>, ticket: Int, lost: Bool, _ step: inout Step) {
+        if rules.cooperative, !revoked.isEmpty, !stopping {
+            // Cooperative: having given partitions up, the member rejoins for
+            // another round at once; a commit sent while its JoinGroup waits
+            // would carry the generation that round replaces (see CommitGate).
+            // The assignment that comes with the revocation belongs to the
+            // round now ending, so commits wait for the one after it.
+            holdCommits(note: true, &step)
+            assignmentsBeforeRejoin = lost ? 0 : 1
+        }
         for slot in revoked { slots[slot]?.revoked = true }
         // Every lease on them, a successor waiting for a handoff included.
         for lease in leases.values.sorted(by: { $0.id < $1.id }) where revoked.contains(lease.slot) && lease.stopReason != .revoked {
@@ -116,20 +137,38 @@ struct RotationState: Sendable {
 
     private mutating func commitRefused(rebalance: Bool, _ step: inout Step) {
         step.decisions.append(.resendCommits(slots.keys.sorted()))
-        guard rebalance, rules.pauseOnRebalance, pausedSince == nil, !stopping else { return }
-        // The partitions are about to move: stop at the next message boundary
-        // rather than process what the next owner will redo.
-        pausedSince = step.now
+        guard rebalance, !paused, !stopping else { return }
+        // Commits sent now would carry the generation the rebalance replaces,
+        // and nothing processed from now on can be committed before the
+        // partitions that move are given up: stop at the next message
+        // boundary rather than process what the next owner would redo.
+        holdCommits(note: false, &step)
+        pausedForRebalance = true
         step.decisions.append(.note(.paused))
         for worker in leases.keys.sorted() where leases[worker]?.stopReason == nil { stopLease(worker, .revoked, &step) }
         pendingGrants = [:]
     }
 
+    private mutating func holdCommits(note: Bool, _ step: inout Step) {
+        guard rebalancingSince == nil else { return }
+        rebalancingSince = step.now
+        step.decisions.append(.holdCommits(true))
+        if note { step.decisions.append(.note(.commitsHeld)) }
+    }
+
+    private mutating func endRebalance(_ step: inout Step) {
+        assignmentsBeforeRejoin = 0
+        guard rebalancingSince != nil else { return }
+        rebalancingSince = nil
+        pausedForRebalance = false
+        step.decisions.append(.holdCommits(false))
+    }
+
     private mutating func tick(_ step: inout Step) {
-        if let since = pausedSince, step.now - since > rules.pauseGiveUp {
+        if let since = rebalancingSince, step.now - since > rules.pauseGiveUp {
             // A member given nothing, or a refused commit with no rebalance after it.
-            pausedSince = nil
             step.decisions.append(.note(.pauseGaveUp(after: rules.pauseGiveUp)))
+            endRebalance(&step)
         }
         fill(&step)
         commitIdle(&step)
@@ -282,6 +321,7 @@ struct RotationState: Sendable {
     /// Commits the positions of slots nobody holds that moved since their
     /// last commit (the last emits of an ended lease, refused commits).
     private mutating func commitIdle(_ step: inout Step) {
+        guard rebalancingSince == nil else { return }
         if let last = lastIdleCommit, step.now - last < rules.commitRetryInterval { return }
         let positions = slots.keys.sorted().filter { slots[$0]?.holder == nil }.compactMap { slot -> SlotOffset? in
             let position = step.facts.commitPosition(slot)
