@@ -60,7 +60,7 @@ test-hostile: test-deps
 BENCH_ARGS ?=
 bench: release
 	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_PACKAGES)"
-	.build/release/task-scheduler bench $(BENCH_ARGS)
+	.build/release/task-scheduler-bench $(BENCH_ARGS)
 
 # Load test on loopback (benchmark, not a test): wrk against GET /health and
 # POST /tasks/generate on a release daemon with the embedded broker, both with

@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "task-scheduler", targets: ["task-scheduler"]),
+        .executable(name: "task-scheduler-bench", targets: ["task-scheduler-bench"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
     ],
     dependencies: [
@@ -53,6 +54,17 @@ let package = Package(
                 "Scheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // `make bench`: kept out of the daemon; it reaches the library's
+        // internals only through the `@_spi(Benchmark)` declarations.
+        .executableTarget(
+            name: "task-scheduler-bench",
+            dependencies: [
+                "Scheduler",
+                "CRdKafka",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Scheduler
+@_spi(Benchmark) @testable import Scheduler
 
 @Suite("Broker outage")
 struct BrokerOutageTests {

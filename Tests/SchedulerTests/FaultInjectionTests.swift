@@ -26,11 +26,21 @@ enum Fault: String, CaseIterable, Sendable {
         case .coordinatorMoved: broker.setGroupCoordinator(group, broker: 3)
         }
     }
+
+    /// The fault makes the group rebalance (or may): the partitions are
+    /// revoked and assigned again, so what was processed but not yet
+    /// committed at that moment may be processed again.
+    var rebalances: Bool {
+        switch self {
+        case .heartbeatRebalance, .joinGroupErrors, .syncGroupErrors, .coordinatorMoved: true
+        case .produceErrors, .fetchErrors, .commitErrors, .leaderMoved: false
+        }
+    }
 }
 
 @Suite("Faults injected by the mock broker")
 struct FaultInjectionTests {
-    @Test("nothing accepted is lost; duplicates only where at-least-once allows them, and counted", arguments: Fault.allCases)
+    @Test("nothing accepted is lost; nothing is processed twice unless the group rebalances, and then only what was in flight", arguments: Fault.allCases)
     func fault(_ fault: Fault) async throws {
         let broker = try EmbeddedBroker.start(brokers: 3)
         defer { broker.shutdown() }
@@ -71,10 +81,15 @@ struct FaultInjectionTests {
             #expect(order == order.sorted(), "\(fault): key k\(key) processed out of order")
         }
         let duplicates = seen.count - payloads.count
-        print("fault \(fault): \(seen.count) processed for \(accepted.count) accepted, \(duplicates) duplicates")
-        // At least once allows redoing what was done since the last commit
-        // before the fault: far from everything, and never a message thrice.
-        #expect(duplicates < accepted.count / 2, "\(fault): \(duplicates) duplicates")
+        // A fault that keeps the group as it is (retried produce, fetch or
+        // commit; a new leader) redoes nothing. A rebalance commits
+        // synchronously before the partitions go, so at most what was in
+        // flight at that moment (a slice's messages) is redone; 0 in every run so far.
+        if fault.rebalances {
+            #expect(duplicates <= 4, "\(fault): \(duplicates) of \(accepted.count) processed twice")
+        } else {
+            #expect(duplicates == 0, "\(fault): \(duplicates) of \(accepted.count) processed twice")
+        }
         var times: [String: Int] = [:]
         for record in seen { times[record.payload, default: 0] += 1 }
         #expect(times.values.allSatisfy { $0 <= 2 }, "\(fault): a message processed three times or more")

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Scheduler
+@_spi(Benchmark) @testable import Scheduler
 
 @Suite("Hostile scripts: shutdown")
 struct HostileShutdownTests {

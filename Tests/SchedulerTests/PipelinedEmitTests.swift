@@ -113,23 +113,30 @@ struct PipelinedEmitTests {
         #expect(!capture.all.contains { $0.message.contains("dead-lettered") }, "an outage dead-letters nothing within max_attempts")
     }
 
-    @Test("an emitted payload and key are published byte for byte (binary, invalid UTF-8, NUL)")
+    @Test("an emitted payload, key and headers are published byte for byte (binary, invalid UTF-8, NUL; a null header value is false in Lua and null again in Kafka)")
     func binaryEmits() async throws {
         let topic = try TestBroker.freshTopic("binary-in", partitions: 1)
         let output = try TestBroker.freshTopic("binary-out", partitions: 1)
         let payload: [UInt8] = Array(0...255) + [0xC3, 0x28, 0xFF, 0x00]
         let key: [UInt8] = [0x00, 0xFE, 0x80, 0x41]
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
-        _ = try await producer.send(OutgoingMessage(topic: topic, key: key, value: payload))
+        let headers = [KafkaHeader(name: "binary", bytes: [0, 0xFF, 0xC3, 0x28]), KafkaHeader(name: "empty", bytes: []),
+                       KafkaHeader(name: "null", bytes: nil), KafkaHeader("text", "plain")]
+        _ = try await producer.send(OutgoingMessage(topic: topic, key: key, value: payload, headers: headers))
         await producer.close(timeoutMs: 1000)
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
-            function process(msg) scheduler.emit("\(output)", msg.payload, msg.key) end
+            function process(msg)
+              assert(msg.headers.null == false, "a null header value is false")
+              assert(msg.headers.empty == "", "an empty header value is the empty string")
+              scheduler.emit("\(output)", msg.payload, msg.key, msg.headers)
+            end
             """])
         let emitted = try await withPool(poolConfig(topics: [topic], workers: 1, sliceMs: 50), scripts: scripts, logger: quietLogger) {
             try await readAll(topic: output, partitions: 1, count: 1)
         }
         #expect(emitted.first?.value == payload)
         #expect(emitted.first?.key == key)
+        #expect(emitted.first?.headers == headers)
     }
 
     @Test("the group's emits in flight stay within max_inflight_emits, and waiting for room is not a failure")
@@ -273,5 +280,40 @@ struct ProcessBatchTests {
         #expect(!capture.lines(startingWith: "batch ").isEmpty, "batches were used")
         #expect(capture.all.contains { $0.message.contains("dead-lettered") && $0.message.contains("bad message") })
         expectKeyOrder(emitted)
+    }
+}
+
+@Suite("The msg table")
+struct MessageTableTests {
+    @Test("msg names its topic, partition, offset, key, payload, group and the worker that holds it, through process() and process_batch(), across handoffs", arguments: [false, true])
+    func fields(batch: Bool) async throws {
+        let topic = try TestBroker.freshTopic("msg-fields", partitions: 2)
+        let total = 600
+        try await publishKeyed(topic: topic, count: total, keys: 6)
+        let capture = LogCapture()
+        let describe = #"scheduler.log("notice", "msg " .. msg.topic .. " " .. msg.partition .. " " .. msg.offset .. " " .. msg.key .. " " .. msg.payload .. " " .. msg.group .. " " .. msg.worker .. " " .. type(msg.timestamp) .. " " .. type(msg.headers))"#
+        let script = batch
+            ? "function process_batch(msgs) for _, msg in ipairs(msgs) do \(describe) end end\nfunction process(msg) \(describe) end"
+            : "function process(msg) \(describe) end"
+        // Three workers for two partitions and short slices: the partitions change hands.
+        let config = poolConfig(topics: [topic], workers: 3, sliceMs: 10)
+        let group = config.groups[0].name
+        let records = try await withPool(config, scripts: try makeScripts(["generate.lua": idleGenerate, "process.lua": script]), logger: capture.logger) {
+            await eventually(timeout: .seconds(60)) { capture.lines(startingWith: "msg ").count >= total }
+            return capture.lines(startingWith: "msg ")
+        }
+        var offsets: Set<String> = []
+        for record in records {
+            let parts = record.message.split(separator: " ").map(String.init)
+            try #require(parts.count == 10, "\(record.message)")
+            #expect(parts[1] == topic)
+            #expect(parts[4] == "k\(parts[5].split(separator: ":")[0].dropFirst())", "the key goes with its payload: \(record.message)")
+            #expect(parts[6] == group)
+            #expect(parts[7] == record.metadata[LogKey.worker], "msg.worker is the worker that processed it: \(record.message)")
+            #expect(parts[8] == "number" && parts[9] == "table")
+            offsets.insert("\(parts[2]):\(parts[3])")
+        }
+        #expect(offsets.count == total)
+        #expect(Set(records.compactMap { $0.metadata[LogKey.worker] }).count >= 2, "the partitions changed hands")
     }
 }

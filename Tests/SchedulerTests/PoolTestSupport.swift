@@ -1,4 +1,6 @@
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import Testing
 import Logging
 import Synchronization
@@ -135,4 +137,33 @@ func withPool<T: Sendable>(
 ) async throws -> T {
     let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: logger))
     return try await app.test(.live) { _ in try await body() }
+}
+
+/// Runs the real application with `logger` until `body` returns; `body`
+/// gets the HTTP client (for `/groups`).
+func withPoolClient<T: Sendable>(
+    _ config: SchedulerConfig, scripts: String, logger: Logger,
+    _ body: @escaping @Sendable (any TestClientProtocol) async throws -> T
+) async throws -> T {
+    let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: logger))
+    return try await app.test(.live) { client in try await body(client) }
+}
+
+/// Waits until the groups have committed `messages` offsets in all and every
+/// partition is committed to its end (lag 0, committed = next offset). From
+/// then on nothing is processed again without a rebalance: counts taken
+/// after this are final, with no sleep to guess how long "after" is.
+@discardableResult
+func awaitCommittedToEnd(
+    _ client: any TestClientProtocol, messages: Int, timeout: Duration = .seconds(30),
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws -> Bool {
+    try await eventually(timeout: timeout, sourceLocation: sourceLocation) {
+        let response = try await client.execute(uri: "/groups", method: .get, headers: [:], body: nil)
+        let groups = try JSONDecoder().decode([GroupView].self, from: Data(buffer: response.body))
+        let partitions = groups.flatMap(\.partitions)
+        return !partitions.isEmpty
+            && partitions.reduce(Int64(0)) { $0 + max(0, $1.committed) } == Int64(messages)
+            && partitions.allSatisfy { $0.lag == 0 && $0.committed == $0.next_offset }
+    }
 }

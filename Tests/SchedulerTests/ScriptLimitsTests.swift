@@ -40,7 +40,7 @@ struct ScriptLimitsTests {
         #expect(errors == (error.hasPrefix("process() must return") ? nil : 2))
         let letters = try await readAll(topic: "\(topic).dlq", count: 1)
         #expect(letters.first?.value.utf8String == "bomb")
-        #expect(letters.first?.headers.first { $0.name == "dlq.error" }?.value.contains(error) == true)
+        #expect(letters.first?.headers.first { $0.name == "dlq.error" }?.text?.contains(error) == true)
     }
 
     @Test("with the default limits an endless loop ends as an error")

@@ -44,8 +44,7 @@ struct ScriptReloadTests {
                     #expect(json(response)["changed"] as? [String] == ["process.lua"])
                 }
             }
-            await eventually { capture.lines(startingWith: "seen ").count >= total }
-            try await Task.sleep(for: .milliseconds(300))
+            try await awaitCommittedToEnd(client, messages: total)
         }
         let seen = capture.lines(startingWith: "seen ").compactMap(Seen.init)
         #expect(seen.count == total)

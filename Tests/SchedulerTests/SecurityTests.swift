@@ -50,12 +50,21 @@ struct SecurityTests {
         #expect(config.api.token.isEmpty)
     }
 
-    @Test("[api] token is read from the config file")
-    func tokenFromConfig() throws {
-        let config = try ConfigLoader.parse("[api]\ntoken = \"abc\"\n", file: "t.toml")
-        // The environment variable, when set, wins over the file (documented).
-        let fromEnvironment = ProcessInfo.processInfo.environment[APISection.tokenVariable].flatMap { $0.isEmpty ? nil : $0 }
-        #expect(config.api.token == (fromEnvironment ?? "abc"))
+    @Test("[api] token is read from the config file; TASK_SCHEDULER_API_TOKEN, when set and not empty, wins", arguments: [
+        (environment: [String: String](), expected: "abc"),
+        (environment: [APISection.tokenVariable: "from-env"], expected: "from-env"),
+        (environment: [APISection.tokenVariable: ""], expected: "abc"),
+    ])
+    func tokenFromConfig(environment: [String: String], expected: String) throws {
+        let config = try ConfigLoader.parse("[api]\ntoken = \"abc\"\n", file: "t.toml", environment: environment)
+        #expect(config.api.token == expected)
+    }
+
+    @Test("with no config file, TASK_SCHEDULER_API_TOKEN still sets the token")
+    func tokenWithoutConfigFile() throws {
+        let missing = FileManager.default.temporaryDirectory.appendingPathComponent("no-config-\(UUID().uuidString).toml").path
+        #expect(try ConfigLoader.load(path: nil, orIfPresent: missing, environment: [APISection.tokenVariable: "env-only"]).api.token == "env-only")
+        #expect(try ConfigLoader.load(path: nil, orIfPresent: missing, environment: [:]).api.token.isEmpty)
     }
 }
 

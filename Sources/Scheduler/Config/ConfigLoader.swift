@@ -15,14 +15,21 @@ public enum ConfigLoader {
 
     /// Loads `path`, or `config.toml` in the working directory when `path` is
     /// nil and that file exists, or the built-in defaults otherwise.
-    public static func load(path: String?) throws -> SchedulerConfig {
+    /// `TASK_SCHEDULER_API_TOKEN` in `environment`, when set, wins over the file.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SchedulerConfig {
+        try load(path: path, orIfPresent: defaultPath, environment: environment)
+    }
+
+    static func load(path: String?, orIfPresent fallback: String, environment: [String: String]) throws -> SchedulerConfig {
         let chosen: String
         if let path {
             chosen = path
-        } else if FileManager.default.fileExists(atPath: defaultPath) {
-            chosen = defaultPath
+        } else if FileManager.default.fileExists(atPath: fallback) {
+            chosen = fallback
         } else {
-            return SchedulerConfig()
+            var config = SchedulerConfig()
+            applyEnvironment(environment, to: &config)
+            return config
         }
         guard let data = FileManager.default.contents(atPath: chosen) else {
             let exists = FileManager.default.fileExists(atPath: chosen)
@@ -32,11 +39,12 @@ public enum ConfigLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: chosen, key: nil, line: nil, message: "file is not UTF-8 text")
         }
-        return try parse(text, file: chosen)
+        return try parse(text, file: chosen, environment: environment)
     }
 
-    /// Parses TOML `text`; `file` names it in errors.
-    public static func parse(_ text: String, file: String) throws -> SchedulerConfig {
+    /// Parses TOML `text`; `file` names it in errors. `TASK_SCHEDULER_API_TOKEN`
+    /// in `environment`, when set and not empty, wins over `[api] token`.
+    public static func parse(_ text: String, file: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SchedulerConfig {
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -60,11 +68,15 @@ public enum ConfigLoader {
             }
         }
         if !seedKeys.isEmpty { try SeedConfig.apply(seedKeys, to: &config, reader) }
-        if let token = ProcessInfo.processInfo.environment[APISection.tokenVariable], !token.isEmpty {
-            config.api.token = token
-        }
+        applyEnvironment(environment, to: &config)
         try ConfigValidator.validate(config, reader)
         return config
+    }
+
+    private static func applyEnvironment(_ environment: [String: String], to config: inout SchedulerConfig) {
+        if let token = environment[APISection.tokenVariable], !token.isEmpty {
+            config.api.token = token
+        }
     }
 
     private static func readKafka(_ table: TOMLTable, into section: inout KafkaSection, _ reader: TOMLReader) throws {

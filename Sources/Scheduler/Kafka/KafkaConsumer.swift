@@ -30,7 +30,8 @@ public struct PartitionOffset: Sendable, Hashable {
 public final class KafkaConsumer: @unchecked Sendable {
     // Threading rule: rd_kafka_t is thread-safe; this class adds no mutable
     // state except `closed`, guarded by `lock`.
-    let handle: OpaquePointer
+    /// The librdkafka handle; for the benchmark's librdkafka-only reader.
+    @_spi(Benchmark) public let handle: OpaquePointer
     private let lock = NSLock()
     private var closed = false
 
@@ -159,15 +160,6 @@ public final class KafkaConsumer: @unchecked Sendable {
         return Self.readList(list)
     }
 
-    /// Low and high watermark of a partition, asked of its leader (blocking).
-    public func queryWatermarks(topic: String, partition: Int32, timeoutMs: Int) throws -> (low: Int64, high: Int64) {
-        var low: Int64 = -1
-        var high: Int64 = -1
-        let err = rd_kafka_query_watermark_offsets(handle, topic, partition, &low, &high, Int32(timeoutMs))
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "watermarks of \(topic)[\(partition)]") }
-        return (low, high)
-    }
-
     /// Low and high watermark of a partition as last seen by this client (no request).
     public func watermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
         var low: Int64 = -1
@@ -225,8 +217,8 @@ extension ConsumedMessage {
             var valuePtr: UnsafeRawPointer?
             var size = 0
             while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let text = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)).utf8String } ?? ""
-                headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", text))
+                let bytes = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(name: name.map { String(cString: $0) } ?? "", bytes: bytes))
                 index += 1
             }
         }

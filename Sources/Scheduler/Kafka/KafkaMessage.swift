@@ -30,17 +30,26 @@ public struct OutgoingMessage: Sendable, Equatable {
     }
 }
 
-/// One Kafka record header. Values are bytes in Kafka; this project uses UTF-8 text.
+/// One Kafka record header. Its value is bytes, or nil for a null value
+/// (Kafka tells the two apart): kept as they are from consumer to producer,
+/// so a dead letter or a forwarded message carries the same headers.
 public struct KafkaHeader: Sendable, Equatable, Hashable {
     /// Header name.
     public var name: String
-    /// Header value.
-    public var value: String
-    /// Creates a header.
+    /// Header value: bytes, or nil for a null value.
+    public var value: [UInt8]?
+    /// A header with a text value (UTF-8).
     public init(_ name: String, _ value: String) {
         self.name = name
-        self.value = value
+        self.value = Array(value.utf8)
     }
+    /// A header with a byte value, or a null value.
+    public init(name: String, bytes: [UInt8]?) {
+        self.name = name
+        self.value = bytes
+    }
+    /// The value as text (invalid UTF-8 replaced), or nil for a null value.
+    public var text: String? { value?.utf8String }
 }
 
 /// Where the broker stored a message it acknowledged.

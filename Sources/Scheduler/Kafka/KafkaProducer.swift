@@ -21,6 +21,9 @@ public final class KafkaProducer: @unchecked Sendable {
     /// The bootstrap servers this producer talks to.
     public let bootstrapServers: String
 
+    // A valid pointer for an empty header value; never written nor freed.
+    nonisolated(unsafe) static let emptyValue = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1))
+
     /// Creates a producer.
     /// - Parameters:
     ///   - bootstrapServers: `host:port[,host:port]`.
@@ -115,8 +118,13 @@ public final class KafkaProducer: @unchecked Sendable {
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t {
         let headers: OpaquePointer? = message.headers.isEmpty ? nil : rd_kafka_headers_new(message.headers.count)
         for header in message.headers {
-            let bytes = Array(header.value.utf8)
-            _ = rd_kafka_header_add(headers, header.name, -1, bytes, bytes.count)
+            // A nil value is Kafka's null header value (NULL, 0), not "".
+            if let bytes = header.value {
+                // An empty value needs a non-NULL pointer, or it would become null.
+                _ = bytes.withUnsafeBytes { rd_kafka_header_add(headers, header.name, -1, $0.baseAddress ?? KafkaProducer.emptyValue, $0.count) }
+            } else {
+                _ = rd_kafka_header_add(headers, header.name, -1, nil, 0)
+            }
         }
         let partition = message.partition ?? RD_KAFKA_PARTITION_UA
         let result = withOptionalBytes(message.isTombstone ? nil : message.value) { value in

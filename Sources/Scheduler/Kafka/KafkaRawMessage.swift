@@ -10,6 +10,11 @@ import Synchronization
 public struct KafkaRawMessage: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<rd_kafka_message_t>
 
+    /// Wraps a message librdkafka handed out; the wrapper then owns it.
+    @_spi(Benchmark) public init(pointer: UnsafeMutablePointer<rd_kafka_message_t>) {
+        self.pointer = pointer
+    }
+
     /// Topic name.
     public var topic: String { pointer.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "" }
     /// Topic name as librdkafka's own C string (no copy; valid until `destroy()`).

@@ -78,7 +78,7 @@ extension LuaState {
     /// `msg.group` and `msg.worker` as C strings, remade only when they change.
     private func refreshNames(group: String, worker: String) {
         if processNames?.group != group || processNames?.worker != worker {
-            processNames = (group, worker, Array(group.utf8CString), Array(worker.utf8CString))
+            processNames = (group, worker, Array(group.utf8CString), Array(worker.utf8CString), (processNames?.version ?? 0) + 1)
         }
     }
 
@@ -93,6 +93,7 @@ extension LuaState {
             topic: message.topicName, partition: lua_Integer(message.partition), offset: message.offset,
             timestamp: message.timestampMs, key: key?.baseAddress, key_length: key?.count ?? 0,
             payload: payload.baseAddress, payload_length: payload.count,
-            headers: headers, header_count: count, group: group, worker: worker)
+            headers: headers, header_count: count, group: group, worker: worker,
+            names_version: lua_Integer(processNames?.version ?? 0))
     }
 }

@@ -24,7 +24,7 @@ final class LuaState {
     /// Kept alive for as long as `L`: the bindings reach it through `control.context`.
     let bindings: ScriptBindings
     /// `msg.group` and `msg.worker` as C strings, made once (`callProcess`).
-    var processNames: (group: String, worker: String, groupBytes: [CChar], workerBytes: [CChar])?
+    var processNames: (group: String, worker: String, groupBytes: [CChar], workerBytes: [CChar], version: Int)?
     /// Whether the script defines `process_batch`, once asked.
     var batchHook: Bool?
 

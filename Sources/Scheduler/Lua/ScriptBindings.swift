@@ -132,25 +132,26 @@ private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoint
         guard let k = luaBytes(L, 3) else { return reply.fail("scheduler.emit: argument 3 (key) must be a string or nil") }
         key = k
     }
-    var headers: [String: String]?
+    var headers: [KafkaHeader] = []
     if clua_isnoneornil(L, 4) == 0 {
         guard clua_istable(L, 4) != 0 else { return reply.fail("scheduler.emit: argument 4 (headers) must be a table or nil") }
-        var result: [String: String] = [:]
         // lua_next is raw and allocates nothing; a C function has 20 free slots.
         lua_pushnil(L)
         while lua_next(L, 4) != 0 {
-            guard lua_type(L, -2) == LUA_TSTRING, let name = luaText(L, -2), let value = luaText(L, -1) else {
+            // Values are bytes (Lua strings are byte strings); `false` is a null value.
+            let value: [UInt8]??
+            if lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1) == 0 { value = .some(nil) }
+            else { value = luaBytes(L, -1).map { .some($0) } }
+            guard lua_type(L, -2) == LUA_TSTRING, let name = luaText(L, -2), let value else {
                 clua_pop(L, 2)
-                return reply.fail("scheduler.emit: headers must map strings to strings")
+                return reply.fail("scheduler.emit: headers must map strings to strings (or false for a null value)")
             }
-            result[name] = value
+            headers.append(KafkaHeader(name: name, bytes: value))
             clua_pop(L, 1)
         }
-        headers = result
+        headers.sort { $0.name < $1.name }
     }
-    bindings.appendEmitted(OutgoingMessage(
-        topic: topic, key: key, value: message,
-        headers: (headers ?? [:]).sorted { $0.key < $1.key }.map { KafkaHeader($0.key, $0.value) }))
+    bindings.appendEmitted(OutgoingMessage(topic: topic, key: key, value: message, headers: headers))
     reply.pointee.push_true = 1
 }
 

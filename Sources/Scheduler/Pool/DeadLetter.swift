@@ -19,8 +19,9 @@ enum DeadLetter {
 
     static func message(for message: KafkaRawMessage, error: String, attempts: Int, group: GroupConfig, worker: String) -> OutgoingMessage {
         var headers: [KafkaHeader] = []
+        // Byte for byte; a null value stays null.
         message.forEachHeader { name, value in
-            headers.append(KafkaHeader(String(cString: name), String(decoding: value, as: UTF8.self)))
+            headers.append(KafkaHeader(name: String(cString: name), bytes: value.baseAddress == nil ? nil : Array(value)))
         }
         headers += [
             KafkaHeader(Header.error, String(error.prefix(2000))),

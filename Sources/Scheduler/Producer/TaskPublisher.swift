@@ -39,7 +39,8 @@ public final class TaskPublisher: Sendable {
     /// (building the metrics cache's label key per delivery showed in the profile).
     private let publishedCounters = LockedValue<[String: CoreMetrics.Counter]>([:])
 
-    init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
+    /// A publisher over `producer`; `topicCreator` creates topics that do not exist yet (embedded broker).
+    @_spi(Benchmark) public init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
          topicCreator: (@Sendable (String) throws -> Void)?) {
         self.metrics = metrics
         self.producer = producer
@@ -107,7 +108,7 @@ public final class TaskPublisher: Sendable {
     /// headers added to it.
     func problem(with message: OutgoingMessage, checkSize: Bool = true) -> PublishError? {
         if let problem = TopicName.problem(message.topic) { return .invalid(problem) }
-        let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { (sum: Int, header: KafkaHeader) in sum + header.name.utf8.count + (header.value?.count ?? 0) }
         if checkSize && size > maxMessageBytes {
             return .invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)")
         }

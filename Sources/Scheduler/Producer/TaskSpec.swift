@@ -36,7 +36,7 @@ extension TaskSpec {
         self.init(
             topic: emitted.topic, message: String(decoding: emitted.value, as: UTF8.self),
             key: emitted.key.map { String(decoding: $0, as: UTF8.self) },
-            headers: emitted.headers.isEmpty ? nil : Dictionary(emitted.headers.map { ($0.name, $0.value) }) { $1 })
+            headers: emitted.headers.isEmpty ? nil : Dictionary(emitted.headers.map { ($0.name, $0.text ?? "") }) { $1 })
     }
 
     /// Reads a task from a Lua table `{topic=, message=, key=?, headers=?}`;

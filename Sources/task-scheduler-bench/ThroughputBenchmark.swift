@@ -1,4 +1,5 @@
 import Foundation
+@_spi(Benchmark) import Scheduler
 import Logging
 
 /// `task-scheduler bench`: steady-state throughput on one embedded broker.
@@ -101,7 +102,7 @@ public struct ThroughputBenchmark: Sendable {
         let batchScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noopBatch), limits: .standard, needsProcess: true, logger: logger)
         let emittingScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.emitting(to: output)), limits: .standard, needsProcess: true, logger: logger)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
-        var gaps = GapRecorder()  // from the handoff phase only: it is built to hand off
+        var gaps: [Duration] = []  // from the handoff phase only: it is built to hand off
         let scheduler = BenchScheduler(bootstrap: broker.bootstrapServers, partitions: partitions, messages: messages, publisher: publisher, logger: logger)
         for attempt in 1...runs where readers.contains(.noop) {
             let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
@@ -137,9 +138,9 @@ public struct ThroughputBenchmark: Sendable {
                 handoffGroup.sliceMs = 10
                 let measured = try await BenchScheduler(bootstrap: broker.bootstrapServers, partitions: 4, messages: 400_000, publisher: publisher, logger: logger)
                     .run(group: handoffGroup, catalog: noopScripts, waitForEmits: false)
-                for gap in measured.gaps.recentDurations { gaps.record(gap) }
+                gaps += measured.gaps
                 result.slices += measured.slices
-                report("handoff run \(attempt) (4 partitions, 6 workers, slice 10 ms): \(describe(measured.run)), \(measured.slices) slices, \(measured.gaps.count) handoffs")
+                report("handoff run \(attempt) (4 partitions, 6 workers, slice 10 ms): \(describe(measured.run)), \(measured.slices) slices, \(measured.handoffs) handoffs")
             }
         }
         await producer.close(timeoutMs: 5000)
@@ -156,9 +157,17 @@ public struct ThroughputBenchmark: Sendable {
             }
         }
         result.gapCount = gaps.count
-        result.gapP50Ms = gaps.quantileMs(0.5)
-        result.gapP99Ms = gaps.quantileMs(0.99)
+        result.gapP50Ms = Self.quantileMs(gaps, 0.5)
+        result.gapP99Ms = Self.quantileMs(gaps, 0.99)
         return result
+    }
+
+    /// The `q` quantile (0...1) of `durations` in milliseconds (nearest rank), or nil.
+    static func quantileMs(_ durations: [Duration], _ q: Double) -> Double? {
+        guard !durations.isEmpty else { return nil }
+        let sorted = durations.sorted()
+        let index = min(sorted.count - 1, max(0, Int((Double(sorted.count) * q).rounded(.up)) - 1))
+        return Double(sorted[index] / .microseconds(1)) / 1000
     }
 
     private func group(_ name: String, topic: String) -> GroupConfig {

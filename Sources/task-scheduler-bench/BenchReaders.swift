@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+@_spi(Benchmark) import Scheduler
 
 /// The references the benchmark measures the scheduler against, each timed
 /// from its first message to its last (start-up and the broker's first

@@ -1,4 +1,5 @@
 import Foundation
+@_spi(Benchmark) import Scheduler
 import Logging
 
 /// Runs one group of the scheduler over the benchmark's backlog and times it
@@ -12,7 +13,10 @@ struct BenchScheduler: Sendable {
 
     struct Measured: Sendable {
         var run: ThroughputBenchmark.Run
-        var gaps: GapRecorder
+        /// Handoff gaps recorded during the run (the most recent, up to the recorder's capacity).
+        var gaps: [Duration]
+        /// Handoffs counted during the run.
+        var handoffs: Int
         var slices: Int
         /// Time the workers spent handling messages (in `process()` and around it).
         var busySeconds: Double
@@ -28,12 +32,12 @@ struct BenchScheduler: Sendable {
         // The group join is Kafka's business: wait for the assignment, then
         // watch the feeds' positions (atomics) from a thread of the benchmark's
         // own, so the probe neither hops onto the coordinator nor shares the pool.
-        var feeds: [PartitionFeed] = []
+        var feeds = await runtime.positionProbe()
         let joinDeadline = ContinuousClock.now + .seconds(60)
-        while feeds.count < partitions {
+        while feeds.partitions < partitions {
             guard ContinuousClock.now < joinDeadline else { throw BenchmarkError("the group was not assigned \(partitions) partitions in 60 s") }
             try await Task.sleep(for: .milliseconds(5))
-            feeds = await runtime.coordinator.inspect { Array($0.feeds.values) }
+            feeds = await runtime.positionProbe()
         }
         let total = Int64(messages)
         let probe = DedicatedThread(name: "bench-probe")
@@ -42,22 +46,22 @@ struct BenchScheduler: Sendable {
             var cpuAtFirst = 0.0
             let deadline = ContinuousClock.now + .seconds(600)
             while ContinuousClock.now < deadline {
-                let processed = feeds.reduce(Int64(0)) { $0 + max(0, $1.nextOffset) }
+                let processed = feeds.processed
                 if first == nil && processed > 0 {
                     first = .now
                     cpuAtFirst = BenchReaders.processCPUSeconds()
                 }
-                let done = waitForEmits ? feeds.reduce(Int64(0)) { $0 + max(0, $1.committableOffset) } : processed
+                let done = waitForEmits ? feeds.committable : processed
                 if done >= total, let first { return (first, .now, BenchReaders.processCPUSeconds() - cpuAtFirst) }
                 usleep(1000)  // 1 ms resolution on runs of a second or more
             }
             throw BenchmarkError("the scheduler did not finish \(total) messages in 600 s")
         }
         probe.stop()
-        let (gaps, slices, busy) = await runtime.coordinator.inspect { ($0.gaps, $0.activity.reduce(0) { $0 + $1.slices }, $0.activity.reduce(Duration.zero) { $0 + $1.busy }) }
+        let totals = await runtime.totals()
         await runtime.shutdown()
         let seconds = Double((timing.1 - timing.0) / .microseconds(1)) / 1e6
-        return Measured(run: .init(messages: messages, seconds: seconds, cpuSeconds: timing.2), gaps: gaps, slices: slices,
-                        busySeconds: Double(busy / .microseconds(1)) / 1e6)
+        return Measured(run: .init(messages: messages, seconds: seconds, cpuSeconds: timing.2), gaps: totals.gaps, handoffs: totals.handoffs,
+                        slices: totals.slices, busySeconds: Double(totals.busy / .microseconds(1)) / 1e6)
     }
 }

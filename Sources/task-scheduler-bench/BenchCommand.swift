@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import Logging
+@_spi(Benchmark) import Scheduler
+
+/// `task-scheduler-bench`: steady-state throughput of the scheduler on one
+/// embedded broker, next to librdkafka alone (the limit), kcat and a Python
+/// peer, printed as ratios from one run. Kept out of the daemon and its
+/// library: it reaches the library only through its `Benchmark` SPI.
+@main
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task-scheduler-bench",
+        abstract: "Benchmark on one embedded broker: librdkafka alone, kcat, the scheduler (no-op and emitting process()) and a Python peer; prints rates and ratios.")
+
+    @Option(help: "Messages in the backlog.") var messages = 1_000_000
+    @Option(help: "Partitions of the backlog topic.") var partitions = 16
+    @Option(help: "Workers in the group.") var workers = 4
+    @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
+    @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
+    @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
+    @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, batch, emitting, python, handoff (default: all).") var readers: String?
+
+    func run() async throws {
+        bootstrapLogging(.warning)
+        var bench = ThroughputBenchmark()
+        bench.messages = messages
+        bench.partitions = partitions
+        bench.workers = workers
+        bench.sliceMs = sliceMs
+        bench.runs = runs
+        bench.peerMessages = peerMessages ?? messages
+        if let readers {
+            bench.readers = Set(try readers.split(separator: ",").map { name in
+                guard let reader = ThroughputBenchmark.Reader(rawValue: String(name)) else {
+                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, batch, emitting, python, handoff")
+                }
+                return reader
+            })
+        }
+        let result = try await bench.run(logger: Logger(label: "bench")) { print($0) }
+        func median(_ runs: [ThroughputBenchmark.Run]) -> Double? {
+            runs.isEmpty ? nil : runs.map(\.rate).sorted()[runs.count / 2]
+        }
+        func rate(_ value: Double?) -> String { value.map { String(Int($0.rounded())) + " msg/s" } ?? "-" }
+        func ratio(_ a: Double?, _ b: Double?) -> String {
+            guard let a, let b, b > 0 else { return "-" }
+            return String(format: "%.2fx", a / b)
+        }
+        let limit = median(result.librdkafka)
+        let kcat = median(result.kcat)
+        let noop = median(result.noop)
+        let batch = median(result.batch)
+        let emitting = median(result.emitting)
+        let python = median(result.python)
+        print("")
+        print("== steady state, \(messages) messages, \(partitions) partitions, medians (rates from first message to last)")
+        print("librdkafka alone (limit):      \(rate(limit))")
+        print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
+        print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat)")
+        print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat)")
+        print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
+        print("python peer (consume/produce/flush/commit): \(rate(python))")
+        print("emitted output: \(result.outputProblems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : result.outputProblems.joined(separator: ", "))")
+        print("handoff gap over \(result.gapCount) handoffs (handoff phase: 4 partitions, 6 workers, slice 10 ms): p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
+        if !result.outputProblems.isEmpty { throw ExitCode(1) }
+    }
+}
+
+func bootstrapLogging(_ level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
