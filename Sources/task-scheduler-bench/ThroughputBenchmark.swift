@@ -34,7 +34,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, noop, batch, emitting, python, handoff
+        case librdkafka, kcat, noop, batch, emitting, python, handoff, lanes
     }
 
     /// Creates a benchmark with the defaults.
@@ -69,6 +69,8 @@ public struct ThroughputBenchmark: Sendable {
         public var gapP99Ms: Double?
         public var gapCount = 0
         public var slices = 0
+        /// Key lanes: `lanes = 1` then `lanes = 4` (the `lanes` reader).
+        var lanes: [LaneBenchmark.Measured] = []
     }
 
     /// Runs the benchmark; `report` receives progress lines.
@@ -142,6 +144,9 @@ public struct ThroughputBenchmark: Sendable {
                 result.slices += measured.slices
                 report("handoff run \(attempt) (4 partitions, 6 workers, slice 10 ms): \(describe(measured.run)), \(measured.slices) slices, \(measured.handoffs) handoffs")
             }
+        }
+        if readers.contains(.lanes) {
+            result.lanes = try await LaneBenchmark(workers: workers).run(broker: broker, producer: producer, publisher: publisher, logger: logger, report: report)
         }
         await producer.close(timeoutMs: 5000)
 
