@@ -142,7 +142,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             logger.error("\(stuck.joined(separator: ", ")) did not stop within \(grace.stop); stopping without them (their messages in flight are not committed and will be processed again)",
                          metadata: [LogKey.group: "\(group.name)", LogKey.worker: "\(stuck.joined(separator: ","))"])
         }
-        let feeds = await coordinator.inspect(within: .seconds(1)) { Array($0.feeds.values) } ?? []
+        // What the rules named when the last lease ended (every feed, if a worker is stuck).
+        let feeds = await coordinator.inspect(within: .seconds(1)) { $0.quiesced ?? Array($0.feeds.values) } ?? []
         // The final commit, stopping the poll thread and leaving the group
         // block: they run on a thread of their own, not on the concurrency pool.
         // Leaving the group runs the revoke callback there; nothing is held any more.

@@ -38,7 +38,7 @@ extension RotationCoordinator {
         case .commitsHeld:
             logger.info("group is rebalancing: commits wait for the next assignment", metadata: metadata)
         case .pauseGaveUp(let after):
-            logger.warning("no assignment came \(after) after a commit was refused for a rebalance; resuming leases and commits", metadata: metadata)
+            logger.warning("no assignment came \(after) after the group began rebalancing; resuming leases and commits", metadata: metadata)
         case .topicMoved(let topic):
             logger.debug("group moves to the next topic", metadata: metadata.merging([LogKey.topic: "\(topic)"]) { $1 })
         case .answerRejected(let message):

@@ -24,6 +24,9 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Per-worker figures for `GET /groups` and the metrics.
     var activity: [WorkerActivity]
     private var idleWaiters: [@Sendable () -> Void] = []
+    /// The feeds the rules named once every lease had ended after a stop:
+    /// their final commit and queues come before the consumer closes.
+    private(set) var quiesced: [PartitionFeed]?
     private var revokeWaiters: [Int: (done: DispatchSemaphore, feeds: LockedValue<[PartitionFeed]>)] = [:]
     private var nextTicket = 0
     var gaps = GapRecorder()
@@ -213,7 +216,10 @@ final class RotationCoordinator: @unchecked Sendable {
             guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
             waiter.feeds.withLock { $0 = released }
             waiter.done.signal()
-        case .quiesced:
+        case .quiesced(let slots):
+            // One feed per partition, however many lane slots it has (its
+            // queue is destroyed once).
+            quiesced = Set(slots.map(\.partition)).sorted().compactMap { feeds[$0] }
             let waiters = idleWaiters
             idleWaiters.removeAll()
             waiters.forEach { $0() }

@@ -67,3 +67,18 @@ enum RotationNote: Equatable, Sendable {
     /// A `rotate()` answer was not used; the default policy applied.
     case answerRejected(String)
 }
+
+extension RotationState {
+    /// What one transition sees and says.
+    struct Step {
+        let facts: any RotationFacts
+        let policy: any RotationPolicy
+        let now: ContinuousClock.Instant
+        var decisions: [RotationDecision] = []
+        init(facts: some RotationFacts, policy: some RotationPolicy, now: ContinuousClock.Instant) {
+            self.facts = facts
+            self.policy = policy
+            self.now = now
+        }
+    }
+}

@@ -62,6 +62,24 @@ extension RotationState {
         return RotationChoice(worker: worker, slot: slot, sliceMs: rules.sliceMs)
     }
 
+    /// The policy's answer if valid, else the default policy's choice.
+    func choose(after report: LeaseReport, _ step: inout Step) -> RotationChoice? {
+        let question = RotationQuestion(lease: report.lease, worker: report.worker, slot: report.slot, reason: report.reason, final: report.final)
+        switch step.policy.answer(question, in: self) {
+        case .useDefault:
+            break
+        case .invalid(let message):
+            step.decisions.append(.note(.answerRejected(message)))
+        case let .pick(worker, topic, partition, sliceMs, lane):
+            switch validate(worker: worker, topic: topic, partition: partition, lane: lane, sliceMs: sliceMs, after: question, facts: step.facts) {
+            case .success(let choice?): return choice
+            case .success(nil): break
+            case .failure(let rejection): step.decisions.append(.note(.answerRejected(rejection.message)))
+            }
+        }
+        return defaultChoice(after: question, facts: step.facts)
+    }
+
     /// Why a policy's answer was not used.
     struct Rejection: Error, Equatable {
         let message: String

@@ -24,9 +24,11 @@ struct RotationState: Sendable {
     /// Workers that had a slice on the current topic.
     private(set) var hadTurn: Set<Int> = []
     private(set) var fillCursor = 0
-    /// Since when the group is rebalancing (a commit was refused for it), if
-    /// it is: commits are held, and under the eager protocol leases paused.
+    /// Since when commits are held for a rebalance (a commit was refused for
+    /// it, or partitions were given up under the cooperative protocol), if they are.
     private(set) var rebalancingSince: ContinuousClock.Instant?
+    /// Leases are paused: a commit was refused for a rebalance, and no
+    /// assignment came since.
     private(set) var pausedForRebalance = false
     /// Assignments still to come in the round that revoked partitions (cooperative).
     private(set) var assignmentsBeforeRejoin = 0
@@ -38,7 +40,7 @@ struct RotationState: Sendable {
         self.rules = rules
     }
 
-    /// Leases are paused for a rebalance (eager protocol only).
+    /// Leases are paused for a rebalance.
     var paused: Bool { pausedForRebalance }
 
     /// New leases may be granted: not stopping, not paused.
@@ -59,19 +61,6 @@ struct RotationState: Sendable {
         case .stop: stop(&step)
         }
         return step.decisions
-    }
-
-    /// What one transition sees and says.
-    struct Step {
-        let facts: any RotationFacts
-        let policy: any RotationPolicy
-        let now: ContinuousClock.Instant
-        var decisions: [RotationDecision] = []
-        init(facts: some RotationFacts, policy: some RotationPolicy, now: ContinuousClock.Instant) {
-            self.facts = facts
-            self.policy = policy
-            self.now = now
-        }
     }
 
     // MARK: Transitions
@@ -270,24 +259,6 @@ struct RotationState: Sendable {
     private mutating func noteTurn(_ worker: Int, on slot: SlotKey, _ step: inout Step) {
         if slot.topic == currentTopic { hadTurn.insert(worker) }
         advanceTopicIfDone(&step)
-    }
-
-    /// The policy's answer if valid, else the default policy's choice.
-    private func choose(after report: LeaseReport, _ step: inout Step) -> RotationChoice? {
-        let question = RotationQuestion(lease: report.lease, worker: report.worker, slot: report.slot, reason: report.reason, final: report.final)
-        switch step.policy.answer(question, in: self) {
-        case .useDefault:
-            break
-        case .invalid(let message):
-            step.decisions.append(.note(.answerRejected(message)))
-        case let .pick(worker, topic, partition, sliceMs, lane):
-            switch validate(worker: worker, topic: topic, partition: partition, lane: lane, sliceMs: sliceMs, after: question, facts: step.facts) {
-            case .success(let choice?): return choice
-            case .success(nil): break
-            case .failure(let rejection): step.decisions.append(.note(.answerRejected(rejection.message)))
-            }
-        }
-        return defaultChoice(after: question, facts: step.facts)
     }
 
     /// Gives every idle worker a free slot with work, round robin.
