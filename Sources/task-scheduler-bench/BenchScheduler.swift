@@ -25,10 +25,11 @@ struct BenchScheduler: Sendable {
     /// With `waitForEmits`, the run ends when every message is committable
     /// (processed and its emits acknowledged), not just processed.
     func run(group: GroupConfig, catalog: ScriptCatalog, waitForEmits: Bool) async throws -> Measured {
-        let runtime = try await GroupRuntime.start(
+        let runtime = try await GroupRuntime.make(
             group: group, bootstrapServers: bootstrap,
             properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"],
             publisher: publisher, catalog: catalog, logger: logger)
+        try runtime.startConsuming()
         // The group join is Kafka's business: wait for the assignment, then
         // watch the feeds' positions (atomics) from a thread of the benchmark's
         // own, so the probe neither hops onto the coordinator nor shares the pool.

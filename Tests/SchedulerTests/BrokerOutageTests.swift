@@ -131,11 +131,12 @@ struct SlowConsumerTests {
             """])
         let catalog = try await ScriptCatalog.load(directory: scripts, limits: .standard, needsProcess: true, logger: quietLogger)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
-        let runtime = try await GroupRuntime.start(
+        let runtime = try await GroupRuntime.make(
             group: GroupConfig(name: "slow-\(UUID().uuidString.prefix(6))", topics: [topic], workers: 2, sliceMs: 100),
             bootstrapServers: TestBroker.shared.bootstrapServers,
             properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500", "queued.max.messages.kbytes": "512"],
             publisher: publisher, catalog: catalog, logger: quietLogger)
+        try runtime.startConsuming()
         await eventually { await runtime.snapshot().partitions.contains { $0.next_offset > 0 } }
         var mostReady = 0
         for _ in 0..<30 {

@@ -12,10 +12,11 @@ struct HostileShutdownTests {
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
             function process(msg)
               scheduler.log("notice", "busy " .. msg.offset)
-              local started = os.clock()
-              -- CPU seconds: on a loaded machine they pass slower than the wall clock,
-              -- so this stays well past the shutdown being measured.
-              while os.clock() - started < 6 do end
+              -- 7 to 8 s of wall-clock time (os.time), well past the shutdown
+              -- being measured: os.clock() counts the CPU time of every thread of
+              -- the process, so under a loaded test run it could end too soon.
+              local started = os.time()
+              while os.time() - started < 8 do end
               scheduler.log("notice", "done " .. msg.offset)
             end
             """])
@@ -27,12 +28,13 @@ struct HostileShutdownTests {
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
         let group = "stuck-\(UUID().uuidString.prefix(6))"
-        let runtime = try await GroupRuntime.start(
+        let runtime = try await GroupRuntime.make(
             group: GroupConfig(name: group, topics: [topic], workers: 1, sliceMs: 100),
             bootstrapServers: TestBroker.shared.bootstrapServers,
             properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"],
             publisher: publisher, catalog: catalog, logger: capture.logger,
             grace: ShutdownGrace(stop: .milliseconds(200), close: .milliseconds(200)))
+        try runtime.startConsuming()
         let busy = await eventually { !capture.lines(startingWith: "busy ").isEmpty }
         #expect(busy)
         let started = ContinuousClock.now
@@ -66,12 +68,13 @@ extension HostileShutdownTests {
         let catalog = try await ScriptCatalog.load(directory: scripts, limits: limits, needsProcess: true, logger: quietLogger)
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
-        let runtime = try await GroupRuntime.start(
+        let runtime = try await GroupRuntime.make(
             group: GroupConfig(name: "endless-\(UUID().uuidString.prefix(6))", topics: [topic], workers: 2, sliceMs: 100),
             bootstrapServers: TestBroker.shared.bootstrapServers,
             properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"],
             publisher: publisher, catalog: catalog, logger: capture.logger,
             grace: ShutdownGrace(maxCallMs: limits.maxCallMs, producerTimeoutMs: 5000))
+        try runtime.startConsuming()
         let started = ContinuousClock.now
         await runtime.shutdown()
         let elapsed = ContinuousClock.now - started

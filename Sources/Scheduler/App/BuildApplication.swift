@@ -54,22 +54,28 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,
         logger: logger, metrics: metrics)
     var groups: [GroupRuntime] = []
+    // Made, not started: each group joins Kafka in its service's run().
     for group in config.groups {
-        let runtime = try await GroupRuntime.start(
-            group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties,
-            publisher: publisher, catalog: catalog, logger: logger,
-            grace: ShutdownGrace(maxCallMs: config.scripts.maxCallMs, producerTimeoutMs: config.producer.timeoutMs))
-        groups.append(runtime)
+        do {
+            let runtime = try await GroupRuntime.make(
+                group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties,
+                publisher: publisher, catalog: catalog, logger: logger,
+                grace: ShutdownGrace(maxCallMs: config.scripts.maxCallMs, producerTimeoutMs: config.producer.timeoutMs))
+            groups.append(runtime)
+        } catch {
+            for made in groups { await made.shutdown() }
+            throw error
+        }
         // After the producer in the list, so the group stops (and commits)
         // before the producer it dead-letters and emits through is closed.
-        services.append(runtime)
+        services.append(groups.last!)
     }
 
     let script: GenerateScript
     do {
         script = try await GenerateScript.load(catalog: catalog, logger: logger)
     } catch {
-        // Groups already consume: stop them cleanly before giving up.
+        // The groups hold threads, Lua states and a consumer: free them.
         for group in groups { await group.shutdown() }
         throw error
     }

@@ -6,8 +6,8 @@ import ServiceLifecycle
 /// only splits partitions between processes), a pool of workers and the
 /// coordinator that rotates partitions between them.
 public final class GroupRuntime: Service, @unchecked Sendable {
-    // Threading rule: immutable after `start`, except `consumerRef` (set once,
-    // before the first poll) and `pollLoop` (set once in `start`).
+    // Threading rule: immutable after `make`, except `pollLoop`, guarded by its
+    // lock (set once by `startConsuming`, read by `shutdown`).
     let group: GroupConfig
     let logger: Logger
     let consumer: KafkaConsumer
@@ -15,11 +15,14 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     let workers: [Worker]
     /// How long shutdown waits for the leases to end, then for the states to close.
     let grace: ShutdownGrace
-    private var pollLoop: KafkaPollLoop?
+    private let pollLoop = LockedValue<KafkaPollLoop?>(nil)
+    private let started = LockedValue(false)
 
-    /// Creates the consumer, the workers (each loading `process.lua`) and the
-    /// coordinator (loading `rotate.lua` if present), then subscribes.
-    public static func start(
+    /// Creates the consumer, the workers (each loading `process.lua`, so a
+    /// broken script fails here with its error) and the coordinator (loading
+    /// `rotate.lua` if present). Nothing consumes yet: `run()` (or
+    /// `startConsuming()`) joins the group.
+    public static func make(
         group: GroupConfig, bootstrapServers: String, properties: [String: String],
         publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger, grace: ShutdownGrace? = nil
     ) async throws -> GroupRuntime {
@@ -93,10 +96,19 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             throw error
         }
         consumerRef.withLock { $0 = (consumer, coordinator) }
+        return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace)
+    }
+
+    /// Joins the group: subscribes to the group's topics and starts the
+    /// thread that serves the consumer queue (rebalances). Once; later calls
+    /// do nothing.
+    public func startConsuming() throws {
+        guard started.withLock({ value in
+            defer { value = true }
+            return !value
+        }) else { return }
         try consumer.subscribe(group.topics)
-        let runtime = GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace)
-        runtime.pollLoop = KafkaPollLoop(name: "group-\(group.name)") { [runtime] in runtime.pollOnce() }
-        return runtime
+        pollLoop.withLock { $0 = KafkaPollLoop(name: "group-\(group.name)") { [self] in pollOnce() } }
     }
 
     /// The group consumers' assignor unless [kafka.properties] names one.
@@ -127,7 +139,15 @@ public final class GroupRuntime: Service, @unchecked Sendable {
 
     /// Runs until graceful shutdown, then stops the group in order: no new
     /// leases, in-flight messages finish, offsets committed, group left.
+    /// A failed start stops what was made (workers, coordinator, consumer).
     public func run() async throws {
+        do {
+            try startConsuming()
+        } catch {
+            logger.error("group could not subscribe to \(group.topics.joined(separator: ", ")): \(error)", metadata: [LogKey.group: "\(group.name)"])
+            await shutdown()
+            throw error
+        }
         try? await gracefulShutdown()
         await shutdown()
     }
@@ -150,7 +170,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         let closer = DedicatedThread(name: "close-\(group.name)")
         await closer.run { [self] in
             GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
-            pollLoop?.stop()
+            pollLoop.withLock { $0 }?.stop()
             // A worker left behind may still use the consumer when its call
             // returns: keep it open (the group's session expires instead).
             // librdkafka's order (INTRODUCTION.md, "Termination"): partition
