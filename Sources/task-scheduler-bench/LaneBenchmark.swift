@@ -70,6 +70,7 @@ struct LaneBenchmark: Sendable {
                                   gaps: measured.gaps, handoffs: measured.handoffs, problems: problems)
             report("lanes = \(laneCount): \(messages) messages in \(String(format: "%.3f", measured.run.seconds)) s = \(Int(measured.run.rate)) msg/s, "
                    + String(format: "workers busy %.0f us per message, ", result.busyMicrosPerMessage)
+                   + (measured.run.cpuMicrosPerMessage.map { String(format: "process CPU %.0f us per message, ", $0) } ?? "")
                    + "\(measured.handoffs) handoffs, output: \(problems.isEmpty ? "none lost, none doubled, per-key order kept" : problems.joined(separator: ", "))")
             results.append(result)
         }
