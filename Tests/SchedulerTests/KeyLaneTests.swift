@@ -99,6 +99,38 @@ struct KeyLaneTests {
         #expect(ledger.lowestUnfinished == 2)
     }
 
+    @Test("after a rewind, messages fetched before the seek are dropped (not counted as read) until the re-read begins")
+    func staleAfterRewind() {
+        var ledger = LaneLedger(lanes: 2, maxAhead: 100)
+        for offset in Int64(0)..<10 { _ = ledger.split(offset: offset, lane: Int(offset % 2)) }
+        ledger.splitThrough(next: 10)
+        ledger.finished(lane: 0, through: 8)
+        ledger.rewind(lane: 0, to: 4)
+        // 10 and 11 were in librdkafka's queue before the seek.
+        #expect(!ledger.isCurrent(offset: 10) && !ledger.isCurrent(offset: 11))
+        #expect(ledger.splitNext == 4 && ledger.lowestUnfinished(lane: 0) == 4, "stale messages moved nothing")
+        // The re-read from 4: lane 0 takes 4, 6, 8; lane 1 already had 5, 7, 9.
+        var taken: [Int64] = []
+        for offset in Int64(4)..<12 where ledger.isCurrent(offset: offset) && ledger.split(offset: offset, lane: Int(offset % 2)) { taken.append(offset) }
+        #expect(taken == [4, 6, 8, 10, 11])
+    }
+
+    @Test("two lanes rewound before the partition is read again: reading restarts at the earlier offset, each lane takes from its own")
+    func twoRewinds() {
+        var ledger = LaneLedger(lanes: 2, maxAhead: 100)
+        for offset in Int64(0)..<10 { _ = ledger.split(offset: offset, lane: Int(offset % 2)) }
+        ledger.splitThrough(next: 10)
+        ledger.finished(lane: 0, through: 8)
+        ledger.finished(lane: 1, through: 9)
+        ledger.rewind(lane: 1, to: 3)
+        #expect(ledger.rewindTarget(6) == 3, "not past lane 1's rewind, which is not read again yet")
+        ledger.rewind(lane: 0, to: 6)
+        #expect(ledger.splitNext == 3)
+        var taken: [Int64] = []
+        for offset in Int64(3)..<12 where ledger.isCurrent(offset: offset) && ledger.split(offset: offset, lane: Int(offset % 2)) { taken.append(offset) }
+        #expect(taken == [3, 5, 6, 7, 8, 9, 10, 11])
+    }
+
     @Test("random finishing orders: the position never passes an unfinished offset", arguments: [1, 2, 3])
     func randomised(seed: Int) {
         var generator = SeededGenerator(seed: UInt64(seed))

@@ -25,6 +25,10 @@ struct LaneLedger: Sendable, Equatable {
     private(set) var seen: [Int64]
     /// The offset the next message read from the partition should have (-1 until known).
     private(set) var splitNext: Int64 = -1
+    /// After a rewind: the read position before it. Messages at or above it
+    /// that still come out of the queue were fetched before the seek (stale):
+    /// they are dropped until the first message below it (the re-read) arrives.
+    private(set) var staleFrom: Int64?
 
     init(lanes: Int, maxAhead: Int) {
         self.lanes = max(1, lanes)
@@ -32,6 +36,15 @@ struct LaneLedger: Sendable, Equatable {
         pending = Array(repeating: [], count: self.lanes)
         heads = Array(repeating: 0, count: self.lanes)
         seen = Array(repeating: -1, count: self.lanes)
+    }
+
+    /// Whether a message read at `offset` is current; false for one fetched
+    /// before a rewind's seek (drop it, and do not count it as read).
+    mutating func isCurrent(offset: Int64) -> Bool {
+        guard let stale = staleFrom else { return true }
+        if offset >= stale { return false }
+        staleFrom = nil
+        return true
     }
 
     /// A message at `offset` read from the partition belongs to `lane`.
@@ -98,16 +111,26 @@ struct LaneLedger: Sendable, Equatable {
     /// More may be read from the partition and split.
     var mayFetch: Bool { ahead < Int64(maxAhead) }
 
+    /// Where the partition must be read again from for a rewind of a lane
+    /// to `offset`: `offset`, or an earlier position another lane's rewind
+    /// has already moved reading back to (not yet read again).
+    func rewindTarget(_ offset: Int64) -> Int64 {
+        splitNext >= 0 ? min(offset, splitNext) : offset
+    }
+
     /// The lane's messages from `offset` on must be processed again (its
-    /// emits failed there): forgets them and reads the partition again from
-    /// `offset`. Other lanes keep what they have; what they already had is
-    /// dropped when it is read again (`split` returns false).
+    /// emits failed there): forgets them; the partition is read again from
+    /// `rewindTarget(offset)`. Other lanes keep what they have; what they
+    /// already had is dropped when it is read again (`split` returns false).
     mutating func rewind(lane: Int, to offset: Int64) {
+        let target = rewindTarget(offset)
         let kept = pending[lane][heads[lane]...].filter { $0 < offset }
         pending[lane] = Array(kept)
         heads[lane] = 0
         seen[lane] = offset
-        splitNext = offset
+        // Several rewinds before the re-read: the highest position read is what is stale.
+        if splitNext > target { staleFrom = max(staleFrom ?? splitNext, splitNext) }
+        splitNext = target
     }
 
     /// Forgets everything (the partition left this process).

@@ -97,6 +97,10 @@ final class PartitionFeed: Sendable {
             for message in messages {
                 // A consumer error carries no position: lane 0 logs it.
                 guard message.error == nil else { state.backlogs[0].append(message); continue }
+                guard state.ledger.isCurrent(offset: message.offset) else {
+                    dropped.append(message)  // fetched before a rewind's seek: read again in order
+                    continue
+                }
                 let lane = keyLanes.lane(forKey: message.key)
                 if state.ledger.split(offset: message.offset, lane: lane) {
                     state.backlogs[lane].append(message)
@@ -138,11 +142,13 @@ final class PartitionFeed: Sendable {
 
     /// After a failed emit: `lane` is read again from `offset`. Drops the
     /// lane's backlog and, while no other lane reads, moves the partition's
-    /// read position back with `seek` (false: it could not, and nothing
+    /// read position back with `seek` (to `offset`, or earlier if another
+    /// lane's rewind is not read again yet; false: it could not, and nothing
     /// changes). Other lanes keep their messages and skip them when read again.
-    func rewind(lane: Int, to offset: Int64, seek: () -> Bool) -> Bool {
+    func rewind(lane: Int, to offset: Int64, seek: (Int64) -> Bool) -> Bool {
         fetching.withLock { _ -> Bool in
-            guard seek() else { return false }
+            // Not past where another lane's rewind already moved reading back to.
+            guard seek(split.withLock { $0.ledger.rewindTarget(offset) }) else { return false }
             let dropped = split.withLock { state -> [KafkaRawMessage] in
                 defer { state.backlogs[lane].removeAll() }
                 state.ledger.rewind(lane: lane, to: offset)

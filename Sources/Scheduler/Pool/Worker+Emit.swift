@@ -61,17 +61,18 @@ extension Worker {
         guard let failed = feed.emits.rewind() else { return nil }
         let group = environment.group
         environment.logger.warning(
-            "emits of offset \(failed.offset) failed (attempt \(failed.rounds) of \(group.maxAttempts)): \(failed.error); reading \(lease.partition) again from there",
-            metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)", LogKey.offset: "\(failed.offset)"]) { $1 })
+            "emits of offset \(failed.offset) failed (attempt \(failed.rounds) of \(group.maxAttempts)): \(failed.error); reading \(lease.slot) again from there",
+            metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)",
+                                           LogKey.lane: "\(lease.slot.lane)", LogKey.offset: "\(failed.offset)"]) { $1 })
         // With lanes, only this lane goes back: the others skip what they
         // already had when the partition is read again (PartitionFeed.rewind).
         var stopped: SliceEndReason?
-        let rewound = feed.feed.rewind(lane: feed.lane, to: failed.offset) {
+        let rewound = feed.feed.rewind(lane: feed.lane, to: failed.offset) { target in
             var tries = 0
             while true {
                 do {
                     try environment.consumer.seek(
-                        PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: failed.offset), timeoutMs: 5000)
+                        PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target), timeoutMs: 5000)
                     return true
                 } catch {
                     tries += 1
