@@ -55,7 +55,8 @@ test-hostile: test-deps
 # Steady-state throughput on one embedded broker: 1M keyed messages over 16
 # partitions read by librdkafka alone (the limit), kcat, the scheduler with a
 # no-op and with an emitting process(), and the Python peer; ratios from one
-# run; then the handoff gaps over >= 500 handoffs. BENCH_ARGS, e.g.
+# run; then the handoff gaps over >= 500 handoffs; then the fire delay of
+# 10,000 schedules due within one minute (reader `schedules`). BENCH_ARGS, e.g.
 # BENCH_ARGS="--readers noop,librdkafka --runs 5".
 BENCH_ARGS ?=
 bench: release

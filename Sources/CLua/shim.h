@@ -40,7 +40,7 @@ static inline void clua_gc_generational(lua_State *L) { lua_gc(L, LUA_GCGEN, 0, 
 
 enum { CLUA_WITHIN = 0, CLUA_INSTRUCTIONS = 1, CLUA_TIME = 2, CLUA_MEMORY = 3 };
 enum { CLUA_PERIOD = 1000 };  /* most instructions between two hook calls */
-enum { CLUA_BINDINGS = 5 };
+enum { CLUA_BINDINGS = 7 };
 
 typedef struct clua_reply clua_reply;
 /* A Swift binding: reads its arguments (never allocating), fills `reply`. */
@@ -267,6 +267,7 @@ struct clua_reply {
     int level;            /* stack level the error is reported at (1: the caller) */
     int budget;           /* for CLUA_REPLY_BUDGET: which one */
     int push_true;        /* push `true` before the values */
+    int push_string;      /* push `message` as a string result (after `true`, before the values) */
     int count;            /* integer results */
     lua_Integer values[CLUA_REPLY_VALUES];
     char message[512];
@@ -281,14 +282,16 @@ static inline int clua_trampoline(lua_State *L) {
     reply.level = 1;
     reply.budget = 0;
     reply.push_true = 0;
+    reply.push_string = 0;
     reply.count = 0;
     reply.message[0] = '\0';
     c->bindings[lua_tointeger(L, lua_upvalueindex(1))](L, c->context, &reply);
     if (reply.status == CLUA_REPLY_OK) {
-        luaL_checkstack(L, reply.count + 1, "too many results");
+        luaL_checkstack(L, reply.count + 2, "too many results");
         if (reply.push_true) lua_pushboolean(L, 1);
+        if (reply.push_string) lua_pushstring(L, reply.message);
         for (int i = 0; i < reply.count && i < CLUA_REPLY_VALUES; i++) lua_pushinteger(L, reply.values[i]);
-        return reply.count + reply.push_true;
+        return reply.count + reply.push_true + reply.push_string;
     }
     /* Where: the Lua function at `level`; if a tail call replaced it, the
      * position the hook saw last. */
@@ -492,8 +495,8 @@ static inline void clua_open_sandbox(lua_State *L, clua_request *r) {
     }
     lua_pop(L, 1);
     /* The scheduler table: raw bindings (_emit, _log, _yield, _match,
-     * _charge) that the prelude wraps or hides. */
-    const char *names[CLUA_BINDINGS] = {"_emit", "_log", "_yield", "_match", "_charge"};
+     * _charge, _schedule, _cancel) that the prelude wraps or hides. */
+    const char *names[CLUA_BINDINGS] = {"_emit", "_log", "_yield", "_match", "_charge", "_schedule", "_cancel"};
     lua_createtable(L, 0, 6);
     lua_pushstring(L, r->worker);
     lua_setfield(L, -2, "worker");

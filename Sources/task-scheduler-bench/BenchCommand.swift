@@ -19,7 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
     @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
     @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
-    @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, batch, emitting, python, handoff, lanes (default: all).") var readers: String?
+    @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes (default: all).") var readers: String?
 
     func run() async throws {
         bootstrapLogging(.warning)
@@ -33,7 +33,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let readers {
             bench.readers = Set(try readers.split(separator: ",").map { name in
                 guard let reader = ThroughputBenchmark.Reader(rawValue: String(name)) else {
-                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, batch, emitting, python, handoff, lanes")
+                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes")
                 }
                 return reader
             })
@@ -62,6 +62,10 @@ struct BenchCommand: AsyncParsableCommand {
         print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
         print("python peer (consume/produce/flush/commit): \(rate(python))")
         print("emitted output: \(result.outputProblems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : result.outputProblems.joined(separator: ", "))")
+        if let fired = result.schedulesFired, let p99 = result.fireDelayP99Ms, let reference = result.produceP99Ms {
+            print(String(format: "schedules: %d of 10000 due within one minute fired; due to acknowledgement p50 %.3f ms, p99 %.3f ms (target < 50 ms); %.2fx the p99 of a single produce (%.3f ms); %.0f bytes per schedule in the timer table",
+                         fired, result.fireDelayP50Ms ?? 0, p99, reference > 0 ? p99 / reference : 0, reference, result.bytesPerSchedule ?? 0))
+        }
         print("handoff gap over \(result.gapCount) handoffs (handoff phase: 4 partitions, 6 workers, slice 10 ms): p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
         if result.lanes.count == 2 {
             let (one, many) = (result.lanes[0], result.lanes[1])

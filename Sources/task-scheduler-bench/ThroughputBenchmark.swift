@@ -34,7 +34,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, noop, batch, emitting, python, handoff, lanes
+        case librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes
     }
 
     /// Creates a benchmark with the defaults.
@@ -71,6 +71,12 @@ public struct ThroughputBenchmark: Sendable {
         public var slices = 0
         /// Key lanes: `lanes = 1` then `lanes = 4` (the `lanes` reader).
         var lanes: [LaneBenchmark.Measured] = []
+        /// The schedules phase: fires of 10,000 schedules due within a minute.
+        public var schedulesFired: Int?
+        public var fireDelayP50Ms: Double?
+        public var fireDelayP99Ms: Double?
+        public var produceP99Ms: Double?
+        public var bytesPerSchedule: Double?
     }
 
     /// Runs the benchmark; `report` receives progress lines.
@@ -160,6 +166,14 @@ public struct ThroughputBenchmark: Sendable {
             } catch {
                 report("python peer skipped: \(error)")
             }
+        }
+        if readers.contains(.schedules) {
+            let fired = try await FireDelayBenchmark().run(broker: broker, logger: logger, report: report)
+            result.schedulesFired = fired.fired
+            result.fireDelayP50Ms = fired.delayP50Ms
+            result.fireDelayP99Ms = fired.delayP99Ms
+            result.produceP99Ms = fired.produceP99Ms
+            result.bytesPerSchedule = fired.bytesPerSchedule
         }
         result.gapCount = gaps.count
         result.gapP50Ms = Self.quantileMs(gaps, 0.5)

@@ -124,6 +124,28 @@ struct ConfigTests {
         #expect(config.groups[0].lanes == 4 && config.groups[0].laneMaxAhead == 500)
     }
 
+    @Test("[schedules]: defaults, read, and checked with the key and line named")
+    func scheduleKeys() throws {
+        let defaults = SchedulerConfig().schedules
+        #expect(defaults.enabled && defaults.topic == "task-scheduler.schedules" && defaults.group == "task-scheduler.schedules")
+        #expect(defaults.partitions == 4 && defaults.maxSchedules == 1_000_000)
+        let config = try ConfigLoader.parse(
+            "[schedules]\nenabled = false\ntopic = \"my.schedules\"\ngroup = \"g\"\npartitions = 8\nmax_schedules = 5\n", file: "s.toml")
+        #expect(!config.schedules.enabled && config.schedules.topic == "my.schedules" && config.schedules.group == "g")
+        #expect(config.schedules.partitions == 8 && config.schedules.maxSchedules == 5)
+        for (text, expected) in [
+            ("[schedules]\npartitions = 0\n", "s.toml:2"), ("[schedules]\ntopic = \"no spaces\"\n", "schedules.topic"),
+            ("[schedules]\nparts = 4\n", "parts"), ("[schedules]\nenabled = 1\n", "schedules.enabled"),
+            ("[producer]\npool_topic = \"x\"\n[schedules]\ntopic = \"x\"\n", "must differ from producer.pool_topic"),
+        ] {
+            #expect {
+                _ = try ConfigLoader.parse(text, file: "s.toml")
+            } throws: { error in
+                "\(error)".contains(expected)
+            }
+        }
+    }
+
     @Test("a missing file named on the command line is an error naming the file")
     func missingFile() {
         #expect {

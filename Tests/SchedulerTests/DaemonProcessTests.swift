@@ -46,8 +46,9 @@ final class DaemonProcess: @unchecked Sendable {
 /// Writes a config file for a daemon process on the shared broker (API on an
 /// ephemeral port, short group sessions) beside the `scripts` directory.
 func daemonConfig(next scripts: String, topic: String, group: String, workers: Int, sliceMs: Int,
-                  groupExtra: String = "", tail: String = "") throws -> URL {
+                  groupExtra: String = "", tail: String = "", schedules: Bool = false) throws -> URL {
     let file = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("\(group).toml")
+    try TestBroker.shared.createTopic("\(group)-schedules", partitions: 4)
     try """
         [kafka]
         brokers = ["\(TestBroker.shared.bootstrapServers)"]
@@ -56,6 +57,10 @@ func daemonConfig(next scripts: String, topic: String, group: String, workers: I
         "heartbeat.interval.ms" = 500
         [api]
         listen = "127.0.0.1:0"
+        [schedules]
+        enabled = \(schedules)
+        topic = "\(group)-schedules"
+        group = "\(group)-schedules"
         [[groups]]
         name = "\(group)-\(UUID().uuidString.prefix(6))"
         topics = ["\(topic)"]

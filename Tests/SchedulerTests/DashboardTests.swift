@@ -42,13 +42,20 @@ struct DashboardTests {
         }
     }
 
-    @Test("in headless Chromium the task pool is listed, each task with a remove button",
+    @Test("in headless Chromium the task pool is listed, each task with a remove button; the schedules that fire next with a cancel button",
           .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
     func rendersPool() async throws {
-        try await withApplication(testConfig()) { client in
+        try await withApplication(schedulingConfig()) { client in
             #expect(try await post(client, #"{"topic": "E", "message": "EE", "key": "k9"}"#).status == .ok)
+            let scheduled = try await postSchedule(client, #"{"topic": "E", "message": "later", "cron": "0 9 * * MON", "timezone": "Europe/Berlin"}"#)
+            let id = try #require(scheduled["id"] as? String)
+            #expect(try await eventually { try await poolList(client).contains { $0["id"] as? String == id } })
             let port = try #require(client.port)
             let dom = try await runChromium(["--dump-dom"], url: "http://127.0.0.1:\(port)/")
+            // What fires next: the schedule, with its due time and a cancel button.
+            #expect(dom.contains("data-schedule=\"\(id)\""), "schedule missing from the dashboard")
+            #expect(dom.contains("cron 0 9 * * MON (Europe/Berlin)"))
+            #expect(dom.components(separatedBy: "class=\"cancel\"").count - 1 == 1)
             for index in 0..<5 { #expect(dom.contains("data-index=\"\(index)\""), "pool task \(index) missing") }
             #expect(dom.components(separatedBy: "class=\"remove\"").count - 1 == 5, "one remove button per task")
             #expect(dom.contains("<td>EE</td><td>k9</td>"))

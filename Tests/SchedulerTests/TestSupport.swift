@@ -58,6 +58,13 @@ func testConfig(intervalMs: Int = 3_600_000) -> SchedulerConfig {
     config.producer.poolTopic = "pool-\(UUID().uuidString.prefix(8))"
     // As the daemon does on the embedded broker: one partition.
     try? TestBroker.shared.createTopic(config.producer.poolTopic, partitions: 1)
+    // A schedule topic and group of its own, as the daemon creates on the
+    // embedded broker; firing is off unless a test turns it on (a group
+    // join per test app loads the shared broker for nothing).
+    config.schedules.enabled = false
+    config.schedules.topic = "schedules-\(UUID().uuidString.prefix(8))"
+    config.schedules.group = config.schedules.topic
+    try? TestBroker.shared.createTopic(config.schedules.topic, partitions: config.schedules.partitions)
     config.groups = []
     return config
 }

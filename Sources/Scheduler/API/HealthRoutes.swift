@@ -5,12 +5,15 @@ struct HealthRoutes: Sendable {
     let bootstrapServers: String
     let embeddedBroker: Bool
     let publisher: TaskPublisher
+    let schedules: ScheduleStore
 
     func add(to router: Router<BasicRequestContext>) {
         router.get("/health") { _, _ in
             JSONBody.response(HealthView(
                 status: "ok", bootstrap_servers: bootstrapServers, embedded_broker: embeddedBroker,
-                pending_tasks: publisher.pendingCount))
+                pending_tasks: publisher.pendingCount,
+                schedules: ScheduleHealthView(live: schedules.isLive, owned: schedules.book.read { $0.count },
+                                              partitions: schedules.book.read { $0.partitions.keys.sorted() })))
         }
     }
 }
@@ -21,4 +24,13 @@ struct HealthView: Encodable {
     let bootstrap_servers: String
     let embedded_broker: Bool
     let pending_tasks: Int
+    let schedules: ScheduleHealthView
+}
+
+/// The `schedules` part of `GET /health`: whether this daemon holds schedule
+/// partitions and read them all (`live`), how many schedules it owns, and which partitions.
+struct ScheduleHealthView: Encodable {
+    let live: Bool
+    let owned: Int
+    let partitions: [Int32]
 }

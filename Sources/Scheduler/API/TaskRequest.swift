@@ -1,14 +1,18 @@
 import Foundation
 
 /// Reads the body of `POST /tasks/generate`:
-/// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?, "once": true?}`.
+/// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?, "once": true?}`,
+/// or with one schedule field: `"at"` (RFC 3339), `"after"`, `"every"` (durations
+/// such as `"90s"`) or `"cron"` (with an optional `"timezone"`).
 enum TaskRequest {
-    static let fields: Set<String> = ["topic", "message", "key", "headers", "once"]
+    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone"]
 
-    /// A parsed body: the task, and whether it is published once instead of joining the pool.
+    /// A parsed body: the task, and whether it is published once instead of
+    /// joining the pool, or when it is scheduled.
     struct Posted: Sendable, Equatable {
         var task: TaskSpec
         var once: Bool
+        var schedule: ScheduleKind? = nil
     }
 
     /// The task, or an `APIError` (400) saying what is wrong with the body.
@@ -27,7 +31,7 @@ enum TaskRequest {
         }
         let unknown = Set(fields.keys).subtracting(Self.fields).sorted()
         if !unknown.isEmpty {
-            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once")
+            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone")
         }
         let topic = try string(fields, "topic", required: true)!
         let message = try string(fields, "message", required: true)!
@@ -55,7 +59,19 @@ enum TaskRequest {
             once = number.boolValue
         }
         if let problem = TopicName.problem(topic) { throw APIError(.badRequest, problem) }
-        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once)
+        let at = try string(fields, "at", required: false)
+        let after = try string(fields, "after", required: false)
+        let every = try string(fields, "every", required: false)
+        let cron = try string(fields, "cron", required: false)
+        let timezone = try string(fields, "timezone", required: false)
+        let schedule: ScheduleKind?
+        do {
+            schedule = try ScheduleRequest.kind(at: at, after: after, every: every, cron: cron, timezone: timezone, now: RFC3339.nowMs)
+        } catch {
+            throw APIError(.badRequest, error.description)
+        }
+        if schedule != nil && once { throw APIError(.badRequest, "field 'once' cannot be combined with a schedule (at, after, every, cron)") }
+        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once, schedule: schedule)
     }
 
     private static func string(_ fields: [String: Any], _ name: String, required: Bool) throws(APIError) -> String? {

@@ -2,11 +2,13 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// The seed's task API, around the task pool: `POST /tasks/generate`,
-/// `GET /tasks`, `DELETE /tasks[/<index>]`, and `GET /tasks/pending`.
+/// The seed's task API, around the task pool and the schedules:
+/// `POST /tasks/generate`, `GET /tasks`, `DELETE /tasks[/<index or id>]`,
+/// and `GET /tasks/pending`.
 struct TaskRoutes: Sendable {
     let publisher: TaskPublisher
     let pool: TaskPoolStore
+    let schedules: ScheduleStore
     let script: GenerateScript
     let maxBodyBytes: Int
 
@@ -14,8 +16,10 @@ struct TaskRoutes: Sendable {
         router.post("/tasks/generate") { request, context in try await generate(request, context) }
         router.get("/tasks") { _, _ in
             do {
-                // The seed's shape: topic and message, key and headers only when set.
-                return JSONBody.response(try await pool.currentTasks())
+                // The seed's shape: topic and message, key and headers only
+                // when set; then this daemon's schedules, earliest due first.
+                let tasks = try await pool.currentTasks().map(TaskListEntry.init(pool:))
+                return JSONBody.response(tasks + schedules.schedules.map(TaskListEntry.init(schedule:)))
             } catch let error as PoolError {
                 throw Self.apiError(error)
             }
@@ -25,8 +29,16 @@ struct TaskRoutes: Sendable {
         }
         router.delete("/tasks/:index") { _, context in
             let text = context.parameters.get("index") ?? ""
+            if text.hasPrefix("s-") {
+                do {
+                    try await schedules.cancel(id: text)
+                    return JSONBody.response(["cancelled": text])
+                } catch let error as ScheduleError {
+                    throw Self.apiError(error)
+                }
+            }
             guard let index = Int(text), index >= 0 else {
-                throw APIError(.badRequest, "task index must be a non-negative integer (a position in GET /tasks), got '\(text.prefix(64))'")
+                throw APIError(.badRequest, "task index must be a non-negative integer (a position in GET /tasks) or a schedule id (s-...), got '\(text.prefix(64))'")
             }
             do {
                 return JSONBody.response(try await pool.remove(at: index))
@@ -62,6 +74,14 @@ struct TaskRoutes: Sendable {
             context.logger.error("on_task() failed: \(error)", metadata: [LogKey.script: "\(error.script)"])
             throw APIError(.internalServerError, "on_task() failed: \(error)")
         }
+        if let kind = posted.schedule {
+            do {
+                let schedule = try await schedules.create(task: accepted, kind: kind)
+                return JSONBody.response(ScheduledView(id: schedule.id, next_due: RFC3339.format(schedule.nextDueMs), kind: kind.name))
+            } catch {
+                throw Self.apiError(error)
+            }
+        }
         do {
             if posted.once {
                 _ = try await publisher.publish(accepted)
@@ -69,7 +89,7 @@ struct TaskRoutes: Sendable {
                 _ = try await pool.add(accepted)
             }
         } catch let error as PublishError {
-            throw Self.apiError(.publish(error))
+            throw Self.apiError(PoolError.publish(error))
         } catch let error as PoolError {
             throw Self.apiError(error)
         }
@@ -92,6 +112,15 @@ struct TaskRoutes: Sendable {
             case .backpressure(let reason): APIError(.serviceUnavailable, reason, headers: [.retryAfter: "1"])
             case .kafka(let kafka): APIError(.serviceUnavailable, "could not publish: \(kafka)")
             }
+        }
+    }
+
+    static func apiError(_ error: ScheduleError) -> APIError {
+        switch error {
+        case .invalid(let reason): APIError(.badRequest, reason)
+        case .full: APIError(.conflict, error.description)
+        case .noSuchSchedule: APIError(.notFound, error.description)
+        case .publish(let publish): apiError(PoolError.publish(publish))
         }
     }
 

@@ -21,6 +21,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         // One partition: the pool's order is its offset order. (The mock
         // cannot be told cleanup.policy=compact; it lives as long as the broker.)
         try started.createTopic(config.producer.poolTopic, partitions: 1)
+        try started.createTopic(config.schedules.topic, partitions: config.schedules.partitions)
         logger.notice("embedded Kafka broker (in memory, lost on exit) listening",
                       metadata: [LogKey.bootstrap: "\(started.bootstrapServers)"])
         broker = started
@@ -50,9 +51,16 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         metrics: metrics,
         topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
 
+    let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger)
+    if config.schedules.enabled {
+        // After the producer: it stops (leaving the group, settling fires) before the producer closes.
+        services.append(ScheduleService(store: schedules, group: config.schedules.group, bootstrapServers: bootstrapServers,
+                                        properties: config.kafka.properties))
+    }
+
     let catalog = try await ScriptCatalog.load(
         directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,
-        logger: logger, metrics: metrics)
+        logger: logger, metrics: metrics, schedules: schedules.placement)
     var groups: [GroupRuntime] = []
     // Made, not started: each group joins Kafka in its service's run().
     for group in config.groups {
@@ -103,8 +111,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     DashboardRoute().add(to: router)
     GroupRoutes(groups: groups).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
-    TaskRoutes(publisher: publisher, pool: pool, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
-    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher).add(to: router)
+    TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
+    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher, schedules: schedules).add(to: router)
 
     let (host, port) = config.api.hostAndPort
     let onListening = options.onListening

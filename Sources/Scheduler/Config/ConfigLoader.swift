@@ -62,9 +62,10 @@ public enum ConfigLoader {
             case "producer": try readProducer(reader.table(value, key), into: &config.producer, reader)
             case "log": try readLog(reader.table(value, key), into: &config.log, reader)
             case "scripts": try readScripts(reader.table(value, key), into: &config.scripts, reader)
+            case "schedules": try readSchedules(reader.table(value, key), into: &config.schedules, reader)
             case "groups": config.groups = try readGroups(value, reader)
             case _ where SeedConfig.keys.contains(key): seedKeys[key] = value
-            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "scripts", "groups"] + SeedConfig.keys.sorted())
+            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "scripts", "schedules", "groups"] + SeedConfig.keys.sorted())
             }
         }
         if !seedKeys.isEmpty { try SeedConfig.apply(seedKeys, to: &config, reader) }
@@ -142,6 +143,20 @@ public enum ConfigLoader {
             case "max_memory_mb": section.maxMemoryMB = try reader.int(value, path, table: "scripts")
             case "max_call_ms": section.maxCallMs = try reader.int(value, path, table: "scripts")
             default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms"])
+            }
+        }
+    }
+
+    private static func readSchedules(_ table: TOMLTable, into section: inout SchedulesSection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            let path = "schedules.\(key)"
+            switch key {
+            case "enabled": section.enabled = try reader.bool(value, path, table: "schedules")
+            case "topic": section.topic = try reader.string(value, path, table: "schedules")
+            case "group": section.group = try reader.string(value, path, table: "schedules")
+            case "partitions": section.partitions = try reader.int(value, path, table: "schedules")
+            case "max_schedules": section.maxSchedules = try reader.int(value, path, table: "schedules")
+            default: throw reader.unknownKey(key, table: "schedules", allowed: ["enabled", "topic", "group", "partitions", "max_schedules"])
             }
         }
     }

@@ -19,6 +19,15 @@ enum ConfigValidator {
         if let problem = TopicName.problem(config.producer.poolTopic) {
             throw reader.error("producer.pool_topic", table: "producer", problem)
         }
+        if let problem = TopicName.problem(config.schedules.topic) {
+            throw reader.error("schedules.topic", table: "schedules", problem)
+        }
+        if config.schedules.topic == config.producer.poolTopic {
+            throw reader.error("schedules.topic", table: "schedules", "must differ from producer.pool_topic")
+        }
+        if config.schedules.group.isEmpty { throw reader.error("schedules.group", table: "schedules", "must not be empty") }
+        try positive(config.schedules.partitions, "schedules.partitions", table: "schedules", reader, max: 10_000)
+        try positive(config.schedules.maxSchedules, "schedules.max_schedules", table: "schedules", reader, max: 100_000_000)
         try positive(config.scripts.maxInstructions, "scripts.max_instructions", table: "scripts", reader, max: Int(Int32.max))
         try positive(config.scripts.maxMemoryMB, "scripts.max_memory_mb", table: "scripts", reader, max: 65_536)
         try positive(config.scripts.maxCallMs, "scripts.max_call_ms", table: "scripts", reader, max: 600_000)

@@ -11,6 +11,8 @@ public struct SchedulerConfig: Sendable, Equatable {
     public var log = LogSection()
     /// `[scripts]`: limits for every Lua state.
     public var scripts = ScriptsSection()
+    /// `[schedules]`: scheduled and recurring tasks.
+    public var schedules = SchedulesSection()
     /// `[[groups]]`: the consumer groups and their worker pools.
     public var groups: [GroupConfig] = [GroupConfig()]
 
@@ -76,6 +78,30 @@ public struct ProducerSection: Sendable, Equatable {
     /// The compacted topic the task pool is kept in and read back from at
     /// start. Default `task-scheduler.pool`.
     public var poolTopic = "task-scheduler.pool"
+}
+
+/// `[schedules]`: where scheduled tasks (`at`, `after`, `every`, `cron`) are kept.
+public struct SchedulesSection: Sendable, Equatable {
+    /// Whether this daemon takes part in firing schedules (joins the group,
+    /// holds partitions, fires, lists its schedules). False: it only stores
+    /// and cancels schedules (API, scripts); other daemons fire them.
+    /// Default true.
+    public var enabled = true
+    /// The compacted topic schedules are kept in, keyed by schedule id.
+    /// Default `task-scheduler.schedules`.
+    public var topic = "task-scheduler.schedules"
+    /// The consumer group the daemons share the schedule topic through: each
+    /// schedule fires from the daemon holding its partition. Default
+    /// `task-scheduler.schedules`.
+    public var group = "task-scheduler.schedules"
+    /// Partitions of the schedule topic (the embedded broker creates it with
+    /// this many; on a real cluster create it with this many). A schedule's
+    /// partition is a hash of its id modulo this number, so every daemon
+    /// must use the same value. Default 4.
+    public var partitions = 4
+    /// Most schedules one daemon holds in memory; past it new schedules get
+    /// 409. Default 1000000.
+    public var maxSchedules = 1_000_000
 }
 
 /// `[scripts]`: what one Lua call and one Lua state may use. Going over

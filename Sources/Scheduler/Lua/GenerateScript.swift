@@ -38,7 +38,8 @@ public final class GenerateScript: Sendable {
             throw LuaError(script: catalog.directory, line: nil, message: "generate.lua is missing")
         }
         let generation = catalog.generation
-        let host = try await ScriptHost.load(source: source, limits: catalog.limits, worker: "producer", group: nil, logger: logger)
+        let host = try await ScriptHost.load(source: source, limits: catalog.limits, worker: "producer", group: nil, logger: logger,
+                                             schedules: catalog.schedules)
         let path = source.path
         do {
             let (initial, onTask) = try await host.withState { state in

@@ -24,12 +24,15 @@ final class ScriptBindings {
     private(set) var emitted: [OutgoingMessage] = []
     /// Set by `scheduler.yield()`: end the current slice after this message.
     var yieldRequested = false
+    /// Where `scheduler.schedule` and `scheduler.cancel` write (nil: they raise).
+    let schedules: SchedulePlacement?
 
-    init(script: String, worker: String, group: String?, logger: Logger) {
+    init(script: String, worker: String, group: String?, logger: Logger, schedules: SchedulePlacement? = nil) {
         self.script = script
         self.worker = worker
         self.group = group
         self.logger = logger
+        self.schedules = schedules
     }
 
     /// Returns and clears the emitted tasks.
@@ -56,7 +59,23 @@ final class ScriptBindings {
         local raw_log = scheduler._log
         scheduler.emit, scheduler.log, scheduler.yield = scheduler._emit, scheduler._log, scheduler._yield
         scheduler._emit, scheduler._log, scheduler._yield = nil, nil, nil
-        local tostring, select, concat = tostring, select, table.concat
+        local raw_schedule, pairs, tostring = scheduler._schedule, pairs, tostring
+        local schedule_fields = {topic = true, message = true, key = true, headers = true, at = true, after = true,
+                                 every = true, cron = true, timezone = true}
+        scheduler.schedule = function(spec)
+          if type(spec) ~= "table" then
+            error("scheduler.schedule: expects a table {topic=, message=, key=?, headers=?, at=|after=|every=|cron=}", 2)
+          end
+          for name in pairs(spec) do
+            if not schedule_fields[name] then
+              error("scheduler.schedule: unknown field '" .. tostring(name) .. "' (allowed: topic, message, key, headers, at, after, every, cron, timezone)", 2)
+            end
+          end
+          return raw_schedule(spec.topic, spec.message, spec.key, spec.headers, spec.at, spec.after, spec.every, spec.cron, spec.timezone)
+        end
+        scheduler.cancel = scheduler._cancel
+        scheduler._schedule, scheduler._cancel = nil, nil
+        local select, concat = select, table.concat
         print = function(...)
           local parts = {}
           for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
@@ -65,14 +84,16 @@ final class ScriptBindings {
         """
 
     /// Points the state's C control block at `bindings` and its functions
-    /// (in the order of `_emit`, `_log`, `_yield`, `_match`, `_charge` in shim.h).
+    /// (in the order of `_emit`, `_log`, `_yield`, `_match`, `_charge`,
+    /// `_schedule`, `_cancel` in shim.h).
     static func register(_ bindings: ScriptBindings, in control: UnsafeMutablePointer<clua_control>) {
         // Unretained: the LuaState holding `control` also holds `bindings`.
         control.pointee.context = Unmanaged.passUnretained(bindings).toOpaque()
-        control.pointee.bindings = (schedulerEmit, schedulerLog, schedulerYield, stringMatch, chargeSteps)
+        control.pointee.bindings = (schedulerEmit, schedulerLog, schedulerYield, stringMatch, chargeSteps,
+                                    schedulerSchedule, schedulerCancel)
     }
 
-    fileprivate static func from(_ context: UnsafeMutableRawPointer?) -> ScriptBindings {
+    static func from(_ context: UnsafeMutableRawPointer?) -> ScriptBindings {
         Unmanaged<ScriptBindings>.fromOpaque(context!).takeUnretainedValue()
     }
 }
@@ -118,6 +139,37 @@ func luaText(_ L: OpaquePointer, _ index: Int32) -> String? {
     }
 }
 
+/// Reads a headers table at stack `index` (strings to strings); nil when
+/// the argument is absent, or throws the message to raise.
+func luaHeaders(_ L: OpaquePointer, _ index: Int32, function: String, argument: String) throws(LuaArgumentError) -> [KafkaHeader]? {
+    guard clua_isnoneornil(L, index) == 0 else { return nil }
+    guard clua_istable(L, index) != 0 else { throw LuaArgumentError("\(function): \(argument) must be a table or nil") }
+    var headers: [KafkaHeader] = []
+    // lua_next is raw and allocates nothing; a C function has 20 free slots.
+    lua_pushnil(L)
+    while lua_next(L, index) != 0 {
+        // Values are bytes (Lua strings are byte strings); `false` is a null value.
+        let value: [UInt8]??
+        if lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1) == 0 { value = .some(nil) }
+        else { value = luaBytes(L, -1).map { .some($0) } }
+        guard lua_type(L, -2) == LUA_TSTRING, let name = luaText(L, -2), let value else {
+            clua_pop(L, 2)
+            throw LuaArgumentError("\(function): headers must map strings to strings (or false for a null value)")
+        }
+        headers.append(KafkaHeader(name: name, bytes: value))
+        clua_pop(L, 1)
+    }
+    // Sorted by name: the record is the same whatever order lua_next yields.
+    headers.sort { $0.name < $1.name }
+    return headers
+}
+
+/// A binding argument that cannot be used; the message is raised in Lua.
+struct LuaArgumentError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
 /// `scheduler.emit(topic, message [, key [, headers]])`.
 private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ reply: UnsafeMutablePointer<clua_reply>?) {
     guard let L, let reply else { return }
@@ -132,24 +184,11 @@ private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoint
         guard let k = luaBytes(L, 3) else { return reply.fail("scheduler.emit: argument 3 (key) must be a string or nil") }
         key = k
     }
-    var headers: [KafkaHeader] = []
-    if clua_isnoneornil(L, 4) == 0 {
-        guard clua_istable(L, 4) != 0 else { return reply.fail("scheduler.emit: argument 4 (headers) must be a table or nil") }
-        // lua_next is raw and allocates nothing; a C function has 20 free slots.
-        lua_pushnil(L)
-        while lua_next(L, 4) != 0 {
-            // Values are bytes (Lua strings are byte strings); `false` is a null value.
-            let value: [UInt8]??
-            if lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1) == 0 { value = .some(nil) }
-            else { value = luaBytes(L, -1).map { .some($0) } }
-            guard lua_type(L, -2) == LUA_TSTRING, let name = luaText(L, -2), let value else {
-                clua_pop(L, 2)
-                return reply.fail("scheduler.emit: headers must map strings to strings (or false for a null value)")
-            }
-            headers.append(KafkaHeader(name: name, bytes: value))
-            clua_pop(L, 1)
-        }
-        headers.sort { $0.name < $1.name }
+    let headers: [KafkaHeader]
+    do {
+        headers = try luaHeaders(L, 4, function: "scheduler.emit", argument: "argument 4 (headers)") ?? []
+    } catch {
+        return reply.fail(error.message)
     }
     bindings.appendEmitted(OutgoingMessage(topic: topic, key: key, value: message, headers: headers))
     reply.pointee.push_true = 1
@@ -174,5 +213,5 @@ private func schedulerYield(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoin
 }
 
 extension ScriptBindings {
-    fileprivate func appendEmitted(_ task: OutgoingMessage) { emitted.append(task) }
+    func appendEmitted(_ task: OutgoingMessage) { emitted.append(task) }
 }

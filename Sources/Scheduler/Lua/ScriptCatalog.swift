@@ -25,6 +25,8 @@ public final class ScriptCatalog: Sendable {
     private let state: Mutex<CatalogState>
     /// Where Lua call durations, errors and reloads are counted.
     let metrics: SchedulerMetrics
+    /// Where `scheduler.schedule` writes (nil: scripts cannot schedule).
+    let schedules: SchedulePlacement?
     private let generationCounter = Atomic<Int>(1)
 
     struct CatalogState {
@@ -36,15 +38,19 @@ public final class ScriptCatalog: Sendable {
 
     /// Reads and validates the scripts; throws the first problem (file, line).
     public static func load(
-        directory: String, limits: LuaLimits, needsProcess: Bool, logger: Logger, metrics: SchedulerMetrics = SchedulerMetrics()
+        directory: String, limits: LuaLimits, needsProcess: Bool, logger: Logger, metrics: SchedulerMetrics = SchedulerMetrics(),
+        schedules: SchedulePlacement? = nil
     ) async throws -> ScriptCatalog {
         let sources = try readAll(directory: directory, needsProcess: needsProcess)
         try await validate(sources, limits: limits, logger: logger)
-        return ScriptCatalog(directory: directory, limits: limits, needsProcess: needsProcess, sources: sources, metrics: metrics)
+        return ScriptCatalog(directory: directory, limits: limits, needsProcess: needsProcess, sources: sources, metrics: metrics,
+                             schedules: schedules)
     }
 
-    private init(directory: String, limits: LuaLimits, needsProcess: Bool, sources: [String: ScriptSource], metrics: SchedulerMetrics) {
+    private init(directory: String, limits: LuaLimits, needsProcess: Bool, sources: [String: ScriptSource], metrics: SchedulerMetrics,
+                 schedules: SchedulePlacement?) {
         self.metrics = metrics
+        self.schedules = schedules
         self.directory = directory
         self.limits = limits
         self.needsProcess = needsProcess

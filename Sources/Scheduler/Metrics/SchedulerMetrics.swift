@@ -25,6 +25,10 @@ public final class SchedulerMetrics: Sendable {
                 .microseconds(10), .microseconds(50), .microseconds(100), .microseconds(500), .milliseconds(1),
                 .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(100), .seconds(1),
             ],
+            "scheduler_schedule_fire_delay_seconds": [
+                .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5), .seconds(60),
+            ],
             "scheduler_http_request_duration_seconds": [
                 .microseconds(100), .microseconds(500), .milliseconds(1), .milliseconds(5), .milliseconds(10),
                 .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5),
@@ -90,4 +94,9 @@ enum MetricName {
     static let httpRequests = "scheduler_http_requests_total"
     static let httpDuration = "scheduler_http_request_duration_seconds"
     static let reloads = "scheduler_script_reloads_total"
+    static let schedules = "scheduler_schedules"
+    static let schedulesCreated = "scheduler_schedules_created_total"
+    static let scheduleFires = "scheduler_schedule_fires_total"
+    static let scheduleFireErrors = "scheduler_schedule_fire_errors_total"
+    static let scheduleFireDelay = "scheduler_schedule_fire_delay_seconds"
 }

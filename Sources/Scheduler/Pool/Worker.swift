@@ -55,7 +55,8 @@ final class Worker: @unchecked Sendable {
     }
 
     private func makeState(_ source: ScriptSource) throws -> LuaState {
-        let bindings = ScriptBindings(script: source.path, worker: id, group: environment.group.name, logger: environment.logger)
+        let bindings = ScriptBindings(script: source.path, worker: id, group: environment.group.name, logger: environment.logger,
+                                      schedules: environment.catalog.schedules?.forWorkers)
         return try LuaState.load(source: source, bindings: bindings, limits: environment.catalog.limits)
     }
 

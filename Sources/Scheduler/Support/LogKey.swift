@@ -19,6 +19,8 @@ public enum LogKey {
     public static let tick = "tick"
     public static let listen = "listen"
     public static let count = "count"
+    public static let schedule = "schedule"
+    public static let due = "due"
 }
 
 /// Shared loggers for components that have no owner to hand them one

@@ -1,0 +1,141 @@
+import CRdKafka
+import Foundation
+import Logging
+
+/// Reads the schedule topic in the daemons' shared consumer group, on a
+/// dedicated thread: each assigned partition is read from its beginning
+/// (the group never commits) into the `ScheduleBook`, and goes live at its
+/// end (`enable.partition.eof`). A revoked partition stops firing at once;
+/// the revoke waits (up to `revokeWaitMs`) until its fires in flight have
+/// written their state, so the next owner starts from it.
+final class ScheduleConsumer: @unchecked Sendable {
+    // Threading rule: `consumer` is created, polled and closed on the loop's
+    // thread only, and `reportedMissingTopic` used there only; `running` is guarded by `lock`.
+    private let store: ScheduleStore
+    private let bootstrapServers: String
+    private let properties: [String: String]
+    private let group: String
+    private let lock = NSLock()
+    private var running = true
+    /// The missing-topic error was logged (once is enough: it repeats at every metadata refresh).
+    private var reportedMissingTopic = false
+    private let finished = DispatchSemaphore(value: 0)
+    /// Longest a revoke waits for fires in flight.
+    static let revokeWaitMs = 5000
+
+    init(store: ScheduleStore, group: String, bootstrapServers: String, properties: [String: String]) {
+        self.store = store
+        self.group = group
+        self.bootstrapServers = bootstrapServers
+        self.properties = properties
+    }
+
+    private var isRunning: Bool { lock.withLock { running } }
+
+    /// Starts the consumer thread; it retries every second while the brokers do not answer.
+    func start() {
+        let thread = Thread { [self] in
+            while isRunning {
+                do {
+                    try consume()
+                } catch {
+                    store.logger.warning("schedule consumer failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(store.topic)"])
+                    Thread.sleep(forTimeInterval: 1)
+                }
+            }
+            finished.signal()
+        }
+        thread.name = "schedule-consumer"
+        thread.start()
+    }
+
+    /// Leaves the group (revoking, so fires in flight settle first) and ends the thread.
+    func stop() {
+        let wasRunning = lock.withLock {
+            defer { running = false }
+            return running
+        }
+        if wasRunning { finished.wait() }
+    }
+
+    private func consume() throws {
+        let book = store.book
+        let logger = store.logger
+        let topic = store.topic
+        let handler = RebalanceHandler(
+            assigned: { partitions in
+                let ids = partitions.filter { $0.topic == topic }.map(\.partition)
+                book.update { $0.assign(ids) }
+                logger.info("schedule partitions assigned", metadata: [LogKey.partition: "\(ids.sorted())", LogKey.topic: "\(topic)"])
+            },
+            revoking: { partitions, _ in
+                let ids = partitions.filter { $0.topic == topic }.map(\.partition)
+                book.update { $0.beginRevoke(ids) }
+                let deadline = Date(timeIntervalSinceNow: Double(Self.revokeWaitMs) / 1000)
+                let settled = book.wait(until: deadline) { table in ids.allSatisfy { table.inFlight($0) == 0 } ? true : nil }
+                if settled == nil {
+                    logger.warning("schedule partitions revoked with fires still in flight (a new owner may fire them again)",
+                                   metadata: [LogKey.partition: "\(ids.sorted())"])
+                }
+                book.update { table in for id in ids { table.drop(id) } }
+                logger.info("schedule partitions revoked", metadata: [LogKey.partition: "\(ids.sorted())", LogKey.topic: "\(topic)"])
+            })
+        var settings = properties
+        settings["enable.partition.eof"] = "true"
+        // Records written by other daemons should reach the owner quickly.
+        settings["fetch.wait.max.ms"] = settings["fetch.wait.max.ms"] ?? "100"
+        let consumer = try KafkaConsumer.make(bootstrapServers: bootstrapServers, groupID: group, properties: settings, rebalance: handler)
+        defer { consumer.close() }
+        try consumer.subscribe([topic])
+        var lastGauge = ContinuousClock.now
+        while isRunning {
+            if let raw = consumer.pollRaw(timeoutMs: 100) {
+                handle(raw)
+            }
+            if ContinuousClock.now - lastGauge > .seconds(1) {
+                lastGauge = .now
+                let counts = book.read { $0.countsByKind }
+                for kind in ["at", "after", "every", "cron"] {
+                    store.metrics.gauge(MetricName.schedules, [("kind", kind)]).record(counts[kind] ?? 0)
+                }
+            }
+        }
+    }
+
+    private func handle(_ raw: KafkaRawMessage) {
+        defer { raw.destroy() }
+        let partition = raw.partition
+        if let error = raw.error {
+            if error.code == RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue {
+                let wasLoading = store.book.update { table -> Bool in
+                    defer { table.markLive(partition) }
+                    return table.partitions[partition] == .loading
+                }
+                if wasLoading {
+                    store.logger.info("schedule partition read; its schedules fire from here",
+                                      metadata: [LogKey.partition: "\(partition)", LogKey.offset: "\(raw.offset)"])
+                }
+            } else if error.code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue || error.code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC.rawValue {
+                guard !reportedMissingTopic else { return }
+                reportedMissingTopic = true
+                store.logger.error("the schedule topic does not exist, so no schedule can be stored or fire; create it compacted with [schedules] partitions (\(store.placement.partitions)) partitions, or set [schedules] topic: \(error)",
+                                   metadata: [LogKey.topic: "\(store.topic)"])
+            } else {
+                store.logger.warning("schedule consumer: \(error)", metadata: [LogKey.topic: "\(store.topic)"])
+            }
+            return
+        }
+        let record: ScheduleRecord
+        do {
+            record = try ScheduleRecord(key: raw.key.map { Array($0) }, value: Array(raw.payload), offset: raw.offset)
+        } catch {
+            store.logger.warning("schedule topic: skipping a record: \(error)", metadata: [LogKey.topic: "\(store.topic)"])
+            return
+        }
+        let again = store.book.update { $0.apply(record, partition: partition) }
+        for id in again {
+            // A fire's state landed after the cancel's tombstone: cancel again.
+            _ = store.publisher.enqueue(store.placement.cancel(id: id), checkSize: false)
+        }
+    }
+}

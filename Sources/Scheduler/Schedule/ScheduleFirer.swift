@@ -1,0 +1,135 @@
+import CoreMetrics
+import Foundation
+import Logging
+
+/// Fires due schedules: a dedicated timer thread sleeps until the earliest
+/// due time (`ScheduleBook.takeDue`), publishes each due task without
+/// waiting, and the delivery reports (on the producer's thread) advance the
+/// schedule and write its new state (or, for a one-shot, its tombstone) to
+/// the schedule topic.
+///
+/// Every fired task carries the headers `x-schedule-id` and `x-schedule-due`
+/// (the due time, RFC 3339), so a consumer can drop the one duplicate a
+/// failover may cause.
+final class ScheduleFirer: DeliverySink, @unchecked Sendable {
+    // Threading rule: `pending` and `nextToken` are guarded by `lock`;
+    // `running` by `runLock`; the rest is immutable.
+    private enum Pending {
+        case task(ScheduleTable.Fire)
+        case state(partition: Int32)
+    }
+
+    /// Header naming the schedule on every fired task.
+    static let idHeader = "x-schedule-id"
+    /// Header carrying the due time of the fire (RFC 3339, UTC).
+    static let dueHeader = "x-schedule-due"
+    /// How long after a failed publication a fire is tried again.
+    static let retryMs: Int64 = 1000
+
+    private let store: ScheduleStore
+    private let lock = NSLock()
+    private var pending: [Int64: Pending] = [:]
+    private var nextToken: Int64 = 0
+    private let runLock = NSLock()
+    private var running = true
+    private let finished = DispatchSemaphore(value: 0)
+    private let fires: CoreMetrics.Counter
+    private let fireErrors: CoreMetrics.Counter
+    private let delay: CoreMetrics.Timer
+
+    init(store: ScheduleStore) {
+        self.store = store
+        fires = store.metrics.counter(MetricName.scheduleFires, [])
+        fireErrors = store.metrics.counter(MetricName.scheduleFireErrors, [])
+        delay = store.metrics.timer(MetricName.scheduleFireDelay, [])
+    }
+
+    /// Starts the timer thread.
+    func start() {
+        let thread = Thread { [self] in
+            while isRunning {
+                let due = store.book.takeDue(maxWait: 1) { !isRunning }
+                for fire in due { publish(fire) }
+            }
+            finished.signal()
+        }
+        thread.name = "schedule-timer"
+        thread.start()
+    }
+
+    /// Stops the timer thread (fires in flight still complete).
+    func stop() {
+        let wasRunning = runLock.withLock {
+            defer { running = false }
+            return running
+        }
+        guard wasRunning else { return }
+        store.book.wake()
+        finished.wait()
+    }
+
+    private var isRunning: Bool { runLock.withLock { running } }
+
+    private func publish(_ fire: ScheduleTable.Fire) {
+        var message = fire.task.outgoing
+        message.headers.append(KafkaHeader(Self.idHeader, fire.id))
+        message.headers.append(KafkaHeader(Self.dueHeader, RFC3339.format(fire.due)))
+        let token = register(.task(fire))
+        if let error = store.publisher.produce(message, sink: self, token: token) {
+            delivered(token: token, error: KafkaError(code: -1, message: "\(error)"))
+        }
+    }
+
+    private func register(_ item: Pending) -> Int64 {
+        lock.withLock {
+            nextToken += 1
+            pending[nextToken] = item
+            return nextToken
+        }
+    }
+
+    func delivered(token: Int64, error: KafkaError?) {
+        guard let item = lock.withLock({ pending.removeValue(forKey: token) }) else { return }
+        switch item {
+        case .task(let fire):
+            taskDelivered(fire, error: error)
+        case .state(let partition):
+            if let error {
+                store.logger.warning("could not write a schedule's state after its fire (a new owner may fire it again): \(error)",
+                                     metadata: [LogKey.topic: "\(store.topic)", LogKey.partition: "\(partition)"])
+            }
+            store.book.update { $0.settled(partition) }
+        }
+    }
+
+    private func taskDelivered(_ fire: ScheduleTable.Fire, error: KafkaError?) {
+        let now = RFC3339.nowMs
+        if let error {
+            fireErrors.increment()
+            store.logger.warning("a scheduled task could not be published; retrying in \(Self.retryMs) ms: \(error)",
+                                 metadata: [LogKey.schedule: "\(fire.id)", LogKey.topic: "\(fire.task.topic)"])
+            store.book.update { $0.failed(fire, retryAt: now + Self.retryMs) }
+            return
+        }
+        fires.increment()
+        // Due time to acknowledgement, in microseconds (the due time is whole ms).
+        let late = max(Int64(Date().timeIntervalSince1970 * 1_000_000) - fire.due * 1000, 0)
+        delay.recordNanoseconds(late * 1000)
+        store.recentDelays.withLock { delays in
+            if delays.count >= 200_000 { delays.removeFirst(100_000) }
+            delays.append(late)
+        }
+        let outcome = store.book.update { $0.acknowledged(fire) }
+        let record: ScheduleRecord
+        switch outcome {
+        case .nothing: return
+        case .write(let schedule, _): record = .schedule(schedule)
+        case .remove(let id, _): record = .removed(id: id)
+        }
+        let token = register(.state(partition: fire.partition))
+        let message = record.message(topic: store.placement.topic, partitions: store.placement.partitions)
+        if let error = store.publisher.produce(message, sink: self, token: token) {
+            delivered(token: token, error: KafkaError(code: -1, message: "\(error)"))
+        }
+    }
+}

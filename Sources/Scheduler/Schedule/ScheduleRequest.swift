@@ -1,0 +1,33 @@
+/// Reads the schedule fields of a task (`at`, `after`, `every`, `cron` and
+/// `timezone`) as the API and `scheduler.schedule` take them.
+enum ScheduleRequest {
+    /// The fields, in the order error messages list them.
+    static let fields = ["at", "after", "every", "cron", "timezone"]
+    /// Shortest `every`: a tighter loop is a busy loop, not a schedule.
+    static let minimumEveryMs: Int64 = 100
+
+    /// The schedule kind the fields ask for, or nil when none of `at`,
+    /// `after`, `every`, `cron` is given. Throws naming the field at fault.
+    static func kind(at: String?, after: String?, every: String?, cron: String?, timezone: String?,
+                     now: Int64) throws(ScheduleFieldError) -> ScheduleKind? {
+        let given = [("at", at), ("after", after), ("every", every), ("cron", cron)].filter { $0.1 != nil }.map(\.0)
+        if given.count > 1 {
+            throw ScheduleFieldError(given[1], "give only one of at, after, every, cron (got \(given.joined(separator: ", ")))")
+        }
+        if timezone != nil && cron == nil {
+            throw ScheduleFieldError("timezone", "only applies to 'cron'")
+        }
+        if let at { return .at(try RFC3339.parse(at, field: "at")) }
+        if let after {
+            let ms = try ScheduleDuration.parse(after, field: "after")
+            return .after(ms: ms, due: now + ms)
+        }
+        if let every {
+            let ms = try ScheduleDuration.parse(every, field: "every")
+            guard ms >= minimumEveryMs else { throw ScheduleFieldError("every", "must be at least \(minimumEveryMs)ms") }
+            return .every(ms: ms, anchor: now)
+        }
+        if let cron { return .cron(try CronSchedule(cron, timezone: timezone)) }
+        return nil
+    }
+}

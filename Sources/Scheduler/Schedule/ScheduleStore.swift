@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+
+/// Why a schedule request was refused.
+public enum ScheduleError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// A schedule field is wrong (400).
+    case invalid(String)
+    /// This daemon holds `[schedules] max_schedules` schedules (409).
+    case full(capacity: Int)
+    /// No such schedule among this daemon's partitions (404).
+    case noSuchSchedule(id: String)
+    /// Writing the record failed (503).
+    case publish(PublishError)
+
+    public var description: String {
+        switch self {
+        case .invalid(let reason): reason
+        case .full(let capacity): "this daemon holds \(capacity) schedules ([schedules] max_schedules); cancel some with DELETE /tasks/<id>"
+        case .noSuchSchedule(let id): "no schedule '\(id.prefix(80))' (it fired, was cancelled, or never existed)"
+        case .publish(let error): error.description
+        }
+    }
+}
+
+/// This daemon's side of the schedules: creating and cancelling them (a
+/// record in the schedule topic, acknowledged before the caller hears back)
+/// and listing the ones it owns. Firing is `ScheduleFirer`'s, reading the
+/// topic `ScheduleConsumer`'s; both share `book`.
+public final class ScheduleStore: Sendable {
+    let book = ScheduleBook()
+    let placement: SchedulePlacement
+    let publisher: TaskPublisher
+    let metrics: SchedulerMetrics
+    let capacity: Int
+    let logger: Logger
+    /// Recent fire delays (due time to acknowledgement, µs), for the benchmark.
+    let recentDelays = LockedValue<[Int64]>([])
+
+    init(config: SchedulesSection, publisher: TaskPublisher, metrics: SchedulerMetrics, logger: Logger) {
+        self.publisher = publisher
+        self.metrics = metrics
+        self.capacity = config.maxSchedules
+        self.logger = logger
+        self.placement = SchedulePlacement(topic: config.topic, partitions: config.partitions, publish: { [publisher, logger] message in
+            // Scripts outside process(): fire and forget, failures logged.
+            guard case .success(let pending) = publisher.enqueue(message, checkSize: false) else {
+                logger.error("could not write a schedule record from a script", metadata: [LogKey.topic: "\(message.topic)"])
+                return
+            }
+            Task {
+                do {
+                    _ = try await pending.report()
+                } catch {
+                    logger.error("a schedule record from a script failed: \(error)", metadata: [LogKey.topic: "\(message.topic)"])
+                }
+            }
+        })
+    }
+
+    /// The schedule topic.
+    public var topic: String { placement.topic }
+
+    /// True once this daemon holds partitions of the schedule topic and read them all.
+    public var isLive: Bool { book.read { $0.isLive } }
+
+    /// The schedules this daemon owns, earliest due first.
+    var schedules: [Schedule] { book.read { $0.schedules } }
+
+    /// Stores a new schedule; returns it once its record was acknowledged.
+    func create(task: TaskSpec, kind: ScheduleKind) async throws(ScheduleError) -> Schedule {
+        if let problem = publisher.problem(with: task) { throw .invalid(problem) }
+        if book.read({ $0.count }) >= capacity { throw .full(capacity: capacity) }
+        let (schedule, message): (Schedule, OutgoingMessage)
+        do {
+            (schedule, message) = try placement.create(task: task, kind: kind, now: RFC3339.nowMs)
+        } catch {
+            throw .invalid(error.description)
+        }
+        try await write(message)
+        // When this daemon owns the partition, the schedule is in its table
+        // now, not only once the record is read back (a fetch away: a short
+        // `after` would start late). Reading it back later changes nothing.
+        applyLocally(.schedule(schedule))
+        metrics.counter(MetricName.schedulesCreated, [("kind", kind.name)]).increment()
+        logger.info("schedule stored", metadata: [LogKey.schedule: "\(schedule.id)", LogKey.topic: "\(task.topic)",
+                                                  LogKey.due: "\(RFC3339.format(schedule.nextDueMs))"])
+        return schedule
+    }
+
+    /// Cancels schedule `id` with a tombstone. Throws `.noSuchSchedule` when
+    /// `id` belongs to a partition this daemon holds and is not there;
+    /// otherwise (another daemon owns it) the tombstone is written anyway.
+    func cancel(id: String) async throws(ScheduleError) {
+        let partition = ScheduleRecord.partition(of: id, partitions: placement.partitions)
+        let known = book.read { table -> Bool? in
+            table.partitions[partition] == .live ? table.entries[id] != nil : nil
+        }
+        if known == false { throw .noSuchSchedule(id: id) }
+        try await write(placement.cancel(id: id))
+        applyLocally(.removed(id: id))
+        logger.info("schedule cancelled", metadata: [LogKey.schedule: "\(id)"])
+    }
+
+    /// Applies a record this daemon just wrote (and the broker acknowledged)
+    /// to its table, if it holds the record's partition.
+    private func applyLocally(_ record: ScheduleRecord) {
+        let partition = ScheduleRecord.partition(of: record.id, partitions: placement.partitions)
+        let again = book.update { $0.apply(record, partition: partition) }
+        for id in again { _ = publisher.enqueue(placement.cancel(id: id), checkSize: false) }
+    }
+
+    private func write(_ message: OutgoingMessage) async throws(ScheduleError) {
+        switch publisher.enqueue(message, checkSize: false) {
+        case .failure(let error):
+            throw .publish(error)
+        case .success(let pending):
+            do {
+                _ = try await pending.report()
+            } catch {
+                let kafka = error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")
+                logger.warning("could not write to the schedule topic: \(kafka)", metadata: [LogKey.topic: "\(topic)"])
+                throw .publish(kafka.isTimeout ? .timedOut : .kafka(kafka))
+            }
+        }
+    }
+}

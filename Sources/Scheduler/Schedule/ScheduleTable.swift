@@ -1,0 +1,222 @@
+/// The schedules this daemon owns, as a plain value: which partitions of the
+/// schedule topic it holds and whether each was read to its end, the
+/// schedules in them, the timer heap over those that may fire, and the rules
+/// for replaying records, firing and handing partitions over.
+///
+/// A fire goes through: `takeDue` (the schedule leaves the heap and counts
+/// as in flight on its partition), `acknowledged` or `failed` (the task's
+/// delivery report), and `settled` once the state record written for it was
+/// acknowledged. A partition being revoked waits until its fires settled, so
+/// the next owner reads the state after every fire it made.
+struct ScheduleTable: Sendable {
+    /// Where a partition of the schedule topic stands on this daemon.
+    enum PartitionState: Sendable, Equatable {
+        /// Assigned; its records are being read from the beginning. Nothing fires yet.
+        case loading
+        /// Read to its end once: its schedules fire.
+        case live
+        /// Being revoked: nothing new fires; fires in flight finish.
+        case revoking
+    }
+
+    /// One schedule with its bookkeeping.
+    struct Entry: Sendable, Equatable {
+        var schedule: Schedule
+        let partition: Int32
+        /// Bumped at every change; heap entries of older generations are stale.
+        var generation: UInt64
+        /// Taken by `takeDue` and not yet acknowledged or failed.
+        var inFlight = false
+    }
+
+    /// A fire to make: publish `task`, then report back with `due`.
+    struct Fire: Sendable, Equatable {
+        let id: String
+        let partition: Int32
+        let due: Int64
+        /// When the timer took it: a fire taken after its next slot passed
+        /// stands for the whole missed period (see `acknowledged`).
+        let takenAt: Int64
+        let task: TaskSpec
+        let kind: String
+    }
+
+    /// What to write to the schedule topic after an acknowledged fire.
+    enum Outcome: Sendable, Equatable {
+        /// The schedule's new state (a recurring one).
+        case write(Schedule, partition: Int32)
+        /// A tombstone (a one-shot is done).
+        case remove(id: String, partition: Int32)
+        /// Nothing (cancelled or revoked meanwhile); the fire is settled.
+        case nothing
+    }
+
+    private(set) var partitions: [Int32: PartitionState] = [:]
+    private(set) var entries: [String: Entry] = [:]
+    private var heap = TimerHeap()
+    /// Ids whose tombstone was read: a later record for one comes from a
+    /// fire that raced the cancel and is tombstoned again.
+    private var tombstoned: Set<String> = []
+    private var inFlight: [Int32: Int] = [:]
+    private var generation: UInt64 = 0
+
+    /// Schedules held (in every partition state).
+    var count: Int { entries.count }
+
+    /// The schedules, earliest due first.
+    var schedules: [Schedule] { entries.values.map(\.schedule).sorted { ($0.nextDueMs, $0.id) < ($1.nextDueMs, $1.id) } }
+
+    /// Schedules held per kind name (`at`, `after`, `every`, `cron`).
+    var countsByKind: [String: Int] { entries.values.reduce(into: [:]) { $0[$1.schedule.kind.name, default: 0] += 1 } }
+
+    /// True when at least one partition is held and all held ones are live.
+    var isLive: Bool { !partitions.isEmpty && partitions.values.allSatisfy { $0 == .live } }
+
+    /// Fires of `partition` not yet settled.
+    func inFlight(_ partition: Int32) -> Int { inFlight[partition] ?? 0 }
+
+    /// Partitions newly assigned: read from the beginning before anything fires.
+    mutating func assign(_ assigned: [Int32]) {
+        for partition in assigned {
+            drop(partition)
+            partitions[partition] = .loading
+        }
+    }
+
+    /// The partition was read to its end: its schedules may fire (those due
+    /// meanwhile at once: once each, whatever they missed).
+    mutating func markLive(_ partition: Int32) {
+        guard partitions[partition] == .loading else { return }
+        partitions[partition] = .live
+        for entry in entries.values where entry.partition == partition && !entry.inFlight { push(entry) }
+    }
+
+    /// The partitions are being revoked: nothing of them fires any more.
+    mutating func beginRevoke(_ revoked: [Int32]) {
+        for partition in revoked where partitions[partition] != nil { partitions[partition] = .revoking }
+    }
+
+    /// Forgets a partition (after its revoke settled) and its schedules.
+    mutating func drop(_ partition: Int32) {
+        partitions[partition] = nil
+        entries = entries.filter { $0.value.partition != partition }
+        inFlight[partition] = nil
+    }
+
+    /// Applies one record of a held partition (in offset order). Returns
+    /// the ids to tombstone again (a fire's state that landed after a cancel).
+    mutating func apply(_ record: ScheduleRecord, partition: Int32) -> [String] {
+        guard partitions[partition] != nil else { return [] }
+        switch record {
+        case .removed(let id):
+            tombstoned.insert(id)
+            entries[id] = nil
+            return []
+        case .schedule(let schedule):
+            if tombstoned.contains(schedule.id) { return [schedule.id] }
+            if var entry = entries[schedule.id] {
+                // Our own state coming back, or older: keep the newest.
+                guard schedule.fires >= entry.schedule.fires, schedule != entry.schedule else { return [] }
+                entry.schedule = schedule
+                entry.generation = nextGeneration()
+                entries[schedule.id] = entry
+                if !entry.inFlight && partitions[partition] == .live { push(entry) }
+            } else {
+                let entry = Entry(schedule: schedule, partition: partition, generation: nextGeneration())
+                entries[schedule.id] = entry
+                if partitions[partition] == .live { push(entry) }
+            }
+            return []
+        }
+    }
+
+    /// The earliest due time among schedules that may fire.
+    mutating func nextDue() -> Int64? {
+        while let top = heap.first {
+            if isCurrent(top) { return top.due }
+            _ = heap.pop()
+        }
+        return nil
+    }
+
+    /// Takes every schedule due at `now` (at most `limit`), marking each in flight.
+    mutating func takeDue(now: Int64, limit: Int = .max) -> [Fire] {
+        var fires: [Fire] = []
+        while fires.count < limit, let top = heap.first, top.due <= now {
+            _ = heap.pop()
+            guard isCurrent(top), var entry = entries[top.id] else { continue }
+            entry.inFlight = true
+            entries[top.id] = entry
+            inFlight[entry.partition, default: 0] += 1
+            fires.append(Fire(id: top.id, partition: entry.partition, due: entry.schedule.nextDueMs, takenAt: now,
+                              task: entry.schedule.task, kind: entry.schedule.kind.name))
+        }
+        if heap.count > 2 * entries.count + 64 {
+            let (entries, partitions) = (self.entries, self.partitions)
+            heap.rebuild { Self.isCurrent($0, entries: entries, partitions: partitions) }
+        }
+        return fires
+    }
+
+    /// The task of `fire` was acknowledged: advances the schedule and says
+    /// what to write. A `.nothing` outcome settles the fire at once.
+    ///
+    /// The next due time is computed from when the fire was taken, not from
+    /// the acknowledgement: a slow acknowledgement that lets the next slot
+    /// pass makes that slot fire at once (late) instead of skipping it, while
+    /// a fire taken late (after downtime, or that very catch-up) moves the
+    /// schedule past everything missed, so it fires once for the period.
+    mutating func acknowledged(_ fire: Fire) -> Outcome {
+        let now = fire.takenAt
+        guard var entry = entries[fire.id], entry.inFlight else {
+            settled(fire.partition)
+            return .nothing
+        }
+        entry.inFlight = false
+        guard let next = entry.schedule.afterFire(due: fire.due, now: now) else {
+            entries[fire.id] = nil
+            return .remove(id: fire.id, partition: fire.partition)
+        }
+        entry.schedule = next
+        entry.generation = nextGeneration()
+        entries[fire.id] = entry
+        if partitions[fire.partition] == .live { push(entry) }
+        return .write(next, partition: fire.partition)
+    }
+
+    /// The task of `fire` could not be published: it is due again at `retryAt`
+    /// (its due time, and so its fire delay, stay those of the missed fire).
+    mutating func failed(_ fire: Fire, retryAt: Int64) {
+        defer { settled(fire.partition) }
+        guard var entry = entries[fire.id], entry.inFlight else { return }
+        entry.inFlight = false
+        entry.generation = nextGeneration()
+        entries[fire.id] = entry
+        if partitions[fire.partition] == .live {
+            heap.push(TimerHeap.Entry(due: retryAt, id: fire.id, generation: entry.generation))
+        }
+    }
+
+    /// The record written after a fire of `partition` was acknowledged (or failed).
+    mutating func settled(_ partition: Int32) {
+        if let count = inFlight[partition], count > 0 { inFlight[partition] = count - 1 }
+    }
+
+    private mutating func push(_ entry: Entry) {
+        heap.push(TimerHeap.Entry(due: entry.schedule.nextDueMs, id: entry.schedule.id, generation: entry.generation))
+    }
+
+    private func isCurrent(_ timer: TimerHeap.Entry) -> Bool {
+        Self.isCurrent(timer, entries: entries, partitions: partitions)
+    }
+
+    private static func isCurrent(_ timer: TimerHeap.Entry, entries: [String: Entry], partitions: [Int32: PartitionState]) -> Bool {
+        guard let entry = entries[timer.id] else { return false }
+        return entry.generation == timer.generation && !entry.inFlight && partitions[entry.partition] == .live
+    }
+
+    private mutating func nextGeneration() -> UInt64 {
+        generation += 1
+        return generation
+    }
+}
