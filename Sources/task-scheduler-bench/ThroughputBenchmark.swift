@@ -34,7 +34,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, noop, batch, emitting, python, handoff, schedules
+        case librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes
     }
 
     /// Creates a benchmark with the defaults.
@@ -69,6 +69,8 @@ public struct ThroughputBenchmark: Sendable {
         public var gapP99Ms: Double?
         public var gapCount = 0
         public var slices = 0
+        /// Key lanes: `lanes = 1` then `lanes = 4` (the `lanes` reader).
+        var lanes: [LaneBenchmark.Measured] = []
         /// The schedules phase: fires of 10,000 schedules due within a minute.
         public var schedulesFired: Int?
         public var fireDelayP50Ms: Double?
@@ -148,6 +150,9 @@ public struct ThroughputBenchmark: Sendable {
                 result.slices += measured.slices
                 report("handoff run \(attempt) (4 partitions, 6 workers, slice 10 ms): \(describe(measured.run)), \(measured.slices) slices, \(measured.handoffs) handoffs")
             }
+        }
+        if readers.contains(.lanes) {
+            result.lanes = try await LaneBenchmark(workers: workers).run(broker: broker, producer: producer, publisher: publisher, logger: logger, report: report)
         }
         await producer.close(timeoutMs: 5000)
 

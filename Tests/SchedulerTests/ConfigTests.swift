@@ -117,6 +117,13 @@ struct ConfigTests {
         }
     }
 
+    @Test("[[groups]] lanes and lane_max_ahead: defaults (one lane = one lease per partition) and read")
+    func laneKeys() throws {
+        #expect(GroupConfig().lanes == 1 && GroupConfig().laneMaxAhead == 10_000)
+        let config = try ConfigLoader.parse("[[groups]]\nlanes = 4\nlane_max_ahead = 500\n", file: "l.toml")
+        #expect(config.groups[0].lanes == 4 && config.groups[0].laneMaxAhead == 500)
+    }
+
     @Test("[schedules]: defaults, read, and checked with the key and line named")
     func scheduleKeys() throws {
         let defaults = SchedulerConfig().schedules
@@ -197,6 +204,9 @@ struct ConfigTests {
         ("[kafka]\npartitions = 0", "kafka.partitions", 2),
         ("[scripts]\nmax_instructions = 1\nmax_call_ms = 0", "scripts.max_call_ms", 3),
         ("[scripts]\nmax_call_ms = 600001", "scripts.max_call_ms", 2),
+        ("[[groups]]\nname = \"g\"\nlanes = 0", "groups[0].lanes", 3),
+        ("[[groups]]\nlanes = 257", "groups[0].lanes", 2),
+        ("[[groups]]\nlane_max_ahead = 0", "groups[0].lane_max_ahead", 2),
     ])
     func rangeErrors(source: String, key: String, line: Int) {
         let error = parseError(source)
@@ -237,6 +247,8 @@ struct ConfigTypeTests {
         ("[[groups]]", "max_attempts", "groups[0].max_attempts", "false"),
         ("[[groups]]", "retry_backoff_ms", "groups[0].retry_backoff_ms", "\"soon\""),
         ("[[groups]]", "dead_letter_topic", "groups[0].dead_letter_topic", "1"),
+        ("[[groups]]", "lanes", "groups[0].lanes", "\"4\""),
+        ("[[groups]]", "lane_max_ahead", "groups[0].lane_max_ahead", "1.5"),
     ]
 
     @Test("a wrong type names the key and its line", arguments: 0..<keys.count)

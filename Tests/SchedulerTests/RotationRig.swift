@@ -77,7 +77,7 @@ struct RotationRig {
         return lines
     }
 
-    private func name(_ slot: SlotKey) -> String { "\(slot.topic)\(slot.partition.partition)" }
+    private func name(_ slot: SlotKey) -> String { "\(slot.topic)\(slot.partition.partition)" + (slot.lane > 0 ? "#\(slot.lane)" : "") }
 
     /// The lease worker `worker` runs now.
     func lease(of worker: Int) -> LeaseRecord { state.leases[worker]! }

@@ -181,10 +181,12 @@ public enum ConfigLoader {
                 case "retry_backoff_ms": group.retryBackoffMs = try reader.int(value, path, table: header)
                 case "dead_letter_topic": group.deadLetterTopic = try reader.string(value, path, table: header)
                 case "max_inflight_emits": group.maxInflightEmits = try reader.int(value, path, table: header)
+                case "lanes": group.lanes = try reader.int(value, path, table: header)
+                case "lane_max_ahead": group.laneMaxAhead = try reader.int(value, path, table: header)
                 default:
                     throw reader.unknownKey(key, table: header, allowed: [
                         "name", "topics", "workers", "slice_ms", "max_attempts", "retry_backoff_ms", "dead_letter_topic",
-                        "max_inflight_emits",
+                        "max_inflight_emits", "lanes", "lane_max_ahead",
                     ], path: path)
                 }
             }

@@ -57,6 +57,8 @@ enum ConfigValidator {
             try positive(group.sliceMs, "\(prefix).slice_ms", table: table, reader, max: 86_400_000)
             try positive(group.maxAttempts, "\(prefix).max_attempts", table: table, reader, max: 1000)
             try positive(group.maxInflightEmits, "\(prefix).max_inflight_emits", table: table, reader, max: 10_000_000)
+            try positive(group.lanes, "\(prefix).lanes", table: table, reader, max: 256)
+            try positive(group.laneMaxAhead, "\(prefix).lane_max_ahead", table: table, reader, max: 10_000_000)
             if group.retryBackoffMs < 0 || group.retryBackoffMs > 30_000 {
                 throw reader.error("\(prefix).retry_backoff_ms", table: table, "must be between 0 and 30000, got \(group.retryBackoffMs)")
             }

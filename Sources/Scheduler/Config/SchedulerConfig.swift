@@ -146,6 +146,17 @@ public struct GroupConfig: Sendable, Equatable {
     /// acknowledgement at once, over the whole group; past it a worker waits
     /// (back pressure). Bounds the memory pipelined emits take. Default 10000.
     public var maxInflightEmits = 10_000
+    /// Key lanes per partition: each partition's messages are split by a
+    /// hash of their key (FNV-1a, mod `lanes`; messages without a key go to
+    /// lane 0) and each lane is leased on its own, so up to `lanes` workers
+    /// work on one partition at once while each key keeps its order.
+    /// Default 1: one lease per partition.
+    public var lanes = 1
+    /// How far (in offsets) a partition's fetch position may run ahead of
+    /// its lowest unfinished offset across lanes; past it nothing more is
+    /// fetched and the fast lanes wait for the slow one. Bounds the memory a
+    /// slow lane makes the others buffer. Default 10000.
+    public var laneMaxAhead = 10_000
 
     /// A group with the defaults.
     public init() {}

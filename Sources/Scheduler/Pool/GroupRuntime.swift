@@ -34,7 +34,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
                 let feeds = partitions.compactMap { assigned -> PartitionFeed? in
                     guard let queue = consumer.partitionQueue(topic: assigned.topic, partition: assigned.partition) else { return nil }
-                    return PartitionFeed(partition: TopicPartition(topic: assigned.topic, partition: assigned.partition), queue: queue, budget: emitBudget)
+                    return PartitionFeed(partition: TopicPartition(topic: assigned.topic, partition: assigned.partition), queue: queue, budget: emitBudget,
+                                         lanes: group.lanes, maxAhead: group.laneMaxAhead)
                 }
                 coordinator.assign(feeds)
             },
@@ -211,8 +212,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // Emits still in flight hold their messages' offsets back: give them
         // a bounded time to be acknowledged so the commit covers them.
         let deadline = ContinuousClock.now + settleWithin
-        for feed in feeds where !feed.emits.waitSettled(until: deadline) {
-            logger.warning("\(feed.emits.pendingEmits) emits of \(feed.partition) not acknowledged in time; their messages will be processed again by the next owner", metadata: [LogKey.group: "\(group)"])
+        for feed in feeds where !feed.waitEmitsSettled(until: deadline) {
+            logger.warning("\(feed.pendingEmits) emits of \(feed.partition) not acknowledged in time; their messages will be processed again by the next owner", metadata: [LogKey.group: "\(group)"])
         }
         let positions = feeds.map { ($0, $0.committableOffset) }.filter { $0.1 >= 0 }
         let offsets = positions.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }

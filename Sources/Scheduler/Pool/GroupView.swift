@@ -61,8 +61,22 @@ public struct LeaseView: Codable, Sendable {
     public var topic: String
     /// Partition.
     public var partition: Int32
+    /// Key lane of the partition (0 with `lanes = 1`).
+    public var lane: Int
     /// How long it has been held.
     public var held_ms: Int
+}
+
+/// One key lane of a partition in `GET /groups`.
+public struct LaneView: Codable, Sendable {
+    /// Lane number (0 ..< `[[groups]] lanes`).
+    public var lane: Int
+    /// Worker holding the lane now, if any.
+    public var holder: String?
+    /// The lane's next message to process (-1: not known yet).
+    public var next_offset: Int64
+    /// Messages split into the lane and not processed yet.
+    public var lag: Int
 }
 
 /// One partition in `GET /groups`.
@@ -71,17 +85,22 @@ public struct PartitionView: Codable, Sendable {
     public var topic: String
     /// Partition id.
     public var partition: Int32
-    /// Worker holding it now, if any.
+    /// Worker holding it (its lane 0) now, if any.
     public var holder: String?
     /// Last committed offset (-1: none yet from this process).
     public var committed: Int64
-    /// Next offset to process (-1: not known yet).
+    /// Lowest offset not processed yet in any lane (-1: not known yet).
     public var next_offset: Int64
     /// Offset the next commit sends: below it every message was processed and
     /// every task it emitted acknowledged (-1: not known yet).
     public var committable: Int64
     /// Messages waiting.
     public var lag: Int64
+    /// The partition's key lanes (one with `lanes = 1`).
+    public var lanes: [LaneView]
+    /// How far reading the partition is ahead of `next_offset`; reading
+    /// stops at `[[groups]] lane_max_ahead`.
+    public var ahead: Int64
 }
 
 /// Handoff gap figures in `GET /groups`.

@@ -1,72 +1,202 @@
+import Foundation
 import Synchronization
 
-/// Where the holder of a partition's lease reads its messages: messages
-/// already taken out of librdkafka but not processed (a previous holder's
-/// unprocessed batch, or a message that reached the consumer queue), then
-/// the partition's own librdkafka queue.
+/// Where the holders of a partition's lanes read their messages.
 ///
-/// Only the current lease holder takes messages, so a handoff continues at
-/// exactly the next offset, with nothing skipped and nothing repeated.
+/// The partition's librdkafka queue is read by whichever lane holder needs
+/// messages (one at a time, under `fetching`); every message read is split at
+/// once into its key lane (`KeyLanes`) in offset order, so each lane's backlog
+/// holds its messages in the partition's order. A lane's holder takes only its
+/// own lane's messages, and only the current holder of a lane takes them, so a
+/// handoff continues at exactly the lane's next message, with nothing skipped
+/// and nothing repeated. With one lane (the default) this is today's single
+/// feed of the partition.
+///
+/// The partition's commit position is the lowest offset unfinished in any
+/// lane (`LaneLedger`), held back further by each lane's emits in flight.
 final class PartitionFeed: Sendable {
     let partition: TopicPartition
     let queue: PartitionQueue
-    private let backlog = Mutex<[KafkaRawMessage]>([])
-    private let next = Atomic<Int64>(-1)
+    let keyLanes: KeyLanes
+    /// The lanes' emits in flight: commits wait for them; a failed one makes
+    /// only its lane read again.
+    let laneEmits: [EmitTracker]
+    private let split: Mutex<SplitState>
+    /// Held while reading the partition queue (and while seeking it), so
+    /// messages are split in the order they were read.
+    private let fetching = Mutex<Void>(())
     private let committed = Atomic<Int64>(-1)
-    /// Emits of this partition's messages still in flight: commits wait for them.
-    let emits: EmitTracker
+    /// Serialises commits of the partition from several lane holders, so a
+    /// lower position is never sent after a higher one.
+    private let committing = Mutex<Void>(())
 
-    init(partition: TopicPartition, queue: PartitionQueue, budget: EmitBudget) {
+    /// The lanes' backlogs and the ledger, changed together.
+    struct SplitState: @unchecked Sendable {
+        // Threading rule: only inside `split`'s lock (the messages are
+        // handed over whole, see KafkaRawMessage).
+        var ledger: LaneLedger
+        var backlogs: [[KafkaRawMessage]]
+    }
+
+    init(partition: TopicPartition, queue: PartitionQueue, budget: EmitBudget, lanes: Int = 1, maxAhead: Int = 10_000) {
         self.partition = partition
         self.queue = queue
-        self.emits = EmitTracker(budget: budget)
+        self.keyLanes = KeyLanes(count: lanes)
+        self.laneEmits = (0..<keyLanes.count).map { _ in EmitTracker(budget: budget) }
+        self.split = Mutex(SplitState(ledger: LaneLedger(lanes: keyLanes.count, maxAhead: maxAhead),
+                                      backlogs: Array(repeating: [], count: keyLanes.count)))
     }
 
-    /// The next batch, oldest first: the backlog if any, else up to a batch
-    /// from the queue, waiting at most `timeoutMs`.
-    func takeBatch(timeoutMs: Int) -> [KafkaRawMessage] {
-        let held = backlog.withLock { items -> [KafkaRawMessage] in
-            defer { items.removeAll() }
-            return items
+    /// Lanes of the partition.
+    var lanes: Int { keyLanes.count }
+
+    /// The view of one lane its lease holder works with.
+    func lane(_ lane: Int) -> LaneFeed { LaneFeed(feed: self, lane: lane) }
+
+    /// The next messages of `lane`, oldest first: its backlog if any, else
+    /// what reading the partition brings for it, waiting at most `timeoutMs`.
+    /// While the partition has run `lane_max_ahead` past its lowest
+    /// unfinished offset nothing is read: the lane waits (and comes back
+    /// empty) until the slow lane catches up.
+    func takeBatch(lane: Int, timeoutMs: Int) -> [KafkaRawMessage] {
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while true {
+            if let mine = takeBacklog(lane) { return mine }
+            if split.withLock({ $0.ledger.mayFetch }) {
+                let remaining = max(0, Int((deadline - .now) / .milliseconds(1)))
+                let fetched = fetching.withLock { _ -> [KafkaRawMessage]? in
+                    // Another lane's holder may have read ours meanwhile.
+                    if let mine = takeBacklog(lane) { return mine }
+                    guard split.withLock({ $0.ledger.mayFetch }) else { return nil }
+                    distribute(queue.consumeBatch(timeoutMs: lanes == 1 ? timeoutMs : min(remaining, 5)))
+                    return takeBacklog(lane)
+                }
+                if let fetched { return fetched }
+                if lanes == 1 { return [] }
+            } else {
+                Thread.sleep(forTimeInterval: 0.0005)
+            }
+            if ContinuousClock.now >= deadline { return [] }
         }
-        return held.isEmpty ? queue.consumeBatch(timeoutMs: timeoutMs) : held
     }
 
-    /// Returns unprocessed messages to the front, for the next holder.
-    func giveBack(_ messages: ArraySlice<KafkaRawMessage>) {
+    private func takeBacklog(_ lane: Int) -> [KafkaRawMessage]? {
+        split.withLock { state -> [KafkaRawMessage]? in
+            guard !state.backlogs[lane].isEmpty else { return nil }
+            defer { state.backlogs[lane].removeAll() }
+            return state.backlogs[lane]
+        }
+    }
+
+    /// Splits messages read from the partition into their lanes.
+    private func distribute(_ messages: [KafkaRawMessage]) {
         guard !messages.isEmpty else { return }
-        backlog.withLock { $0.insert(contentsOf: messages, at: 0) }
-    }
-
-    /// Adds a message that arrived on the consumer queue instead of the partition queue.
-    func addStray(_ message: KafkaRawMessage) {
-        backlog.withLock { $0.append(message) }
-    }
-
-    /// Frees the unprocessed messages (the partition was revoked: its next
-    /// owner fetches them again from the committed offset).
-    func discardBacklog() {
-        let dropped = backlog.withLock { items -> [KafkaRawMessage] in
-            defer { items.removeAll() }
-            return items
+        var dropped: [KafkaRawMessage] = []
+        split.withLock { state in
+            var last: Int64 = -1
+            for message in messages {
+                // A consumer error carries no position: lane 0 logs it.
+                guard message.error == nil else { state.backlogs[0].append(message); continue }
+                guard state.ledger.isCurrent(offset: message.offset) else {
+                    dropped.append(message)  // fetched before a rewind's seek: read again in order
+                    continue
+                }
+                let lane = keyLanes.lane(forKey: message.key)
+                if state.ledger.split(offset: message.offset, lane: lane) {
+                    state.backlogs[lane].append(message)
+                } else {
+                    dropped.append(message)  // the lane had it before a rewind of another lane
+                }
+                last = max(last, message.offset)
+            }
+            if last >= 0 { state.ledger.splitThrough(next: last + 1) }
         }
         dropped.forEach { $0.destroy() }
     }
 
-    /// Messages ready to process right now.
-    var readyCount: Int { backlog.withLock { $0.count } + queue.length }
-
-    /// Offset of the next message to process (-1 until known).
-    var nextOffset: Int64 {
-        get { next.load(ordering: .relaxed) }
-        set { next.store(newValue, ordering: .relaxed) }
+    /// Returns `lane`'s unprocessed messages to the front, for its next holder.
+    func giveBack(lane: Int, _ messages: ArraySlice<KafkaRawMessage>) {
+        guard !messages.isEmpty else { return }
+        split.withLock { $0.backlogs[lane].insert(contentsOf: messages, at: 0) }
     }
 
-    /// The offset to commit: below it every message was processed and every
-    /// task it emitted acknowledged (-1 until known).
+    /// Adds a message that arrived on the consumer queue instead of the partition queue.
+    func addStray(_ message: KafkaRawMessage) {
+        distribute([message])
+    }
+
+    /// Frees every lane's unprocessed messages (the partition was revoked:
+    /// its next owner fetches them again from the committed offset).
+    func discardBacklog() {
+        let dropped = split.withLock { state -> [KafkaRawMessage] in
+            defer { state.backlogs = state.backlogs.map { _ in [] } }
+            return state.backlogs.flatMap { $0 }
+        }
+        dropped.forEach { $0.destroy() }
+    }
+
+    /// `lane`'s messages up to `offset` are done (processed or dead-lettered).
+    func finished(lane: Int, through offset: Int64) {
+        split.withLock { $0.ledger.finished(lane: lane, through: offset) }
+    }
+
+    /// After a failed emit: `lane` is read again from `offset`. Drops the
+    /// lane's backlog and, while no other lane reads, moves the partition's
+    /// read position back with `seek` (to `offset`, or earlier if another
+    /// lane's rewind is not read again yet; false: it could not, and nothing
+    /// changes). Other lanes keep their messages and skip them when read again.
+    func rewind(lane: Int, to offset: Int64, seek: (Int64) -> Bool) -> Bool {
+        fetching.withLock { _ -> Bool in
+            // Not past where another lane's rewind already moved reading back to.
+            guard seek(split.withLock { $0.ledger.rewindTarget(offset) }) else { return false }
+            let dropped = split.withLock { state -> [KafkaRawMessage] in
+                defer { state.backlogs[lane].removeAll() }
+                state.ledger.rewind(lane: lane, to: offset)
+                return state.backlogs[lane]
+            }
+            dropped.forEach { $0.destroy() }
+            return true
+        }
+    }
+
+    /// Messages of `lane` ready to process now (its backlog), plus what
+    /// waits in the partition queue (not yet split).
+    func readyCount(lane: Int) -> Int { split.withLock { $0.backlogs[lane].count } + queue.length }
+
+    /// Messages ready to process right now, over all lanes.
+    var readyCount: Int { split.withLock { $0.backlogs.reduce(0) { $0 + $1.count } } + queue.length }
+
+    /// Messages split into `lane` and not finished (its lag in `GET /groups`).
+    func unfinished(lane: Int) -> Int { split.withLock { $0.ledger.unfinishedCount(lane: lane) } }
+
+    /// `lane`'s lowest unfinished offset (-1 until known).
+    func lowestUnfinished(lane: Int) -> Int64 { split.withLock { $0.ledger.lowestUnfinished(lane: lane) } }
+
+    /// Whether `lane` has work for a new holder: messages in its backlog, a
+    /// failed emit to redo, or unread messages while the fetch bound allows
+    /// reading (`unread`: on the broker past the read position).
+    func hasWork(lane: Int, unread: Bool) -> Bool {
+        if laneEmits[lane].hasFailure { return true }
+        let (backlog, mayFetch) = split.withLock { ($0.backlogs[lane].count, $0.ledger.mayFetch) }
+        return backlog > 0 || (mayFetch && (unread || queue.length > 0))
+    }
+
+    /// The offset the next message read from the partition should have (-1 until known).
+    var readPosition: Int64 { split.withLock { $0.ledger.splitNext } }
+
+    /// The lowest offset not finished in any lane (-1 until known).
+    var nextOffset: Int64 { split.withLock { $0.ledger.lowestUnfinished } }
+
+    /// The offset to commit: below it every message was processed in its
+    /// lane and every task it emitted acknowledged (-1 until known).
     var committableOffset: Int64 {
-        let next = nextOffset
-        return next < 0 ? next : emits.committable(next: next)
+        let lowest = split.withLock { state in (0..<lanes).map { state.ledger.lowestUnfinished(lane: $0) } }
+        var position = Int64.max
+        for (lane, next) in lowest.enumerated() {
+            if next < 0 { return -1 }
+            position = min(position, laneEmits[lane].committable(next: next))
+        }
+        return position
     }
 
     /// Last offset committed (-1 until known).
@@ -74,4 +204,41 @@ final class PartitionFeed: Sendable {
         get { committed.load(ordering: .relaxed) }
         set { committed.store(newValue, ordering: .relaxed) }
     }
+
+    /// Sends the commit position through `send` if it moved (one sender at a time).
+    func commitIfMoved(_ send: (Int64) throws -> Void) rethrows {
+        try committing.withLock { _ in
+            let next = committableOffset
+            guard next >= 0, next != committedOffset else { return }
+            try send(next)
+            committedOffset = next
+        }
+    }
+
+    /// Every lane's emits were acknowledged or failed before `deadline`.
+    func waitEmitsSettled(until deadline: ContinuousClock.Instant) -> Bool {
+        laneEmits.allSatisfy { $0.waitSettled(until: deadline) }
+    }
+
+    /// Emits in flight over every lane.
+    var pendingEmits: Int { laneEmits.reduce(0) { $0 + $1.pendingEmits } }
+
+    /// Some lane's emit failed.
+    var hasEmitFailure: Bool { laneEmits.contains { $0.hasFailure } }
+}
+
+/// One lane of a partition, as its lease holder sees it.
+struct LaneFeed: Sendable {
+    let feed: PartitionFeed
+    let lane: Int
+
+    var partition: TopicPartition { feed.partition }
+    /// The lane's emits in flight.
+    var emits: EmitTracker { feed.laneEmits[lane] }
+    func takeBatch(timeoutMs: Int) -> [KafkaRawMessage] { feed.takeBatch(lane: lane, timeoutMs: timeoutMs) }
+    func giveBack(_ messages: ArraySlice<KafkaRawMessage>) { feed.giveBack(lane: lane, messages) }
+    func finished(through offset: Int64) { feed.finished(lane: lane, through: offset) }
+    var readyCount: Int { feed.readyCount(lane: lane) }
+    /// The lane's next message to process (-1 until known).
+    var nextOffset: Int64 { feed.lowestUnfinished(lane: lane) }
 }

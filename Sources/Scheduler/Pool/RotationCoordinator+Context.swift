@@ -13,6 +13,7 @@ extension RotationCoordinator {
             "group": .string(group.name),
             "topic": .string(partition.topic),
             "partition": .integer(Int64(partition.partition)),
+            "lane": .integer(Int64(report.lease.slot.lane)),
             "worker": .string(workers[report.lease.workerIndex].id),
             "reason": .string(report.reason.rawValue),
             "slice": .table([
@@ -35,6 +36,7 @@ extension RotationCoordinator {
             if let lease = worker.lease {
                 entry["topic"] = .string(lease.topic)
                 entry["partition"] = .integer(Int64(lease.partition))
+                entry["lane"] = .integer(Int64(lease.lane))
             }
             return .table(entry)
         })
@@ -42,9 +44,18 @@ extension RotationCoordinator {
             var entry: [LuaValue: LuaValue] = [
                 "topic": .string(view.topic), "partition": .integer(Int64(view.partition)),
                 "committed": .integer(view.committed), "next_offset": .integer(view.next_offset),
-                "lag": .integer(view.lag),
+                "lag": .integer(view.lag), "lanes": .integer(Int64(view.lanes.count)),
             ]
             if let holder = view.holder { entry["holder"] = .string(holder) }
+            return .table(entry)
+        })
+        // The lanes of the partition whose slice ended, with their lags.
+        let lanes = partitionViews.first { $0.topic == partition.topic && $0.partition == partition.partition }?.lanes ?? []
+        fields["lanes"] = list(lanes.map { lane in
+            var entry: [LuaValue: LuaValue] = [
+                "lane": .integer(Int64(lane.lane)), "lag": .integer(Int64(lane.lag)), "next_offset": .integer(lane.next_offset),
+            ]
+            if let holder = lane.holder { entry["holder"] = .string(holder) }
             return .table(entry)
         })
         return .table(fields)
@@ -79,23 +90,31 @@ extension RotationCoordinator {
             return WorkerView(
                 id: workers[index].id,
                 state: lease == nil ? "idle" : "busy",
-                lease: lease.map { LeaseView(topic: $0.slot.topic, partition: $0.slot.partition.partition, held_ms: Int((now - $0.grantedAt) / .milliseconds(1))) },
+                lease: lease.map { LeaseView(topic: $0.slot.topic, partition: $0.slot.partition.partition, lane: $0.slot.lane,
+                                             held_ms: Int((now - $0.grantedAt) / .milliseconds(1))) },
                 messages: entry.messages, errors: entry.errors, dead_lettered: entry.deadLettered,
                 busy_ms: Int(entry.busy / .milliseconds(1)), slices: entry.slices)
         }
     }
 
-    /// Every partition assigned to this process, sorted.
+    /// Every partition assigned to this process, sorted, with its lanes.
     func partitionViews(state: RotationState) -> [PartitionView] {
-        state.slots.keys.sorted().map { slot -> PartitionView in
-            let feed = feeds[slot.partition]
+        let byPartition = Dictionary(grouping: state.slots.keys, by: \.partition)
+        return byPartition.keys.sorted().map { partition -> PartitionView in
+            let feed = feeds[partition]
+            let lanes = byPartition[partition, default: []].sorted().map { slot in
+                LaneView(lane: slot.lane, holder: state.slots[slot]?.holder.map { workers[$0].id },
+                         next_offset: feed?.lowestUnfinished(lane: slot.lane) ?? -1, lag: feed?.unfinished(lane: slot.lane) ?? 0)
+            }
+            let next = feed?.nextOffset ?? -1
+            let read = feed?.readPosition ?? -1
             return PartitionView(
-                topic: slot.topic, partition: slot.partition.partition,
-                holder: state.slots[slot]?.holder.map { workers[$0].id },
+                topic: partition.topic, partition: partition.partition,
+                holder: state.slots[SlotKey(partition)]?.holder.map { workers[$0].id },
                 committed: feed?.committedOffset ?? -1,
-                next_offset: feed?.nextOffset ?? -1,
+                next_offset: next,
                 committable: feed?.committableOffset ?? -1,
-                lag: lag(slot.partition))
+                lag: lag(partition), lanes: lanes, ahead: next >= 0 && read >= 0 ? read - next : 0)
         }
     }
 }

@@ -8,14 +8,18 @@ extension RotationCoordinator {
         FeedFacts(feeds: feeds, consumer: consumer).lag(partition)
     }
 
-    /// Commits positions of partitions nobody holds (the rules' `.commit`).
+    /// Commits positions of slots nobody holds (the rules' `.commit`); the
+    /// lanes of a partition share its position, sent once.
     func commitIdle(_ positions: [SlotOffset]) {
-        let sent = positions.compactMap { position in feeds[position.slot.partition].map { ($0, position.offset) } }
-        do {
-            try consumer.commit(sent.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }, async: true)
-            for (feed, offset) in sent { feed.committedOffset = offset }
-        } catch {
-            logger.warning("commit retry failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
+        for partition in Set(positions.map(\.slot.partition)).sorted() {
+            guard let feed = feeds[partition] else { continue }
+            do {
+                try feed.commitIfMoved { next in
+                    try consumer.commit([PartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)], async: true)
+                }
+            } catch {
+                logger.warning("commit retry failed: \(error)", metadata: [LogKey.group: "\(group.name)"])
+            }
         }
     }
 
@@ -61,15 +65,22 @@ struct FeedFacts: RotationFacts {
     func lag(_ partition: TopicPartition) -> Int64 {
         guard let feed = feeds[partition] else { return 0 }
         let ready = Int64(feed.readyCount)
-        guard feed.nextOffset >= 0,
+        let next = feed.nextOffset
+        guard next >= 0,
               let marks = consumer.watermarks(topic: partition.topic, partition: partition.partition), marks.high >= 0
         else { return ready }
-        return max(ready, marks.high - feed.nextOffset)
+        return max(ready, marks.high - next)
     }
 
     func hasWork(_ slot: SlotKey) -> Bool {
-        // A failed emit is work too: the partition must be read again from it.
-        lag(slot.partition) > 0 || feeds[slot.partition]?.emits.hasFailure == true
+        // A failed emit is work too: the lane must be read again from it.
+        guard let feed = feeds[slot.partition] else { return false }
+        let position = feed.readPosition
+        var unread = false
+        if position >= 0, let marks = consumer.watermarks(topic: slot.topic, partition: slot.partition.partition) {
+            unread = marks.high > position
+        }
+        return feed.hasWork(lane: slot.lane, unread: unread)
     }
 
     func commitPosition(_ slot: SlotKey) -> (committable: Int64, committed: Int64) {

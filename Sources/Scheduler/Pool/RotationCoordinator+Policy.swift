@@ -29,7 +29,10 @@ extension RotationCoordinator {
         let metadata: Logger.Metadata = [LogKey.group: "\(group.name)"]
         switch note {
         case .assigned(let slots):
-            logger.info("partitions assigned: \(slots.map(\.description).joined(separator: ", "))", metadata: metadata)
+            // Partitions, not slots: with key lanes every partition brings `lanes` slots.
+            let partitions = Set(slots.map(\.partition)).sorted().map(\.description).joined(separator: ", ")
+            let lanes = group.lanes > 1 ? " (\(group.lanes) lanes each)" : ""
+            logger.info("partitions assigned: \(partitions)\(lanes)", metadata: metadata)
         case .paused:
             logger.info("group is rebalancing: pausing leases and commits", metadata: metadata)
         case .commitsHeld:
@@ -69,7 +72,7 @@ struct LuaRotationPolicy: RotationPolicy {
     }
 
     /// The shape of an answer: nil, or `{worker=string, topic=string?,
-    /// partition=integer?, slice_ms=integer?}`.
+    /// partition=integer?, slice_ms=integer?, lane=integer?}`.
     static func read(_ answer: LuaValue) -> PolicyAnswer {
         func invalid(_ message: String) -> PolicyAnswer { .invalid("rotate(): \(message)") }
         if case .nil = answer { return .useDefault }
@@ -91,6 +94,11 @@ struct LuaRotationPolicy: RotationPolicy {
             guard let value = answer["slice_ms"].intValue else { return invalid("field 'slice_ms' must be a positive integer") }
             sliceMs = value
         }
-        return .pick(worker: worker, topic: topic, partition: partition, sliceMs: sliceMs)
+        var lane: Int64?
+        if case .nil = answer["lane"] {} else {
+            guard let number = answer["lane"].intValue, number >= 0 else { return invalid("field 'lane' must be a non-negative integer") }
+            lane = number
+        }
+        return .pick(worker: worker, topic: topic, partition: partition, sliceMs: sliceMs, lane: lane)
     }
 }

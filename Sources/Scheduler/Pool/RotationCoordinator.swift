@@ -67,20 +67,23 @@ final class RotationCoordinator: @unchecked Sendable {
     func assign(_ newFeeds: [PartitionFeed]) {
         thread.submit { [self] in
             for feed in newFeeds { feeds[feed.partition] = feed }
-            apply(.assigned(newFeeds.map { SlotKey($0.partition) }))
+            // One slot per key lane: each is leased on its own.
+            apply(.assigned(newFeeds.flatMap { feed in (0..<feed.lanes).map { SlotKey(feed.partition, lane: $0) } }))
         }
     }
 
-    /// Ends the leases on `partitions` at their next message boundary and
-    /// blocks the caller (the consumer's poll thread, inside the rebalance
-    /// callback) until none of them is being processed. Returns their feeds.
+    /// Ends the leases on `partitions` (every lane of each) at their next
+    /// message boundary and blocks the caller (the consumer's poll thread,
+    /// inside the rebalance callback) until none of them is being processed.
+    /// Returns their feeds.
     func revokeAndWait(_ partitions: Set<TopicPartition>, lost: Bool = false) -> [PartitionFeed] {
         let done = DispatchSemaphore(value: 0)
         let released = LockedValue<[PartitionFeed]>([])
         thread.submit { [self] in
             nextTicket += 1
             revokeWaiters[nextTicket] = (done, released)
-            apply(.revoking(Set(partitions.map { SlotKey($0) }), ticket: nextTicket, lost: lost))
+            let slots = partitions.flatMap { partition in (0..<(feeds[partition]?.lanes ?? group.lanes)).map { SlotKey(partition, lane: $0) } }
+            apply(.revoking(Set(slots), ticket: nextTicket, lost: lost))
         }
         done.wait()
         return released.withLock { $0 }
@@ -101,9 +104,11 @@ final class RotationCoordinator: @unchecked Sendable {
         thread.submit { [self] in
             apply(.tick)
             let metrics = catalog.metrics
-            for slot in state.slots.keys {
-                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", slot.topic), ("partition", String(slot.partition.partition))])
-                    .record(lag(slot.partition))
+            // Per partition, not per lane: a lane label would multiply the
+            // series by the lane count; lanes' lags are in GET /groups.
+            for partition in feeds.keys {
+                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
+                    .record(lag(partition))
             }
         }
     }
@@ -194,7 +199,7 @@ final class RotationCoordinator: @unchecked Sendable {
             let lease = Lease(id: grant.id, slot: grant.slot, workerIndex: grant.worker, sliceMs: grant.sliceMs,
                               grantedAt: .now, predecessor: grant.handoffFrom.flatMap { running[$0]?.control })
             running[grant.id] = lease
-            workers[grant.worker].begin(lease, feed: feed) { [self] report in received(report) }
+            workers[grant.worker].begin(lease, feed: feed.lane(grant.slot.lane)) { [self] report in received(report) }
         case .renew(let id, let sliceMs):
             running[id]?.control.renew(sliceMs: sliceMs)
         case .stop(let id, let reason):
@@ -206,12 +211,15 @@ final class RotationCoordinator: @unchecked Sendable {
         case .holdCommits(let held):
             workers.first?.environment.commits.hold(held)
         case .release(let ticket, let slots):
-            let released = slots.compactMap { feeds.removeValue(forKey: $0.partition) }
+            // Every lane of a partition is in the same revocation.
+            let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }
             guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
             waiter.feeds.withLock { $0 = released }
             waiter.done.signal()
         case .quiesced(let slots):
-            quiesced = slots.compactMap { feeds[$0.partition] }
+            // One feed per partition, however many lane slots it has (its
+            // queue is destroyed once).
+            quiesced = Set(slots.map(\.partition)).sorted().compactMap { feeds[$0] }
             let waiters = idleWaiters
             idleWaiters.removeAll()
             waiters.forEach { $0() }

@@ -16,7 +16,7 @@ extension Worker {
     /// Whether the worker may hand `batch` to `process_batch`: the script
     /// defines it, and no failure is on record for this partition (a message
     /// being retried or rewound goes through `process()`, one by one).
-    func mayProcessAsBatch(_ batch: [KafkaRawMessage], feed: PartitionFeed) -> Bool {
+    func mayProcessAsBatch(_ batch: [KafkaRawMessage], feed: LaneFeed) -> Bool {
         // process() is there too: loading process.lua requires it.
         guard batch.count > 1, let script, script.hasBatchHook else { return false }
         guard !feed.emits.hasFailure, feed.emits.failedRounds(at: batch[0].offset) == 0 else { return false }
@@ -30,7 +30,7 @@ extension Worker {
     /// all of them are acknowledged, and a failed emit reads the whole batch
     /// again.
     func handleBatch(
-        _ batch: [KafkaRawMessage], lease: Lease, feed: PartitionFeed, calls: inout LuaCallTally,
+        _ batch: [KafkaRawMessage], lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
         began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
     ) -> BatchOutcome {
         guard let script else { return .fallback }

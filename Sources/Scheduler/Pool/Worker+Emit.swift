@@ -18,7 +18,7 @@ extension Worker {
     /// librdkafka's queue is full. A task librdkafka refuses for another
     /// reason counts as a failed delivery: the partition is read again from
     /// this message (see `recoverFromFailedEmit`).
-    func emit(_ messages: [OutgoingMessage], offset: Int64, lease: Lease, feed: PartitionFeed) -> EmitResult {
+    func emit(_ messages: [OutgoingMessage], offset: Int64, lease: Lease, feed: LaneFeed) -> EmitResult {
         guard !messages.isEmpty else { return .sent }
         let publisher = environment.publisher
         for message in messages {
@@ -52,8 +52,7 @@ extension Worker {
     /// from the first message whose emits failed (after the retry backoff).
     /// Messages after it whose emits had succeeded are processed, and emit,
     /// again. Returns the reason if the lease must end first.
-    func recoverFromFailedEmit(feed: PartitionFeed, lease: Lease) -> SliceEndReason? {
-        feed.discardBacklog()
+    func recoverFromFailedEmit(feed: LaneFeed, lease: Lease) -> SliceEndReason? {
         let stopRequested = { lease.control.stopReason != nil }
         // Bounded by the producer's message.timeout.ms: every emit settles by then.
         guard feed.emits.waitSettled(until: .now + .seconds(3600), shouldStop: stopRequested) else {
@@ -62,21 +61,30 @@ extension Worker {
         guard let failed = feed.emits.rewind() else { return nil }
         let group = environment.group
         environment.logger.warning(
-            "emits of offset \(failed.offset) failed (attempt \(failed.rounds) of \(group.maxAttempts)): \(failed.error); reading \(lease.partition) again from there",
-            metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)", LogKey.offset: "\(failed.offset)"]) { $1 })
-        var tries = 0
-        while true {
-            do {
-                try environment.consumer.seek(
-                    PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: failed.offset), timeoutMs: 5000)
-                break
-            } catch {
-                tries += 1
-                environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
-                if let stop = pause(milliseconds: 200, lease: lease) { return stop }
+            "emits of offset \(failed.offset) failed (attempt \(failed.rounds) of \(group.maxAttempts)): \(failed.error); reading \(lease.slot) again from there",
+            metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.partition: "\(lease.partition.partition)",
+                                           LogKey.lane: "\(lease.slot.lane)", LogKey.offset: "\(failed.offset)"]) { $1 })
+        // With lanes, only this lane goes back: the others skip what they
+        // already had when the partition is read again (PartitionFeed.rewind).
+        var stopped: SliceEndReason?
+        let rewound = feed.feed.rewind(lane: feed.lane, to: failed.offset) { target in
+            var tries = 0
+            while true {
+                do {
+                    try environment.consumer.seek(
+                        PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target), timeoutMs: 5000)
+                    return true
+                } catch {
+                    tries += 1
+                    environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
+                    if let stop = pause(milliseconds: 200, lease: lease) {
+                        stopped = stop
+                        return false
+                    }
+                }
             }
         }
-        feed.nextOffset = failed.offset
+        if !rewound { return stopped ?? .shutdown }
         guard failed.rounds < group.maxAttempts else { return nil }  // dead-lettered when it comes again
         return pause(milliseconds: min(group.retryBackoffMs << min(failed.rounds - 1, 16), 30_000), lease: lease)
     }

@@ -9,7 +9,7 @@ extension Worker {
     /// is asked to stop. The lease ends at once when the partition runs dry.
     /// The message in flight always finishes; messages taken but not
     /// processed go back to the feed for the next holder.
-    func runLease(_ lease: Lease, feed: PartitionFeed, onReport: @Sendable (SliceReport) -> Void) {
+    func runLease(_ lease: Lease, feed: LaneFeed, onReport: @Sendable (SliceReport) -> Void) {
         var handoffFrom: ContinuousClock.Instant?
         if let predecessor = lease.predecessor {
             awaitRelease(of: predecessor, lease: lease)
@@ -90,7 +90,7 @@ extension Worker {
                 switch outcome {
                 case .done:
                     tally.messages += batch.count
-                    feed.nextOffset = batch[batch.count - 1].offset + 1
+                    feed.finished(through: batch[batch.count - 1].offset)
                     batch.forEach { $0.destroy() }
                     pending = []
                 case .stopped(let stop):
@@ -127,7 +127,7 @@ extension Worker {
                     tally.messages += 1
                     tally.errors += failures
                     tally.deadLettered += deadLettered ? 1 : 0
-                    feed.nextOffset = message.offset + 1
+                    feed.finished(through: message.offset)
                     message.destroy()
                 case .abandoned(let stop):
                     feed.giveBack(batch[position...])
@@ -173,7 +173,7 @@ extension Worker {
 
     private func report(
         _ lease: Lease, reason: SliceEndReason, tally: SliceTally, start: ContinuousClock.Instant,
-        feed: PartitionFeed, gap: Duration?, overtime: Bool = false, final: Bool
+        feed: LaneFeed, gap: Duration?, overtime: Bool = false, final: Bool
     ) -> SliceReport {
         SliceReport(
             lease: lease, reason: reason, messages: tally.messages, errors: tally.errors,
@@ -185,14 +185,17 @@ extension Worker {
     /// Commits the feed's position asynchronously if it moved (the seed's
     /// async commit; the final commit on revoke and shutdown is synchronous):
     /// the first message not complete, so never past an emit in flight.
-    func commitProgress(_ feed: PartitionFeed) {
-        let next = feed.committableOffset
-        guard next >= 0, next != feed.committedOffset, environment.commits.isOpen else { return }
+    /// With lanes, the position is the partition's across all its lanes.
+    func commitProgress(_ lane: LaneFeed) {
+        let partition = lane.partition
+        // Held while the group rebalances (CommitGate): nothing is sent.
+        guard environment.commits.isOpen else { return }
         do {
-            try environment.consumer.commit([PartitionOffset(topic: feed.partition.topic, partition: feed.partition.partition, offset: next)], async: true)
-            feed.committedOffset = next
+            try lane.feed.commitIfMoved { next in
+                try environment.consumer.commit([PartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)], async: true)
+            }
         } catch {
-            environment.logger.warning("commit of \(feed.partition) at \(next) failed: \(error)", metadata: logMetadata)
+            environment.logger.warning("commit of \(partition) failed: \(error)", metadata: logMetadata)
         }
     }
 }

@@ -21,7 +21,7 @@ extension Worker {
     /// `ended` is set to when the last call returned (clock reads are kept
     /// to two per message on this path).
     func handle(
-        _ message: KafkaRawMessage, lease: Lease, feed: PartitionFeed, calls: inout LuaCallTally,
+        _ message: KafkaRawMessage, lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
         began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
     ) -> MessageOutcome {
         let group = environment.group

@@ -89,7 +89,7 @@ final class Worker: @unchecked Sendable {
 
     /// Runs `lease` on the worker's thread; slice boundaries and the lease's
     /// end are reported through `onReport`.
-    func begin(_ lease: Lease, feed: PartitionFeed, onReport: @escaping @Sendable (SliceReport) -> Void) {
+    func begin(_ lease: Lease, feed: LaneFeed, onReport: @escaping @Sendable (SliceReport) -> Void) {
         thread.submit { [self] in
             leaseRunning.store(true, ordering: .relaxed)
             defer { leaseRunning.store(false, ordering: .relaxed) }

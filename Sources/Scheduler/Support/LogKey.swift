@@ -7,6 +7,8 @@ public enum LogKey {
     public static let topic = "topic"
     public static let partition = "partition"
     public static let offset = "offset"
+    /// The key lane of a partition (`[[groups]] lanes`).
+    public static let lane = "lane"
     public static let key = "key"
     public static let group = "group"
     public static let worker = "worker"

@@ -27,8 +27,8 @@ enum PolicyAnswer: Equatable, Sendable {
     case useDefault
     /// Not an answer at all (wrong type, an error): logged, the default applies.
     case invalid(String)
-    /// `{worker=, topic=?, partition=?, slice_ms=?}`.
-    case pick(worker: String, topic: String? = nil, partition: Int64? = nil, sliceMs: Int64? = nil)
+    /// `{worker=, topic=?, partition=?, slice_ms=?, lane=?}`.
+    case pick(worker: String, topic: String? = nil, partition: Int64? = nil, sliceMs: Int64? = nil, lane: Int64? = nil)
 }
 
 /// `rotate.lua`, or a table in a unit test: asked at every slice boundary

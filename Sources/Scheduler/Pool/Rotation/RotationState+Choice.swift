@@ -70,8 +70,8 @@ extension RotationState {
             break
         case .invalid(let message):
             step.decisions.append(.note(.answerRejected(message)))
-        case let .pick(worker, topic, partition, sliceMs):
-            switch validate(worker: worker, topic: topic, partition: partition, sliceMs: sliceMs, after: question, facts: step.facts) {
+        case let .pick(worker, topic, partition, sliceMs, lane):
+            switch validate(worker: worker, topic: topic, partition: partition, lane: lane, sliceMs: sliceMs, after: question, facts: step.facts) {
             case .success(let choice?): return choice
             case .success(nil): break
             case .failure(let rejection): step.decisions.append(.note(.answerRejected(rejection.message)))
@@ -90,10 +90,11 @@ extension RotationState {
     /// slot is assigned here, not revoked, and free (or held by that worker).
     /// `.success(nil)`: nothing to choose (the default policy applies).
     func validate(
-        worker workerID: String, topic: String?, partition: Int64?, sliceMs requested: Int64?,
+        worker workerID: String, topic: String?, partition: Int64?, lane: Int64? = nil, sliceMs requested: Int64?,
         after question: RotationQuestion, facts: some RotationFacts
     ) -> Result<RotationChoice?, Rejection> {
         func invalid(_ message: String) -> Result<RotationChoice?, Rejection> { .failure(Rejection(message: "rotate(): \(message)")) }
+        if lane != nil && partition == nil { return invalid("field 'partition' must be given with 'lane'") }
         let holder = question.final ? nil : question.worker
         guard let worker = rules.workers.firstIndex(of: workerID) else { return invalid("no worker '\(workerID)' in group \(rules.group)") }
         guard leases[worker] == nil || worker == holder else { return invalid("worker '\(workerID)' is busy") }
@@ -124,7 +125,17 @@ extension RotationState {
             }
             slot = chosen
         case (let topic?, let number?):
-            let key = SlotKey(TopicPartition(topic: topic, partition: Int32(truncatingIfNeeded: number)))
+            let partition = TopicPartition(topic: topic, partition: Int32(truncatingIfNeeded: number))
+            // Key lanes: the lane asked for; else the lane whose slice ended
+            // if it is this partition's, else its free lane with work.
+            var key = SlotKey(partition, lane: Int(truncatingIfNeeded: lane ?? 0))
+            if lane == nil {
+                if ended.partition == partition && available(ended) {
+                    key = ended
+                } else if let free = slots.keys.filter({ $0.partition == partition && available($0) && hasWork($0, facts: facts) }).min() {
+                    key = free
+                }
+            }
             guard slots[key].map({ !$0.revoked }) == true else { return invalid("partition \(key) is not assigned to this process") }
             guard available(key) else { return invalid("partition \(key) is held by another worker") }
             slot = key
