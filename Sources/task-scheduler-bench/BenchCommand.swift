@@ -67,11 +67,14 @@ struct BenchCommand: AsyncParsableCommand {
                          fired, result.fireDelayP50Ms ?? 0, p99, reference > 0 ? p99 / reference : 0, reference, result.bytesPerSchedule ?? 0))
         }
         print("handoff gap over \(result.gapCount) handoffs (handoff phase: 4 partitions, 6 workers, slice 10 ms): p50 \(result.gapP50Ms.map { String(format: "%.3f", $0) } ?? "-") ms, p99 \(result.gapP99Ms.map { String(format: "%.3f", $0) } ?? "-") ms")
-        if result.lanes.count == 2 {
-            let (one, many) = (result.lanes[0], result.lanes[1])
-            let gaps = one.gaps + many.gaps
-            print("key lanes, 1 partition, 1000 keys, process() ~100 us CPU + emit, \(workers) workers: lanes = 1 \(rate(one.run.rate)), lanes = \(many.lanes) \(rate(many.run.rate)): \(ratio(many.run.rate, one.run.rate)) (target >= 1.8x on 2 cores)")
-            print("key lanes output: \((one.problems + many.problems).isEmpty ? "nothing lost, nothing doubled, per-key order kept" : (one.problems + many.problems).joined(separator: ", ")); handoff gap over \(gaps.count) handoffs p99 \(ThroughputBenchmark.quantileMs(gaps, 0.99).map { String(format: "%.3f", $0) } ?? "-") ms")
+        let single = result.lanes.filter { $0.lanes == 1 }, multi = result.lanes.filter { $0.lanes > 1 }
+        if let lanes = multi.first?.lanes, !single.isEmpty {
+            let gaps = result.lanes.flatMap(\.gaps)
+            let problems = result.lanes.flatMap(\.problems)
+            // Each run of lanes = N against the lanes = 1 run just before it.
+            let pairRatios = zip(single, multi).map { $1.run.rate / $0.run.rate }.sorted()
+            print("key lanes, 1 partition, 1000 keys, process() ~100 us CPU + emit, \(workers) workers, medians of \(multi.count) runs: lanes = 1 \(rate(median(single.map(\.run)))), lanes = \(lanes) \(rate(median(multi.map(\.run)))): \(ratio(median(multi.map(\.run)), median(single.map(\.run)))) (target >= 1.8x on 2 cores; per pair \(pairRatios.map { String(format: "%.2fx", $0) }.joined(separator: ", ")))")
+            print("key lanes output: \(problems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : problems.joined(separator: ", ")); handoff gap over \(gaps.count) handoffs p99 \(ThroughputBenchmark.quantileMs(gaps, 0.99).map { String(format: "%.3f", $0) } ?? "-") ms")
         }
         if !result.outputProblems.isEmpty || result.lanes.contains(where: { !$0.problems.isEmpty }) { throw ExitCode(1) }
     }

@@ -69,7 +69,7 @@ public struct ThroughputBenchmark: Sendable {
         public var gapP99Ms: Double?
         public var gapCount = 0
         public var slices = 0
-        /// Key lanes: `lanes = 1` then `lanes = 4` (the `lanes` reader).
+        /// Key lanes: pairs of runs, `lanes = 1` then `lanes = 4` (the `lanes` reader).
         var lanes: [LaneBenchmark.Measured] = []
         /// The schedules phase: fires of 10,000 schedules due within a minute.
         public var schedulesFired: Int?
@@ -152,7 +152,7 @@ public struct ThroughputBenchmark: Sendable {
             }
         }
         if readers.contains(.lanes) {
-            result.lanes = try await LaneBenchmark(workers: workers).run(broker: broker, producer: producer, publisher: publisher, logger: logger, report: report)
+            result.lanes = try await LaneBenchmark(workers: workers, runs: runs).run(broker: broker, producer: producer, publisher: publisher, logger: logger, report: report)
         }
         await producer.close(timeoutMs: 5000)
 
