@@ -366,7 +366,7 @@ enum {
     CLUA_KEY_TOPIC = 1, CLUA_KEY_PARTITION, CLUA_KEY_OFFSET, CLUA_KEY_KEY, CLUA_KEY_PAYLOAD,
     CLUA_KEY_TIMESTAMP, CLUA_KEY_HEADERS, CLUA_KEY_GROUP, CLUA_KEY_WORKER, CLUA_KEY_COUNT = CLUA_KEY_WORKER,
     /* After the names: the cached group and worker values and their version. */
-    CLUA_NAMES_VERSION, CLUA_GROUP_VALUE, CLUA_WORKER_VALUE
+    CLUA_NAMES_VERSION, CLUA_GROUP_VALUE, CLUA_WORKER_VALUE, CLUA_TOPIC_VALUE
 };
 #define CLUA_MESSAGE_KEYS "clua.message_keys"
 
@@ -390,38 +390,13 @@ static inline int clua_push_message_keys(lua_State *L) {
     return lua_gettop(L);
 }
 
-/* msg[key] = the value on top of the stack; `msg` is just below it. */
-static inline void clua_set_key(lua_State *L, int keys, int key) {
-    lua_rawgeti(L, keys, key);
-    lua_insert(L, -2);
-    lua_rawset(L, -3);
-}
+/* Pushes the name of field `key`: msg[name] = the value pushed next, set
+ * by clua_set. (Name first, then value: no stack rotation per field.) */
+static inline void clua_key(lua_State *L, int keys, int key) { lua_rawgeti(L, keys, key); }
+static inline void clua_set(lua_State *L) { lua_rawset(L, -3); }
 
 static inline void clua_push_message(lua_State *L, int keys, const clua_message *m) {
     lua_createtable(L, 0, 10);
-    lua_pushstring(L, m->topic);
-    clua_set_key(L, keys, CLUA_KEY_TOPIC);
-    lua_pushinteger(L, m->partition);
-    clua_set_key(L, keys, CLUA_KEY_PARTITION);
-    lua_pushinteger(L, m->offset);
-    clua_set_key(L, keys, CLUA_KEY_OFFSET);
-    if (m->key) {
-        lua_pushlstring(L, (const char *)m->key, m->key_length);
-        clua_set_key(L, keys, CLUA_KEY_KEY);
-    }
-    lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload ? m->payload_length : 0);
-    clua_set_key(L, keys, CLUA_KEY_PAYLOAD);
-    lua_pushinteger(L, m->timestamp);
-    clua_set_key(L, keys, CLUA_KEY_TIMESTAMP);
-    lua_createtable(L, 0, (int)m->header_count);
-    for (size_t i = 0; i < m->header_count; i++) {
-        const clua_header *h = &m->headers[i];
-        /* A null header value is `false`, so it stays distinct from "". */
-        if (h->value) lua_pushlstring(L, (const char *)h->value, h->length);
-        else lua_pushboolean(L, 0);
-        lua_setfield(L, -2, h->name);
-    }
-    clua_set_key(L, keys, CLUA_KEY_HEADERS);
     /* Group and worker names are long and change rarely: make their Lua
      * strings once per version instead of once per message. */
     lua_rawgeti(L, keys, CLUA_NAMES_VERSION);
@@ -435,10 +410,56 @@ static inline void clua_push_message(lua_State *L, int keys, const clua_message 
         lua_pushinteger(L, m->names_version);
         lua_rawseti(L, keys, CLUA_NAMES_VERSION);
     }
+    /* The topic's string is kept while messages come from the same topic
+     * (one lease reads one partition): compared by text, not by pointer,
+     * since librdkafka may reuse a freed topic's memory. */
+    clua_key(L, keys, CLUA_KEY_TOPIC);
+    size_t cached_length = 0;
+    lua_rawgeti(L, keys, CLUA_TOPIC_VALUE);
+    const char *cached_topic = lua_tolstring(L, -1, &cached_length);
+    if (!m->topic) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    } else if (!cached_topic || strcmp(cached_topic, m->topic) != 0) {
+        lua_pop(L, 1);
+        lua_pushstring(L, m->topic);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, CLUA_TOPIC_VALUE);
+    }
+    clua_set(L);
+    clua_key(L, keys, CLUA_KEY_PARTITION);
+    lua_pushinteger(L, m->partition);
+    clua_set(L);
+    clua_key(L, keys, CLUA_KEY_OFFSET);
+    lua_pushinteger(L, m->offset);
+    clua_set(L);
+    if (m->key) {
+        clua_key(L, keys, CLUA_KEY_KEY);
+        lua_pushlstring(L, (const char *)m->key, m->key_length);
+        clua_set(L);
+    }
+    clua_key(L, keys, CLUA_KEY_PAYLOAD);
+    lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload ? m->payload_length : 0);
+    clua_set(L);
+    clua_key(L, keys, CLUA_KEY_TIMESTAMP);
+    lua_pushinteger(L, m->timestamp);
+    clua_set(L);
+    clua_key(L, keys, CLUA_KEY_HEADERS);
+    lua_createtable(L, 0, (int)m->header_count);
+    for (size_t i = 0; i < m->header_count; i++) {
+        const clua_header *h = &m->headers[i];
+        /* A null header value is `false`, so it stays distinct from "". */
+        if (h->value) lua_pushlstring(L, (const char *)h->value, h->length);
+        else lua_pushboolean(L, 0);
+        lua_setfield(L, -2, h->name);
+    }
+    clua_set(L);
+    clua_key(L, keys, CLUA_KEY_GROUP);
     lua_rawgeti(L, keys, CLUA_GROUP_VALUE);
-    clua_set_key(L, keys, CLUA_KEY_GROUP);
+    clua_set(L);
+    clua_key(L, keys, CLUA_KEY_WORKER);
     lua_rawgeti(L, keys, CLUA_WORKER_VALUE);
-    clua_set_key(L, keys, CLUA_KEY_WORKER);
+    clua_set(L);
 }
 
 typedef struct {

@@ -19,7 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
     @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
     @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
-    @Option(help: "Comma-separated readers to run: librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes (default: all).") var readers: String?
+    @Option(help: "Comma-separated readers to run: librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes (default: all).") var readers: String?
 
     func run() async throws {
         bootstrapLogging(.warning)
@@ -33,7 +33,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let readers {
             bench.readers = Set(try readers.split(separator: ",").map { name in
                 guard let reader = ThroughputBenchmark.Reader(rawValue: String(name)) else {
-                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes")
+                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes")
                 }
                 return reader
             })
@@ -59,6 +59,18 @@ struct BenchCommand: AsyncParsableCommand {
         print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
         print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat)")
         print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat)")
+        if let floor = result.luaFloor {
+            // The most the no-op paths could reach on this machine's cores if
+            // nothing but librdkafka's work and the Lua floor were spent.
+            let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+            let librdkafkaCPU = result.librdkafka.compactMap(\.cpuMicrosPerMessage).sorted().dropFirst(result.librdkafka.count / 2).first
+            func ceiling(_ luaMicros: Double) -> String {
+                guard let librdkafkaCPU, let limit else { return "-" }
+                return ratio(cores * 1e6 / (librdkafkaCPU + luaMicros), limit)
+            }
+            print(String(format: "Lua floor (no Kafka): process(msg) %.3f us, process_batch(msgs) %.3f us per message; ", floor.processMicros, floor.batchMicros)
+                  + "ceiling on \(Int(cores)) cores with librdkafka's CPU per message: process() \(ceiling(floor.processMicros)), process_batch() \(ceiling(floor.batchMicros)) librdkafka")
+        }
         print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
         print("python peer (consume/produce/flush/commit): \(rate(python))")
         print("emitted output: \(result.outputProblems.isEmpty ? "nothing lost, nothing doubled, per-key order kept" : result.outputProblems.joined(separator: ", "))")

@@ -34,7 +34,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, noop, batch, emitting, python, handoff, schedules, lanes
+        case librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes
     }
 
     /// Creates a benchmark with the defaults.
@@ -69,6 +69,8 @@ public struct ThroughputBenchmark: Sendable {
         public var gapP99Ms: Double?
         public var gapCount = 0
         public var slices = 0
+        /// The Lua side alone (no Kafka): the floor of the no-op path.
+        var luaFloor: LuaFloorBenchmark.Measured?
         /// Key lanes: pairs of runs, `lanes = 1` then `lanes = 4` (the `lanes` reader).
         var lanes: [LaneBenchmark.Measured] = []
         /// The schedules phase: fires of 10,000 schedules due within a minute.
@@ -103,6 +105,12 @@ public struct ThroughputBenchmark: Sendable {
             let run = try BenchReaders.kcat(bootstrap: broker.bootstrapServers, topic: topic, expected: messages)
             report("kcat run \(attempt): \(describe(run))")
             result.kcat.append(run)
+        }
+        if readers.contains(.floor) {
+            let floor = try LuaFloorBenchmark(messages: messages, payloadBytes: payloadBytes, keys: keys).run()
+            report(String(format: "Lua floor (no Kafka, one thread): empty call %.3f us; process(msg) %.3f us per message; process_batch(msgs) %.3f us per message",
+                          floor.emptyCallMicros, floor.processMicros, floor.batchMicros))
+            result.luaFloor = floor
         }
         let output = "bench-out"
         try broker.createTopic(output, partitions: partitions)

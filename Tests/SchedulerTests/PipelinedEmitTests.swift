@@ -316,4 +316,34 @@ struct MessageTableTests {
         #expect(offsets.count == total)
         #expect(Set(records.compactMap { $0.metadata[LogKey.worker] }).count >= 2, "the partitions changed hands")
     }
+
+    @Test("one worker reading two topics gives each message its own topic (the topic string is reused only while it matches)", arguments: [false, true])
+    func topics(batch: Bool) async throws {
+        let first = try TestBroker.freshTopic("msg-topic-a", partitions: 1)
+        let second = try TestBroker.freshTopic("msg-topic-b", partitions: 1)
+        let each = 200
+        // Payload "k<i mod 4>:<i / 4>": below 50 on `first`, from 50 on `second`.
+        try await publishKeyed(topic: first, count: each, keys: 4)
+        try await publishKeyed(topic: second, count: each, keys: 4, startSequence: each)
+        let capture = LogCapture()
+        let describe = #"scheduler.log("notice", "msg " .. msg.topic .. " " .. msg.payload)"#
+        let script = batch
+            ? "function process_batch(msgs) for _, msg in ipairs(msgs) do \(describe) end end\nfunction process(msg) \(describe) end"
+            : "function process(msg) \(describe) end"
+        // One worker, short slices: it moves between the two topics' partitions.
+        let config = poolConfig(topics: [first, second], workers: 1, sliceMs: 5)
+        let records = try await withPool(config, scripts: try makeScripts(["generate.lua": idleGenerate, "process.lua": script]), logger: capture.logger) {
+            await eventually(timeout: .seconds(60)) { capture.lines(startingWith: "msg ").count >= 2 * each }
+            return capture.lines(startingWith: "msg ")
+        }
+        var seen: [String: Int] = [:]
+        for record in records {
+            let parts = record.message.split(separator: " ").map(String.init)
+            try #require(parts.count == 3, "\(record.message)")
+            let sequence = Int(parts[2].split(separator: ":")[1]) ?? -1
+            #expect(parts[1] == (sequence < each / 4 ? first : second), "the topic the message came from: \(record.message)")
+            seen[parts[1], default: 0] += 1
+        }
+        #expect(seen[first] == each && seen[second] == each, "\(seen)")
+    }
 }

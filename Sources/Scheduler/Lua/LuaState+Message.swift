@@ -15,18 +15,19 @@ extension LuaState {
         message.forEachHeader { name, value in
             headers.append(clua_header(name: name, value: value.baseAddress, length: value.count))
         }
-        let results = try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
+        return try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
             try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
                 try headers.withUnsafeBufferPointer { headerList in
                     var described = describe(message, headers: headerList.baseAddress, count: headerList.count,
                                              group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
                     return try withUnsafePointer(to: &described) {
-                        try call("process", messages: UnsafeBufferPointer(start: $0, count: 1), asList: false, results: 2)
+                        try call("process", messages: UnsafeBufferPointer(start: $0, count: 1), asList: false, results: 2) { top in
+                            (value(at: top + 1), value(at: top + 2))
+                        }
                     }
                 }
             }
         }
-        return (results[0], results[1])
     }
 
     /// Calls `process_batch(msgs)` with `messages` (one partition's, in

@@ -167,7 +167,16 @@ final class LuaState {
     /// Calls global function `name` with one message table, or (`asList`)
     /// with the list of `messages`, built in C.
     func call(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, results: Int) throws -> [LuaValue] {
-        try call(name, results: results) { request in
+        try call(name, messages: messages, asList: asList, results: results) { top in
+            (0..<results).map { value(at: top + 1 + Int32($0)) }
+        }
+    }
+
+    /// Calls global function `name` with messages built in C; `read`
+    /// converts its `results` results (the first just above the given top),
+    /// so the per-message path allocates no result array.
+    func call<T>(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, results: Int, read: (Int32) -> T) throws -> T {
+        try call(name, results: results, read: read) { request in
             request.arguments = 1
             request.message = messages.baseAddress
             request.message_count = messages.count
@@ -178,6 +187,12 @@ final class LuaState {
 
     /// The shared part of a call: `fill` completes the request and runs it.
     private func call(_ name: String, results: Int, _ fill: (inout clua_request) -> Int32) throws -> [LuaValue] {
+        try call(name, results: results, read: { top in (0..<results).map { value(at: top + 1 + Int32($0)) } }, fill)
+    }
+
+    /// The shared part of a call: `fill` completes the request and runs it;
+    /// `read` converts the results, the first of them just above `top`.
+    func call<T>(_ name: String, results: Int, read: (Int32) -> T, _ fill: (inout clua_request) -> Int32) throws -> T {
         _ = bindings.takeEmitted()  // only this call's emits are reported
         let top = lua_gettop(L)
         var request = clua_request()
@@ -197,7 +212,7 @@ final class LuaState {
         guard lua_checkstack(L, Int32(2 * LuaValue.maxDepth + 8)) != 0 else {
             throw LuaError(script: script, line: nil, message: memoryText(""), budget: .memory)
         }
-        return (0..<results).map { value(at: top + 1 + Int32($0)) }
+        return read(top)
     }
 
     /// Runs `body` under the budgets of one call.

@@ -82,14 +82,21 @@ final class LuaCallHistogram: Sendable {
 struct LuaCallTally {
     var buckets = [Int](repeating: 0, count: LuaCallHistogram.bounds.count)
     var count = 0
-    var sumNanoseconds = 0
+    var sum = Duration.zero
+
+    /// The bounds as durations: comparing durations is cheap, while splitting
+    /// one into seconds and attoseconds (an Int128 division) is not, and
+    /// `add` runs once per message.
+    private static let durationBounds: [Duration] = LuaCallHistogram.bounds.map { .nanoseconds(Int64(($0 * 1e9).rounded())) }
+
+    var sumNanoseconds: Int {
+        let (seconds, attoseconds) = sum.components
+        return Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+    }
 
     mutating func add(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        let value = Double(nanoseconds) / 1e9
-        if let index = LuaCallHistogram.bounds.firstIndex(where: { value <= $0 }) { buckets[index] += 1 }
+        if let index = Self.durationBounds.firstIndex(where: { duration <= $0 }) { buckets[index] += 1 }
         count += 1
-        sumNanoseconds += nanoseconds
+        sum += duration
     }
 }
