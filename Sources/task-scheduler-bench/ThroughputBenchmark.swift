@@ -37,6 +37,9 @@ public struct ThroughputBenchmark: Sendable {
         case librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes
     }
 
+    /// Pairs of key-lane runs.
+    public var lanePairs = 5
+
     /// Creates a benchmark with the defaults.
     public init() {}
 
@@ -160,7 +163,7 @@ public struct ThroughputBenchmark: Sendable {
             }
         }
         if readers.contains(.lanes) {
-            result.lanes = try await LaneBenchmark(workers: workers, runs: runs).run(broker: broker, producer: producer, publisher: publisher, logger: logger, report: report)
+            result.lanes = try await LaneBenchmark(workers: workers, runs: lanePairs).run(broker: broker, producer: producer, publisher: publisher, logger: logger, report: report)
         }
         await producer.close(timeoutMs: 5000)
 
