@@ -98,7 +98,7 @@ struct BenchCommand: AsyncParsableCommand {
 
 func bootstrapLogging(_ level: Logger.Level) {
     LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
+        var handler = DeferredLogHandler.standardError(label: label)
         handler.logLevel = level
         return handler
     }

@@ -40,7 +40,7 @@ struct CommonOptions: ParsableArguments {
 
 func bootstrapLogging(_ level: Logger.Level) {
     LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
+        var handler = DeferredLogHandler.standardError(label: label)
         handler.logLevel = level
         return handler
     }
