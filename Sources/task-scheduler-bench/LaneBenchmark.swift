@@ -36,12 +36,8 @@ struct LaneBenchmark: Sendable {
     /// run's script, as this benchmark first did, gave the two sides
     /// different work: ratios from 1.4x to 2.0x on one quiet machine.
     static func calibrateIterations() throws -> Int {
-        let control = UnsafeMutablePointer<clua_control>.allocate(capacity: 1)
-        control.initialize(to: clua_control())
-        control.pointee.limit = 64 << 20
-        defer { control.deallocate() }
-        guard let state = clua_newstate_limited(control) else { throw BenchmarkError("no Lua state for calibration") }
-        defer { lua_close(state) }
+        let lua = try BenchLuaState(memoryLimit: 64 << 20)
+        let state = lua.state
         luaL_openlibs(state)
         let calibration = 1_000_000
         guard luaL_loadstring(state, "local x = 0 for i = 1, \(calibration) do x = x + i end return x") == LUA_OK else {
@@ -59,6 +55,7 @@ struct LaneBenchmark: Sendable {
             fastest = min(fastest, ContinuousClock.now - started)
             lua_settop(state, chunk)
         }
+        withExtendedLifetime(lua) {}
         let seconds = Double(fastest.components.seconds) + Double(fastest.components.attoseconds) * 1e-18
         return max(1, Int(Double(calibration) * 0.0001 / max(seconds, 1e-9)))
     }

@@ -23,12 +23,9 @@ struct LuaFloorBenchmark {
     }
 
     func run() throws -> Measured {
-        let control = UnsafeMutablePointer<clua_control>.allocate(capacity: 1)
-        control.initialize(to: clua_control())
-        control.pointee.limit = 256 << 20
-        defer { control.deallocate() }
-        guard let state = clua_newstate_limited(control) else { throw BenchmarkError("no Lua state") }
-        defer { lua_close(state) }
+        let lua = try BenchLuaState(memoryLimit: 256 << 20)
+        defer { withExtendedLifetime(lua) {} }
+        let state = lua.state
         clua_gc_generational(state)
         let topic = Array("bench".utf8CString), group = Array("bench-group".utf8CString), worker = Array("bench-group-0".utf8CString)
         try topic.withUnsafeBufferPointer { topic in
