@@ -93,7 +93,7 @@ loadtest: release
 	.build/release/task-scheduler --config $$dir/config.toml --scripts $$dir 2>$$dir/daemon.log & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	for i in $$(seq 50); do curl -sf localhost:$(LOAD_PORT)/health >/dev/null && break; sleep 0.2; done; \
-	echo "== warm-up: 3 s of posts, not counted (the first posts to a new topic wait for its metadata: p99 ~700 ms)"; \
+	echo "== warm-up: 3 s of posts, not counted"; \
 	wrk -t2 -c$(LOAD_CONNECTIONS) -d3s -s $$dir/post-once.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate >/dev/null; \
 	echo "== load before: $$(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"; \
 	echo "== GET /health, $(LOAD_SECONDS) s, 2 threads, $(LOAD_CONNECTIONS) connections"; \

@@ -143,6 +143,10 @@ struct ScheduleAPITests {
                     scheduler.log("notice", "bad: " .. tostring(err))
                     ok, err = pcall(scheduler.schedule, {topic = task.topic, message = "x", evry = "1s"})
                     scheduler.log("notice", "bad: " .. tostring(err))
+                    ok, err = pcall(scheduler.schedule, {topic = task.topic, message = "\\xff\\xfe", after = "1s"})
+                    scheduler.log("notice", "bad: " .. tostring(err))
+                    ok, err = pcall(scheduler.schedule, {topic = task.topic, message = "x", headers = {raw = "\\xc3"}, after = "1s"})
+                    scheduler.log("notice", "bad: " .. tostring(err))
                     return nil, "refused"
                   end
                   local id = scheduler.schedule{topic = task.topic, message = "later " .. task.message, after = 0.5,
@@ -168,9 +172,12 @@ struct ScheduleAPITests {
             })
             #expect(fired.first { $0.message == "later m" }?.id == String(logged))
             let bad = capture.lines(startingWith: "bad: ").map(\.message)
-            #expect(bad.count == 2)
+            #expect(bad.count == 4)
             #expect(bad.first?.contains("field 'every'") == true, "\(bad)")
-            #expect(bad.last?.contains("unknown field 'evry'") == true, "\(bad)")
+            #expect(bad.dropFirst().first?.contains("unknown field 'evry'") == true, "\(bad)")
+            // Bytes that are not UTF-8 are refused, not stored altered.
+            #expect(bad.dropFirst(2).first?.contains("field 'message' must be UTF-8 text") == true, "\(bad)")
+            #expect(bad.last?.contains("header 'raw' must be UTF-8 text") == true, "\(bad)")
             // The cancelled one never fires.
             try await Task.sleep(for: .seconds(3.5))
             #expect(try await firedTasks(topic: topic, for: .seconds(2)).filter { $0.message == "never" }.isEmpty)

@@ -157,6 +157,15 @@ public final class KafkaProducer: @unchecked Sendable {
         return try await blocking.run { try KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: timeoutMs) }
     }
 
+    /// Asks the cluster for `topic`'s metadata and waits for the answer, so
+    /// the first message to a topic just created is partitioned at once
+    /// instead of waiting for librdkafka's next metadata request (0.1 to 0.9 s
+    /// measured on the embedded broker). Blocking: call it on a dedicated
+    /// thread; false if no answer came (the message then waits as before).
+    func learnTopic(_ topic: String, timeoutMs: Int) -> Bool {
+        (try? KafkaMetadata.fetch(handle: handle, topic: topic, timeoutMs: timeoutMs)) != nil
+    }
+
     /// Flushes for up to `timeoutMs`, stops the poll thread and destroys the
     /// handle. Pending sends that were not delivered fail. Safe to call twice.
     public func close(timeoutMs: Int) async {

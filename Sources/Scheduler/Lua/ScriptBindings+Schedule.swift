@@ -13,17 +13,25 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
     guard let placement = bindings.schedules else { return reply.fail("\(name): schedules are not available here", level: 2) }
     guard lua_type(L, 1) == LUA_TSTRING, let topic = luaText(L, 1) else { return reply.fail("\(name): field 'topic' must be a string", level: 2) }
     if let problem = TopicName.problem(topic) { return reply.fail("\(name): \(problem)", level: 2) }
+    // A schedule's task is stored as text (like a posted task): bytes that
+    // are not UTF-8 are refused rather than altered.
+    let notText = "must be UTF-8 text (a schedule stores its task as text; scheduler.emit takes any bytes)"
     guard let message = luaText(L, 2) else { return reply.fail("\(name): field 'message' must be a string", level: 2) }
+    guard luaIsUTF8(L, 2) else { return reply.fail("\(name): field 'message' \(notText)", level: 2) }
     var key: String?
     if clua_isnoneornil(L, 3) == 0 {
         guard let text = luaText(L, 3) else { return reply.fail("\(name): field 'key' must be a string or nil", level: 2) }
+        guard luaIsUTF8(L, 3) else { return reply.fail("\(name): field 'key' \(notText)", level: 2) }
         key = text
     }
     let headers: [String: String]?
     do {
-        // A schedule's task is stored as text (like a posted task): values as UTF-8, null as "".
-        headers = try luaHeaders(L, 4, function: name, argument: "field 'headers'")
-            .map { Dictionary($0.map { ($0.name, $0.text ?? "") }) { $1 } }
+        // Null values as "".
+        let list = try luaHeaders(L, 4, function: name, argument: "field 'headers'")
+        if let bad = list?.first(where: { header in header.value.map { String(validating: $0, as: UTF8.self) == nil } ?? false }) {
+            return reply.fail("\(name): header '\(bad.name)' \(notText)", level: 2)
+        }
+        headers = list.map { Dictionary($0.map { ($0.name, $0.text ?? "") }) { $1 } }
     } catch {
         return reply.fail(error.message, level: 2)
     }

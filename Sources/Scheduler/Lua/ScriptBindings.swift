@@ -123,6 +123,15 @@ func luaBytes(_ L: OpaquePointer, _ index: Int32) -> [UInt8]? {
     return luaText(L, index).map { Array($0.utf8) }
 }
 
+/// Whether the value at `index` is text as stored: a number, or a string
+/// whose bytes are valid UTF-8 (`luaText` would replace the others).
+func luaIsUTF8(_ L: OpaquePointer, _ index: Int32) -> Bool {
+    guard lua_type(L, index) == LUA_TSTRING else { return true }
+    var length = 0
+    guard let pointer = lua_tolstring(L, index, &length) else { return true }
+    return String(validating: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self) != nil
+}
+
 func luaText(_ L: OpaquePointer, _ index: Int32) -> String? {
     switch lua_type(L, index) {
     case LUA_TSTRING:

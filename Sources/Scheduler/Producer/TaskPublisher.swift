@@ -183,6 +183,9 @@ public final class TaskPublisher: Sendable {
                 knownTopics.withLock { _ = $0.remove(topic) }
                 throw error
             }
+            // Best effort: a message that goes out before the answer waits
+            // for librdkafka's own metadata request, as it would anyway.
+            _ = producer.learnTopic(topic, timeoutMs: 2000)
         }
     }
 }
