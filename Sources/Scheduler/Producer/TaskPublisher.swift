@@ -169,23 +169,25 @@ public final class TaskPublisher: Sendable {
     /// `prepareTopic` for async callers: creating a topic on the embedded
     /// broker waits for the mock cluster's thread, so it runs on a dedicated one.
     private func prepareTopicOffPool(_ topic: String) async throws {
-        guard topicCreator != nil, knownTopics.withLock({ !$0.contains(topic) }) else { return }
+        guard knownTopics.withLock({ !$0.contains(topic) }) else { return }
+        guard topicCreator != nil else { return try prepareTopic(topic) }  // nothing blocks then
         try await topicThread.run { [self] in try prepareTopic(topic) }
     }
 
+    /// At a topic's first use: creates it on the embedded broker, and asks
+    /// for its metadata so its first messages need not wait a second for
+    /// librdkafka to look the topic up by itself.
     private func prepareTopic(_ topic: String) throws {
-        guard let topicCreator else { return }
         let isNew = knownTopics.withLock { $0.insert(topic).inserted }
-        if isNew {
+        guard isNew else { return }
+        if let topicCreator {
             do {
                 try topicCreator(topic)
             } catch {
                 knownTopics.withLock { _ = $0.remove(topic) }
                 throw error
             }
-            // Best effort: a message that goes out before the answer waits
-            // for librdkafka's own metadata request, as it would anyway.
-            _ = producer.learnTopic(topic, timeoutMs: 2000)
         }
+        producer.learnTopicSoon(topic)
     }
 }
