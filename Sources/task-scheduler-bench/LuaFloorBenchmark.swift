@@ -20,6 +20,10 @@ struct LuaFloorBenchmark {
         var batchMicros: Double
         /// Thread CPU per call of a function with no argument (the call and budget alone).
         var emptyCallMicros: Double
+        /// Thread CPU per message for a design the scheduler does not have: a
+        /// batch as columns (one list of payloads, one of keys, one of
+        /// offsets) instead of a table per message; what that API would cost.
+        var columnsMicros: Double
     }
 
     func run() throws -> Measured {
@@ -36,7 +40,7 @@ struct LuaFloorBenchmark {
                     open.worker = worker.baseAddress
                     open.group = group.baseAddress
                     guard clua_protected_run(state, &open) == LUA_OK else { throw BenchmarkError("sandbox did not open") }
-                    let script = "function process(msg) end\nfunction process_batch(msgs) end\nfunction nothing() end\n"
+                    let script = "function process(msg) end\nfunction process_batch(msgs) end\nfunction process_columns(batch) end\nfunction nothing() end\n"
                     guard luaL_loadstring(state, script) == LUA_OK, lua_pcallk(state, 0, 0, 0, 0, nil) == LUA_OK else {
                         throw BenchmarkError("floor script did not load")
                     }
@@ -103,8 +107,35 @@ struct LuaFloorBenchmark {
                             index += batchSize
                         }
                     }
+                    let columns = try Self.threadCPU {
+                        var index = 0
+                        while index < messages {
+                            let count = min(batchSize, messages - index)
+                            clua_begin_call(state, 1 << 40, 60_000)
+                            lua_getglobal(state, "process_columns")
+                            lua_createtable(state, 0, 4)
+                            for (name, column) in [("payloads", 0), ("keys", 1), ("offsets", 2)] {
+                                lua_createtable(state, Int32(count), 0)
+                                for row in 0..<count {
+                                    let buffer = column == 0 ? payloadBuffers[(index + row) % keys] : keyBuffers[(index + row) % keys]
+                                    if column == 2 {
+                                        lua_pushinteger(state, lua_Integer(index + row))
+                                    } else {
+                                        lua_pushlstring(state, UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), buffer.count)
+                                    }
+                                    lua_rawseti(state, -2, lua_Integer(row + 1))
+                                }
+                                lua_setfield(state, -2, name)
+                            }
+                            let status = lua_pcallk(state, 1, 0, 0, 0, nil)
+                            clua_end_call(state)
+                            lua_settop(state, 0)
+                            guard status == LUA_OK else { throw BenchmarkError("columns call failed") }
+                            index += count
+                        }
+                    }
                     return Measured(processMicros: single * 1e6 / Double(messages), batchMicros: batched * 1e6 / Double(messages),
-                                    emptyCallMicros: empty * 1e6 / Double(calls))
+                                    emptyCallMicros: empty * 1e6 / Double(calls), columnsMicros: columns * 1e6 / Double(messages))
                 }
             }
         }
