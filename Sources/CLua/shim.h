@@ -479,7 +479,60 @@ typedef struct {
     const clua_message *message;
     size_t message_count;
     int message_list;
+    int message_columns;    /* with message_list: one table of columns instead of a list of tables */
 } clua_request;
+
+/* The batch of process_columns(batch): one table of columns instead of a
+ * table per message, so a batch costs a few tables plus its strings:
+ *   batch.count, batch.topic, batch.partition, batch.group, batch.worker,
+ *   batch.offsets[i], batch.keys[i] (false: no key), batch.payloads[i],
+ *   batch.timestamps[i], batch.headers[i] (a table, only for messages
+ *   that have headers). All messages are of one partition, in order. */
+static inline void clua_push_columns(lua_State *L, const clua_message *m, size_t count) {
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, (lua_Integer)count);
+    lua_setfield(L, -2, "count");
+    if (count > 0) {
+        if (m[0].topic) lua_pushstring(L, m[0].topic); else lua_pushnil(L);
+        lua_setfield(L, -2, "topic");
+        lua_pushinteger(L, m[0].partition);
+        lua_setfield(L, -2, "partition");
+        lua_pushstring(L, m[0].group);
+        lua_setfield(L, -2, "group");
+        lua_pushstring(L, m[0].worker);
+        lua_setfield(L, -2, "worker");
+    }
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) { lua_pushinteger(L, m[i].offset); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+    lua_setfield(L, -2, "offsets");
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) {
+        if (m[i].key) lua_pushlstring(L, (const char *)m[i].key, m[i].key_length); else lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "keys");
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) {
+        lua_pushlstring(L, m[i].payload ? (const char *)m[i].payload : "", m[i].payload ? m[i].payload_length : 0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "payloads");
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) { lua_pushinteger(L, m[i].timestamp); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+    lua_setfield(L, -2, "timestamps");
+    lua_createtable(L, 0, 0);
+    for (size_t i = 0; i < count; i++) {
+        if (m[i].header_count == 0) continue;
+        lua_createtable(L, 0, (int)m[i].header_count);
+        for (size_t h = 0; h < m[i].header_count; h++) {
+            const clua_header *header = &m[i].headers[h];
+            if (header->value) lua_pushlstring(L, (const char *)header->value, header->length); else lua_pushboolean(L, 0);
+            lua_setfield(L, -2, header->name);
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "headers");
+}
 
 static inline void clua_push_ops(lua_State *L, const clua_op *ops, size_t count, const char *arena) {
     for (size_t i = 0; i < count; i++) {
@@ -543,7 +596,9 @@ static inline int clua_run(lua_State *L) {
     }
     r->found = lua_getglobal(L, r->function) == LUA_TFUNCTION;
     if (r->mode == CLUA_RUN_PROBE || !r->found) return 0;
-    if (r->message && r->message_list) {
+    if (r->message && r->message_list && r->message_columns) {
+        clua_push_columns(L, r->message, r->message_count);
+    } else if (r->message && r->message_list) {
         int keys = clua_push_message_keys(L);
         lua_createtable(L, (int)r->message_count, 0);
         for (size_t i = 0; i < r->message_count; i++) {

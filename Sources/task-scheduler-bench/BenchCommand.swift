@@ -20,7 +20,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
     @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
     @Option(help: "Pairs of key-lane runs (lanes = 1, then lanes = 4), medians reported.") var lanePairs = 5
-    @Option(help: "Comma-separated readers to run: librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes (default: all).") var readers: String?
+    @Option(help: "Comma-separated readers to run: librdkafka, kcat, floor, noop, batch, columns, emitting, python, handoff, schedules, lanes (default: all).") var readers: String?
 
     func run() async throws {
         bootstrapLogging(.warning)
@@ -35,7 +35,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let readers {
             bench.readers = Set(try readers.split(separator: ",").map { name in
                 guard let reader = ThroughputBenchmark.Reader(rawValue: String(name)) else {
-                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes")
+                    throw ValidationError("--readers: '\(name)' is not one of librdkafka, kcat, floor, noop, batch, columns, emitting, python, handoff, schedules, lanes")
                 }
                 return reader
             })
@@ -61,6 +61,8 @@ struct BenchCommand: AsyncParsableCommand {
         print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
         print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat)")
         print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat)")
+        let columns = median(result.columns)
+        print("scheduler, no-op process_columns(): \(rate(columns))  (\(ratio(columns, limit)) librdkafka, \(ratio(columns, kcat)) kcat)")
         if let floor = result.luaFloor {
             // The most the no-op paths could reach on this machine's cores if
             // nothing but librdkafka's work and the Lua floor were spent.

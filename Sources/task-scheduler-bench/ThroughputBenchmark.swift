@@ -34,7 +34,7 @@ public struct ThroughputBenchmark: Sendable {
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, floor, noop, batch, emitting, python, handoff, schedules, lanes
+        case librdkafka, kcat, floor, noop, batch, columns, emitting, python, handoff, schedules, lanes
     }
 
     /// Pairs of key-lane runs.
@@ -64,6 +64,7 @@ public struct ThroughputBenchmark: Sendable {
         public var kcat: [Run] = []
         public var noop: [Run] = []
         public var batch: [Run] = []
+        public var columns: [Run] = []
         public var emitting: [Run] = []
         public var python: [Run] = []
         /// Problems found in the emitting runs' outputs (lost, doubled, out of order).
@@ -119,6 +120,7 @@ public struct ThroughputBenchmark: Sendable {
         try broker.createTopic(output, partitions: partitions)
         let noopScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noop), limits: .standard, needsProcess: true, logger: logger)
         let batchScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noopBatch), limits: .standard, needsProcess: true, logger: logger)
+        let columnsScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.noopColumns), limits: .standard, needsProcess: true, logger: logger)
         let emittingScripts = try await ScriptCatalog.load(directory: BenchScripts.make(process: BenchScripts.emitting(to: output)), limits: .standard, needsProcess: true, logger: logger)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
         var gaps: [Duration] = []  // from the handoff phase only: it is built to hand off
@@ -134,6 +136,12 @@ public struct ThroughputBenchmark: Sendable {
             result.slices += measured.slices
             report("scheduler no-op process_batch() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
             result.batch.append(measured.run)
+        }
+        for attempt in 1...runs where readers.contains(.columns) {
+            let measured = try await scheduler.run(group: group("columns-\(attempt)", topic: topic), catalog: columnsScripts, waitForEmits: false)
+            result.slices += measured.slices
+            report("scheduler no-op process_columns() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
+            result.columns.append(measured.run)
         }
         if readers.contains(.emitting) {
             let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
@@ -252,6 +260,7 @@ public struct ThroughputBenchmark: Sendable {
 enum BenchScripts {
     static let noop = "function process(msg) end\n"
     static let noopBatch = "function process(msg) end\nfunction process_batch(msgs) end\n"
+    static let noopColumns = "function process(msg) end\nfunction process_columns(batch) end\n"
     static func emitting(to topic: String) -> String {
         "function process(msg)\n  scheduler.emit(\"\(topic)\", msg.payload, msg.key)\nend\n"
     }

@@ -233,19 +233,12 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     return try await thread.run(body)
 }
 
-@Suite("process_batch(msgs)")
+@Suite("process_batch(msgs) and process_columns(batch)")
 struct ProcessBatchTests {
-    @Test("process_batch gets a partition's messages in order and its emits arrive in key order; a failed message sends the batch through process() one by one (retry, dead letter)")
-    func batches() async throws {
-        let topic = try TestBroker.freshTopic("batch-in", partitions: 2)
-        let output = try TestBroker.freshTopic("batch-out", partitions: 2)
-        let total = 2000
-        try await publishKeyed(topic: topic, count: total, keys: 20)
-        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
-        _ = try await producer.send(OutgoingMessage(topic: topic, key: Array("k0".utf8), value: Array("bad".utf8)))
-        await producer.close(timeoutMs: 1000)
-        let capture = LogCapture()
-        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+    /// The same work in both batch hooks: a batch holding "bad" reports it;
+    /// otherwise every message is emitted with its partition and offset.
+    static func batchHook(_ hook: String, output: String) -> String {
+        hook == "process_batch" ? """
             function process_batch(msgs)
               local results = {}
               for i, msg in ipairs(msgs) do
@@ -254,11 +247,41 @@ struct ProcessBatchTests {
               for i, msg in ipairs(msgs) do
                 if results[i] == false then return results end
               end
-              scheduler.log("notice", "batch " .. #msgs .. " from " .. msgs[1].partition .. ":" .. msgs[1].offset)
+              scheduler.log("notice", "batch " .. #msgs .. " from " .. msgs[1].partition .. ":" .. msgs[1].offset .. " " .. msgs[1].topic)
               for _, msg in ipairs(msgs) do
                 scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset .. ":" .. msg.payload, msg.key)
               end
             end
+            """ : """
+            function process_columns(batch)
+              local results, failed = {}, false
+              for i = 1, batch.count do
+                if batch.payloads[i] == "bad" then results[i] = false; failed = true end
+              end
+              if failed then return results end
+              assert(#batch.offsets == batch.count and #batch.keys == batch.count and #batch.timestamps == batch.count)
+              assert(type(batch.headers) == "table" and batch.group ~= nil and batch.worker ~= nil)
+              scheduler.log("notice", "batch " .. batch.count .. " from " .. batch.partition .. ":" .. batch.offsets[1] .. " " .. batch.topic)
+              for i = 1, batch.count do
+                scheduler.emit("\(output)", batch.partition .. ":" .. batch.offsets[i] .. ":" .. batch.payloads[i], batch.keys[i])
+              end
+            end
+            """
+    }
+
+    @Test("a batch hook gets a partition's messages in order and its emits arrive in key order; a failed message sends the batch through process() one by one (retry, dead letter)",
+          arguments: ["process_batch", "process_columns"])
+    func batches(hook: String) async throws {
+        let topic = try TestBroker.freshTopic("batch-in", partitions: 2)
+        let output = try TestBroker.freshTopic("batch-out", partitions: 2)
+        let total = 2000
+        try await publishKeyed(topic: topic, count: total, keys: 20)
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        _ = try await producer.send(OutgoingMessage(topic: topic, key: Array("k0".utf8), value: Array("bad".utf8)))
+        await producer.close(timeoutMs: 1000)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": Self.batchHook(hook, output: output) + """
+
             function process(msg)
               if msg.payload == "bad" then return false, "bad message" end
               scheduler.emit("\(output)", msg.partition .. ":" .. msg.offset .. ":" .. msg.payload, msg.key)
@@ -277,8 +300,14 @@ struct ProcessBatchTests {
         }
         let distinct = Set(emitted.map { $0.value.utf8String })
         #expect(distinct.count == total, "every good message emitted (lost \(total - distinct.count))")
-        #expect(!capture.lines(startingWith: "batch ").isEmpty, "batches were used")
+        let batches = capture.lines(startingWith: "batch ")
+        #expect(!batches.isEmpty, "batches were used")
+        #expect(batches.allSatisfy { $0.message.hasSuffix(" " + topic) }, "the batch names its topic")
         #expect(capture.all.contains { $0.message.contains("dead-lettered") && $0.message.contains("bad message") })
+        #expect(!capture.all.contains { $0.message.contains("\(hook)() failed") }, "the hook itself never failed")
+        // "<partition>:<offset>:k<n>:<seq>", emitted with the input's key "k<n>".
+        let wrongKeys = emitted.filter { $0.key.map { String(decoding: $0, as: UTF8.self) } != $0.value.utf8String.split(separator: ":").dropFirst(2).first.map(String.init) }
+        #expect(wrongKeys.isEmpty, "every emit carries its message's key: \(wrongKeys.prefix(3))")
         expectKeyOrder(emitted)
     }
 }

@@ -38,6 +38,22 @@ extension LuaState {
         }
     }
 
+    /// Calls `process_columns(batch)` with `messages` (one partition's, in
+    /// order) as one table of columns, and returns its first result.
+    func callProcessColumns(_ messages: [KafkaRawMessage], group: String, worker: String) throws -> LuaValue {
+        try withMessages(messages, group: group, worker: worker) { list in
+            try call("process_columns", messages: list, asList: true, asColumns: true, results: 1)[0]
+        }
+    }
+
+    /// True if the script defines `process_columns` (asked once per state).
+    var hasColumnsHook: Bool {
+        if let known = columnsHook { return known }
+        let found = hasFunction("process_columns")
+        columnsHook = found
+        return found
+    }
+
     /// True if the script defines `process_batch` (asked once per state).
     var hasBatchHook: Bool {
         if let known = batchHook { return known }

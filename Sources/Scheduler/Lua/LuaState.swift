@@ -27,6 +27,8 @@ final class LuaState {
     var processNames: (group: String, worker: String, groupBytes: [CChar], workerBytes: [CChar], version: Int)?
     /// Whether the script defines `process_batch`, once asked.
     var batchHook: Bool?
+    /// Whether the script defines `process_columns`, once asked.
+    var columnsHook: Bool?
 
     /// Creates a state with the sandboxed standard libraries and the
     /// `scheduler` table, runs `source` (defining its functions), then its
@@ -166,8 +168,8 @@ final class LuaState {
 
     /// Calls global function `name` with one message table, or (`asList`)
     /// with the list of `messages`, built in C.
-    func call(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, results: Int) throws -> [LuaValue] {
-        try call(name, messages: messages, asList: asList, results: results) { top in
+    func call(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, asColumns: Bool = false, results: Int) throws -> [LuaValue] {
+        try call(name, messages: messages, asList: asList, asColumns: asColumns, results: results) { top in
             (0..<results).map { value(at: top + 1 + Int32($0)) }
         }
     }
@@ -175,12 +177,14 @@ final class LuaState {
     /// Calls global function `name` with messages built in C; `read`
     /// converts its `results` results (the first just above the given top),
     /// so the per-message path allocates no result array.
-    func call<T>(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, results: Int, read: (Int32) -> T) throws -> T {
+    func call<T>(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, asColumns: Bool = false,
+                 results: Int, read: (Int32) -> T) throws -> T {
         try call(name, results: results, read: read) { request in
             request.arguments = 1
             request.message = messages.baseAddress
             request.message_count = messages.count
-            request.message_list = asList ? 1 : 0
+            request.message_list = asList || asColumns ? 1 : 0
+            request.message_columns = asColumns ? 1 : 0
             return budgeted { clua_protected_run(L, &request) }
         }
     }

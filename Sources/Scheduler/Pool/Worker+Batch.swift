@@ -13,18 +13,19 @@ enum BatchOutcome {
 }
 
 extension Worker {
-    /// Whether the worker may hand `batch` to `process_batch`: the script
-    /// defines it, and no failure is on record for this partition (a message
-    /// being retried or rewound goes through `process()`, one by one).
+    /// Whether the worker may hand `batch` to `process_columns` or
+    /// `process_batch`: the script defines one, and no failure is on record
+    /// for this partition (a message being retried or rewound goes through
+    /// `process()`, one by one).
     func mayProcessAsBatch(_ batch: [KafkaRawMessage], feed: LaneFeed) -> Bool {
         // process() is there too: loading process.lua requires it.
-        guard batch.count > 1, let script, script.hasBatchHook else { return false }
+        guard batch.count > 1, let script, script.hasColumnsHook || script.hasBatchHook else { return false }
         guard !feed.emits.hasFailure, feed.emits.failedRounds(at: batch[0].offset) == 0 else { return false }
         return batch.allSatisfy { $0.error == nil }
     }
 
-    /// One `process_batch(msgs)` call over `batch` (one partition's messages,
-    /// in order). It succeeds when it returns nothing or true, or a table
+    /// One `process_columns(batch)` or `process_batch(msgs)` call over
+    /// `batch` (one partition's messages, in order). It succeeds when it returns nothing or true, or a table
     /// whose every entry `[i]` is nil or true. Its emits are attributed to the
     /// batch's first offset, so no offset of the batch is committed before
     /// all of them are acknowledged, and a failed emit reads the whole batch
@@ -34,28 +35,33 @@ extension Worker {
         began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
     ) -> BatchOutcome {
         guard let script else { return .fallback }
+        // process_columns takes precedence: it is the cheaper shape.
+        let columns = script.hasColumnsHook
+        let hook = columns ? "process_columns" : "process_batch"
         let answer: LuaValue
         do {
-            answer = try script.callProcessBatch(batch, group: environment.group.name, worker: id)
+            answer = columns
+                ? try script.callProcessColumns(batch, group: environment.group.name, worker: id)
+                : try script.callProcessBatch(batch, group: environment.group.name, worker: id)
             ended = .now
             calls.add(ended - began)
         } catch {
             ended = .now
             calls.add(ended - began)
-            environment.catalog.countError(script: ScriptCatalog.process, hook: "process_batch")
-            environment.logger.warning("process_batch() failed, the batch is processed one message at a time: \(error)", metadata: logMetadata)
+            environment.catalog.countError(script: ScriptCatalog.process, hook: hook)
+            environment.logger.warning("\(hook)() failed, the batch is processed one message at a time: \(error)", metadata: logMetadata)
             _ = script.bindings.takeEmitted()
             return .fallback
         }
         let emitted = script.bindings.takeEmitted()
         guard Self.batchSucceeded(answer, count: batch.count) else {
-            environment.logger.debug("process_batch() reported a failure; the batch is processed one message at a time", metadata: logMetadata)
+            environment.logger.debug("\(hook)() reported a failure; the batch is processed one message at a time", metadata: logMetadata)
             return .fallback
         }
         switch emit(emitted, offset: batch[0].offset, lease: lease, feed: feed) {
         case .sent: return .done
         case .invalid(let reason):
-            environment.logger.warning("process_batch(): \(reason); the batch is processed one message at a time", metadata: logMetadata)
+            environment.logger.warning("\(hook)(): \(reason); the batch is processed one message at a time", metadata: logMetadata)
             return .fallback
         case .stopped(let reason): return .stopped(reason)
         }
