@@ -55,7 +55,10 @@ struct PipelinedEmitTests {
         Int32(87),  // INVALID_RECORD
     ])
     func refusedEmits(code: Int32) async throws {
-        var rig = try await EmitRig(partitions: 2, total: 400, keys: 10, workers: 2)
+        // 10 ms per message: emits are still being produced when the errors
+        // are injected (without it the 400 inputs could all be emitted and
+        // acknowledged before, and no Produce request would get an error).
+        var rig = try await EmitRig(partitions: 2, total: 400, keys: 10, workers: 2, busySeconds: 0.01)
         let (broker, capture) = (rig.broker, rig.capture)
         defer { broker.shutdown() }
         rig.config.groups[0].maxAttempts = 5
