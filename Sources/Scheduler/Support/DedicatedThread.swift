@@ -20,10 +20,12 @@ public final class DedicatedThread: @unchecked Sendable {
     public init(name: String) {
         self.name = name
         let thread = Thread { [condition = self.condition, unowned(unsafe) me = self] in
-            // Named from inside, and cut to Linux's 15 bytes: Foundation
-            // applies a name set before start(), or a longer one, only to
-            // its own record, not to the OS thread `top -H` and `perf` show.
-            Thread.current.name = Self.osThreadName(name)
+            // Named from inside, cut to Linux's 15 bytes, through the
+            // kernel's own file for the calling thread: Foundation applies a
+            // name only once `start()` has recorded the new thread, which
+            // may come after this block runs, and never a longer name.
+            Thread.current.name = name
+            try? Self.osThreadName(name).write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
             me.loop(condition)
         }
         thread.start()
