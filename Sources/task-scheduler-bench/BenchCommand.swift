@@ -74,7 +74,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
             print(String(format: "Lua floor (no Kafka): process(msg) %.3f us, process_batch(msgs) %.3f us per message; ", floor.processMicros, floor.batchMicros)
                   + "ceiling on \(Int(cores)) cores with librdkafka's CPU per message: process() \(ceiling(floor.processMicros)), process_batch() \(ceiling(floor.batchMicros)) librdkafka; "
-                  + String(format: "a batch as columns (not an API) would cost %.3f us: ceiling ", floor.columnsMicros) + ceiling(floor.columnsMicros))
+                  + String(format: "process_columns(batch) %.3f us: ceiling ", floor.columnsMicros) + ceiling(floor.columnsMicros))
         }
         print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
         print("python peer (consume/produce/flush/commit): \(rate(python))")

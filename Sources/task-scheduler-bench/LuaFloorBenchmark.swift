@@ -20,9 +20,9 @@ struct LuaFloorBenchmark {
         var batchMicros: Double
         /// Thread CPU per call of a function with no argument (the call and budget alone).
         var emptyCallMicros: Double
-        /// Thread CPU per message for a design the scheduler does not have: a
-        /// batch as columns (one list of payloads, one of keys, one of
-        /// offsets) instead of a table per message; what that API would cost.
+        /// Thread CPU per message: `process_columns(batch)`, the batch as
+        /// columns (lists of offsets, keys, payloads...) instead of a table
+        /// per message.
         var columnsMicros: Double
     }
 
@@ -73,7 +73,7 @@ struct LuaFloorBenchmark {
                             payload: UnsafeRawPointer(payloadBuffers[index % keys].baseAddress), payload_length: payloadBuffers[index % keys].count,
                             headers: nil, header_count: 0, group: group.baseAddress, worker: worker.baseAddress, names_version: 1)
                     }
-                    func call(_ function: StaticString, messages: UnsafeBufferPointer<clua_message>?, list: Bool) throws {
+                    func call(_ function: StaticString, messages: UnsafeBufferPointer<clua_message>?, list: Bool, columns: Bool = false) throws {
                         var request = clua_request()
                         request.mode = Int32(CLUA_RUN_CALL)
                         request.function = UnsafeRawPointer(function.utf8Start).assumingMemoryBound(to: CChar.self)
@@ -82,6 +82,7 @@ struct LuaFloorBenchmark {
                             request.message = messages.baseAddress
                             request.message_count = messages.count
                             request.message_list = list ? 1 : 0
+                            request.message_columns = columns ? 1 : 0
                             request.arguments = 1
                         }
                         clua_begin_call(state, 1 << 40, 60_000)
@@ -107,31 +108,14 @@ struct LuaFloorBenchmark {
                             index += batchSize
                         }
                     }
+                    // The same batches through the shim's own columns builder (process_columns).
                     let columns = try Self.threadCPU {
                         var index = 0
                         while index < messages {
-                            let count = min(batchSize, messages - index)
-                            clua_begin_call(state, 1 << 40, 60_000)
-                            lua_getglobal(state, "process_columns")
-                            lua_createtable(state, 0, 4)
-                            for (name, column) in [("payloads", 0), ("keys", 1), ("offsets", 2)] {
-                                lua_createtable(state, Int32(count), 0)
-                                for row in 0..<count {
-                                    let buffer = column == 0 ? payloadBuffers[(index + row) % keys] : keyBuffers[(index + row) % keys]
-                                    if column == 2 {
-                                        lua_pushinteger(state, lua_Integer(index + row))
-                                    } else {
-                                        lua_pushlstring(state, UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), buffer.count)
-                                    }
-                                    lua_rawseti(state, -2, lua_Integer(row + 1))
-                                }
-                                lua_setfield(state, -2, name)
-                            }
-                            let status = lua_pcallk(state, 1, 0, 0, 0, nil)
-                            clua_end_call(state)
-                            lua_settop(state, 0)
-                            guard status == LUA_OK else { throw BenchmarkError("columns call failed") }
-                            index += count
+                            described.removeAll(keepingCapacity: true)
+                            for offset in index..<min(messages, index + batchSize) { described.append(message(offset)) }
+                            try described.withUnsafeBufferPointer { try call("process_columns", messages: $0, list: true, columns: true) }
+                            index += batchSize
                         }
                     }
                     return Measured(processMicros: single * 1e6 / Double(messages), batchMicros: batched * 1e6 / Double(messages),

@@ -112,7 +112,7 @@ public struct ThroughputBenchmark: Sendable {
         }
         if readers.contains(.floor) {
             let floor = try LuaFloorBenchmark(messages: messages, payloadBytes: payloadBytes, keys: keys).run()
-            report(String(format: "Lua floor (no Kafka, one thread): empty call %.3f us; process(msg) %.3f us per message; process_batch(msgs) %.3f us per message; (not an API) a batch as columns %.3f us per message",
+            report(String(format: "Lua floor (no Kafka, one thread): empty call %.3f us; process(msg) %.3f us per message; process_batch(msgs) %.3f us per message; process_columns(batch) %.3f us per message",
                           floor.emptyCallMicros, floor.processMicros, floor.batchMicros, floor.columnsMicros))
             result.luaFloor = floor
         }
