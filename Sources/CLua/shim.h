@@ -65,6 +65,11 @@ typedef struct {
     char memory_src[LUA_IDSIZE];
     void *context;          /* the bindings' Swift object */
     clua_binding bindings[CLUA_BINDINGS];
+    /* The process_columns batch of the running call (identity only) and its
+     * request; both NULL outside that call (cleared by clua_end_call, which
+     * cannot fail), so batch.headers never reads freed messages. */
+    const void *batch_table;
+    const void *batch_request;
 } clua_control;
 
 static inline long long clua_now_ns(void) {
@@ -193,6 +198,8 @@ static inline void clua_begin_call(lua_State *L, long long instructions, long lo
 static inline void clua_end_call(lua_State *L) {
     clua_control *c = clua_control_of(L);
     c->slack = 0;
+    c->batch_table = NULL;
+    c->batch_request = NULL;
     lua_sethook(L, NULL, 0, 0);
 }
 
@@ -366,15 +373,19 @@ enum {
     CLUA_KEY_TOPIC = 1, CLUA_KEY_PARTITION, CLUA_KEY_OFFSET, CLUA_KEY_KEY, CLUA_KEY_PAYLOAD,
     CLUA_KEY_TIMESTAMP, CLUA_KEY_HEADERS, CLUA_KEY_GROUP, CLUA_KEY_WORKER, CLUA_KEY_COUNT = CLUA_KEY_WORKER,
     /* After the names: the cached group and worker values and their version. */
-    CLUA_NAMES_VERSION, CLUA_GROUP_VALUE, CLUA_WORKER_VALUE, CLUA_TOPIC_VALUE
+    CLUA_NAMES_VERSION, CLUA_GROUP_VALUE, CLUA_WORKER_VALUE, CLUA_TOPIC_VALUE,
+    /* The metatable of process_columns batches (batch.headers read lazily). */
+    CLUA_BATCH_META, CLUA_KEY_SLOTS = CLUA_BATCH_META
 };
 #define CLUA_MESSAGE_KEYS "clua.message_keys"
 
 static inline void clua_make_message_keys(lua_State *L) {
     const char *names[CLUA_KEY_COUNT] = {"topic", "partition", "offset", "key", "payload", "timestamp", "headers", "group", "worker"};
-    lua_createtable(L, CLUA_KEY_COUNT, 0);
-    for (int i = 0; i < CLUA_KEY_COUNT; i++) {
-        lua_pushstring(L, names[i]);
+    /* Every slot exists from the start (the array part), so clearing one
+     * never allocates. */
+    lua_createtable(L, CLUA_KEY_SLOTS, 0);
+    for (int i = 0; i < CLUA_KEY_SLOTS; i++) {
+        if (i < CLUA_KEY_COUNT) lua_pushstring(L, names[i]); else lua_pushboolean(L, 0);
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, LUA_REGISTRYINDEX, CLUA_MESSAGE_KEYS);
@@ -480,15 +491,90 @@ typedef struct {
     size_t message_count;
     int message_list;
     int message_columns;    /* with message_list: one table of columns instead of a list of tables */
+    /* message_columns: writes message `index`'s headers to `out` (at most
+     * `capacity` of them) and returns how many it has. Called only while the
+     * call runs, the first time the script reads batch.headers (NULL: no
+     * message has headers). The headers of process_columns are read this way
+     * instead of from clua_message.headers: asking librdkafka for a
+     * message's headers costs an allocation even when it has none. */
+    size_t (*read_headers)(const void *context, size_t index, clua_header *out, size_t capacity);
+    const void *headers_context;
 } clua_request;
+
+/* __index of a process_columns batch: builds batch.headers on first use
+ * (then stored in the batch), only during the call the batch was made for;
+ * afterwards the messages it points into are gone, so it raises instead. */
+static inline int clua_batch_index(lua_State *L) {
+    size_t length = 0;
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    const char *name = lua_tolstring(L, 2, &length);
+    if (length != 7 || memcmp(name, "headers", 7) != 0) return 0;
+    clua_control *c = clua_control_of(L);
+    const clua_request *r = (const clua_request *)c->batch_request;
+    if (!r || c->batch_table != lua_topointer(L, 1))
+        return luaL_error(L, "batch.headers can only be read during the process_columns call that received the batch");
+    lua_settop(L, 2);
+    lua_createtable(L, 0, 0);                                 /* 3: the list */
+    lua_pushnil(L);                                           /* 4: header buffer */
+    clua_header *buffer = NULL;
+    size_t capacity = 0;
+    for (size_t i = 0; r->read_headers && i < r->message_count; i++) {
+        size_t count = r->read_headers(r->headers_context, i, buffer, capacity);
+        if (count == 0) continue;
+        if (count > capacity) {
+            buffer = (clua_header *)lua_newuserdatauv(L, count * sizeof(clua_header), 0);
+            lua_replace(L, 4);
+            capacity = count;
+            count = r->read_headers(r->headers_context, i, buffer, capacity);
+        }
+        lua_createtable(L, 0, (int)count);
+        for (size_t h = 0; h < count; h++) {
+            /* A null header value is `false`, so it stays distinct from "". */
+            if (buffer[h].value) lua_pushlstring(L, (const char *)buffer[h].value, buffer[h].length); else lua_pushboolean(L, 0);
+            lua_setfield(L, -2, buffer[h].name);
+        }
+        lua_rawseti(L, 3, (lua_Integer)i + 1);
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, 1);
+    lua_pushvalue(L, 3);
+    return 1;
+}
+
+/* Marks `batch` (at `index`) as the batch of the running call `r`, and
+ * gives it the lazy-headers metatable (made once per state, protected so
+ * the script cannot swap it). */
+static inline void clua_begin_batch(lua_State *L, int index, const clua_request *r) {
+    index = lua_absindex(L, index);
+    int keys = clua_push_message_keys(L);
+    if (lua_rawgeti(L, keys, CLUA_BATCH_META) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 2);
+        lua_pushcfunction(L, clua_batch_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "process_columns batch");
+        lua_setfield(L, -2, "__metatable");
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, CLUA_BATCH_META);
+    }
+    lua_setmetatable(L, index);
+    lua_pop(L, 1);
+    clua_control *c = clua_control_of(L);
+    c->batch_table = lua_topointer(L, index);
+    c->batch_request = r;
+}
 
 /* The batch of process_columns(batch): one table of columns instead of a
  * table per message, so a batch costs a few tables plus its strings:
  *   batch.count, batch.topic, batch.partition, batch.group, batch.worker,
  *   batch.offsets[i], batch.keys[i] (false: no key), batch.payloads[i],
- *   batch.timestamps[i], batch.headers[i] (a table, only for messages
- *   that have headers). All messages are of one partition, in order. */
-static inline void clua_push_columns(lua_State *L, const clua_message *m, size_t count) {
+ *   batch.timestamps[i], and batch.headers[i] (a table, only for messages
+ *   that have headers), built when first read (clua_batch_index). All
+ *   messages are of one partition, in order. */
+static inline void clua_push_columns(lua_State *L, const clua_request *r) {
+    const clua_message *m = r->message;
+    size_t count = r->message_count;
     lua_createtable(L, 0, 10);
     lua_pushinteger(L, (lua_Integer)count);
     lua_setfield(L, -2, "count");
@@ -520,18 +606,7 @@ static inline void clua_push_columns(lua_State *L, const clua_message *m, size_t
     lua_createtable(L, (int)count, 0);
     for (size_t i = 0; i < count; i++) { lua_pushinteger(L, m[i].timestamp); lua_rawseti(L, -2, (lua_Integer)i + 1); }
     lua_setfield(L, -2, "timestamps");
-    lua_createtable(L, 0, 0);
-    for (size_t i = 0; i < count; i++) {
-        if (m[i].header_count == 0) continue;
-        lua_createtable(L, 0, (int)m[i].header_count);
-        for (size_t h = 0; h < m[i].header_count; h++) {
-            const clua_header *header = &m[i].headers[h];
-            if (header->value) lua_pushlstring(L, (const char *)header->value, header->length); else lua_pushboolean(L, 0);
-            lua_setfield(L, -2, header->name);
-        }
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(L, -2, "headers");
+    clua_begin_batch(L, -1, r);
 }
 
 static inline void clua_push_ops(lua_State *L, const clua_op *ops, size_t count, const char *arena) {
@@ -597,7 +672,7 @@ static inline int clua_run(lua_State *L) {
     r->found = lua_getglobal(L, r->function) == LUA_TFUNCTION;
     if (r->mode == CLUA_RUN_PROBE || !r->found) return 0;
     if (r->message && r->message_list && r->message_columns) {
-        clua_push_columns(L, r->message, r->message_count);
+        clua_push_columns(L, r);
     } else if (r->message && r->message_list) {
         int keys = clua_push_message_keys(L);
         lua_createtable(L, (int)r->message_count, 0);

@@ -313,6 +313,59 @@ struct ProcessBatchTests {
         #expect(wrongKeys.isEmpty, "every emit carries its message's key: \(wrongKeys.prefix(3))")
         expectKeyOrder(emitted)
     }
+
+    @Test("process_columns reads batch.headers when the script asks, with the same values as msg.headers; a batch kept past its call refuses to read them")
+    func columnsHeaders() async throws {
+        let topic = try TestBroker.freshTopic("columns-headers-in", partitions: 1)
+        let output = try TestBroker.freshTopic("columns-headers-out", partitions: 1)
+        let total = 300  // more than one batch (at most 256 messages)
+        // Every third message has no headers; the others have three, named in
+        // the order the emit sorts them.
+        func headers(_ index: Int) -> [KafkaHeader] {
+            index % 3 == 0 ? [] : [KafkaHeader(name: "binary", bytes: [0, 0xFF, UInt8(index % 256)]),
+                                   KafkaHeader(name: "null", bytes: nil), KafkaHeader("text", "t\(index)")]
+        }
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        for index in 0..<total {
+            _ = try await producer.send(OutgoingMessage(topic: topic, key: Array("k".utf8), value: Array("m\(index)".utf8), headers: headers(index)))
+        }
+        await producer.close(timeoutMs: 1000)
+        let capture = LogCapture()
+        // The first batch is kept without reading its headers and reported as
+        // failed (so process() handles it); later calls try the kept one.
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            local kept
+            function process_columns(batch)
+              if not kept then
+                kept = batch
+                scheduler.log("notice", "metatable " .. tostring(getmetatable(batch)))
+                return {false}
+              end
+              local ok, err = pcall(function() return kept.headers end)
+              scheduler.log("notice", "kept batch " .. tostring(ok) .. " " .. tostring(err))
+              for i = 1, batch.count do
+                scheduler.emit("\(output)", batch.payloads[i], batch.keys[i], batch.headers[i] or {})
+              end
+            end
+
+            function process(msg)
+              scheduler.emit("\(output)", msg.payload, msg.key, msg.headers)
+            end
+            """])
+        let emitted = try await withPool(poolConfig(topics: [topic], workers: 1, sliceMs: 1000), scripts: scripts, logger: capture.logger) {
+            try await readAll(topic: output, partitions: 1, count: total, timeout: .seconds(30))
+        }
+        #expect(emitted.count == total)
+        for message in emitted {
+            guard let index = Int(message.value.utf8String.dropFirst()) else { Issue.record("unexpected payload"); continue }
+            #expect(message.headers == headers(index), "headers of message \(index)")
+        }
+        #expect(capture.lines(startingWith: "metatable ").map(\.message) == ["metatable process_columns batch"])
+        let kept = capture.lines(startingWith: "kept batch ")
+        #expect(!kept.isEmpty, "a later batch went through process_columns")
+        #expect(kept.allSatisfy { $0.message.contains("kept batch false") && $0.message.contains("can only be read during the process_columns call") },
+                "\(kept.map(\.message))")
+    }
 }
 
 @Suite("The msg table")

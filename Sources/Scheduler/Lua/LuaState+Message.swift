@@ -40,10 +40,36 @@ extension LuaState {
 
     /// Calls `process_columns(batch)` with `messages` (one partition's, in
     /// order) as one table of columns, and returns its first result.
+    /// `batch.headers` is built only if the script reads it (see
+    /// `readHeaders`), so a batch whose headers are not used costs no
+    /// header lookups.
     func callProcessColumns(_ messages: [KafkaRawMessage], group: String, worker: String) throws -> LuaValue {
-        try withMessages(messages, group: group, worker: worker) { list in
-            try call("process_columns", messages: list, asList: true, asColumns: true, results: 1)[0]
+        try withMessages(messages, group: group, worker: worker, headers: false) { list in
+            try messages.withUnsafeBufferPointer { raw in
+                try call("process_columns", messages: list, asList: true, asColumns: true,
+                         headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)), results: 1) { top in
+                    value(at: top + 1)
+                }
+            }
         }
+    }
+
+    /// The shim's `read_headers` for `process_columns`: message `index`'s
+    /// headers (pointing into librdkafka's buffers) for `batch.headers`,
+    /// read while the call runs. Runs inside the Lua call: it calls no Lua
+    /// and cannot fail.
+    static let readHeaders: @convention(c) (UnsafeRawPointer?, Int, UnsafeMutablePointer<clua_header>?, Int) -> Int = {
+        context, index, out, capacity in
+        guard let context else { return 0 }
+        let message = context.assumingMemoryBound(to: KafkaRawMessage.self)[index]
+        var count = 0
+        message.forEachHeader { name, value in
+            if count < capacity, let out {
+                out[count] = clua_header(name: name, value: value.baseAddress, length: value.count)
+            }
+            count += 1
+        }
+        return count
     }
 
     /// True if the script defines `process_columns` (asked once per state).
@@ -64,15 +90,16 @@ extension LuaState {
 
     /// Describes `messages` for C, pointing into librdkafka's buffers, for
     /// the duration of `body`.
+    /// Without `headers`, the descriptions carry none (read later, if at all).
     private func withMessages<T>(
-        _ messages: [KafkaRawMessage], group: String, worker: String,
+        _ messages: [KafkaRawMessage], group: String, worker: String, headers wanted: Bool = true,
         _ body: (UnsafeBufferPointer<clua_message>) throws -> T
     ) throws -> T {
         refreshNames(group: group, worker: worker)
         var headers: [clua_header] = []
         var headerRanges: [Range<Int>] = []
         headerRanges.reserveCapacity(messages.count)
-        for message in messages {
+        for message in messages where wanted {
             let start = headers.count
             message.forEachHeader { name, value in
                 headers.append(clua_header(name: name, value: value.baseAddress, length: value.count))
@@ -82,9 +109,10 @@ extension LuaState {
         return try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
             try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
                 try headers.withUnsafeBufferPointer { allHeaders in
-                    let described = zip(messages, headerRanges).map { message, range in
-                        describe(message, headers: range.isEmpty ? nil : allHeaders.baseAddress! + range.lowerBound, count: range.count,
-                                 group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
+                    let described = messages.indices.map { index in
+                        let range = wanted ? headerRanges[index] : 0..<0
+                        return describe(messages[index], headers: range.isEmpty ? nil : allHeaders.baseAddress! + range.lowerBound, count: range.count,
+                                        group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
                     }
                     return try described.withUnsafeBufferPointer { try body($0) }
                 }

@@ -177,17 +177,24 @@ final class LuaState {
     /// Calls global function `name` with messages built in C; `read`
     /// converts its `results` results (the first just above the given top),
     /// so the per-message path allocates no result array.
+    /// With `asColumns`, `headers` reads a message's headers when the
+    /// script first reads `batch.headers` (nil: none has headers).
     func call<T>(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, asColumns: Bool = false,
-                 results: Int, read: (Int32) -> T) throws -> T {
+                 headers: HeaderReader? = nil, results: Int, read: (Int32) -> T) throws -> T {
         try call(name, results: results, read: read) { request in
             request.arguments = 1
             request.message = messages.baseAddress
             request.message_count = messages.count
             request.message_list = asList || asColumns ? 1 : 0
             request.message_columns = asColumns ? 1 : 0
+            request.read_headers = headers?.read
+            request.headers_context = headers?.context
             return budgeted { clua_protected_run(L, &request) }
         }
     }
+
+    /// The shim's header reader for `process_columns` and its context.
+    typealias HeaderReader = (read: @convention(c) (UnsafeRawPointer?, Int, UnsafeMutablePointer<clua_header>?, Int) -> Int, context: UnsafeRawPointer?)
 
     /// The shared part of a call: `fill` completes the request and runs it.
     private func call(_ name: String, results: Int, _ fill: (inout clua_request) -> Int32) throws -> [LuaValue] {
