@@ -98,7 +98,7 @@ extension LuaState {
         refreshNames(group: group, worker: worker)
         var headers: [clua_header] = []
         var headerRanges: [Range<Int>] = []
-        headerRanges.reserveCapacity(messages.count)
+        if wanted { headerRanges.reserveCapacity(messages.count) }
         for message in messages where wanted {
             let start = headers.count
             message.forEachHeader { name, value in
