@@ -118,6 +118,49 @@ struct HostileScriptTests {
         #expect(letters.first?.value.utf8String == "bomb")
     }
 
+    @Test("a hostile process_columns() fails its batch only: the batch goes through process() one by one, the error names the budget",
+          arguments: Hostile.corpus.filter { ["endless loop", "endless loop in __index", "one string.rep over the memory cap", "catastrophic pattern"].contains($0.name) }
+              + [Hostile(name: "batch.headers rebuilt in an endless loop",
+                         body: "while true do rawset(batch, 'headers', nil) local _ = batch.headers end",
+                         expected: ["instruction limit exceeded", "time limit exceeded"])])
+    func hostileColumns(_ hostile: Hostile) async throws {
+        let topic = try TestBroker.freshTopic("hostile-columns", partitions: 1)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process_columns(batch)
+              for i = 1, batch.count do
+                if batch.payloads[i] == "bomb" then
+                  \(hostile.body)
+                end
+              end
+              for i = 1, batch.count do scheduler.log("notice", "columns " .. batch.payloads[i]) end
+            end
+
+            function process(msg)
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " ok " .. msg.payload)
+            end
+            """])
+        var config = poolConfig(topics: [topic], workers: 1, sliceMs: 50)
+        config.scripts.maxInstructions = hostile.instructions
+        config.scripts.maxMemoryMB = 8
+        config.scripts.maxCallMs = hostile.callMs
+        // Sent together, so they arrive as one batch (a batch hook needs two messages or more).
+        let payloads = (0..<20).map { $0 == 10 ? "bomb" : "m\($0)" }
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        let sends = payloads.map { producer.enqueue(OutgoingMessage(topic: topic, value: Array($0.utf8))) }
+        for send in sends { _ = try await send.report() }
+        await producer.close(timeoutMs: 1000)
+        try await withPool(config, scripts: scripts, logger: capture.logger) {
+            #expect(await eventually(timeout: .seconds(30)) { Set(capture.lines(startingWith: "seen ").compactMap(Seen.init).map(\.payload)).count == payloads.count })
+        }
+        let seen = capture.lines(startingWith: "seen ").compactMap(Seen.init).map(\.payload)
+        #expect(Set(seen) == Set(payloads), "every message, the bomb too, went through process()")
+        #expect(capture.lines(startingWith: "columns ").isEmpty, "no batch with the bomb completed in process_columns")
+        let failures = capture.all.filter { $0.message.hasPrefix("process_columns() failed") }
+        #expect(!failures.isEmpty)
+        #expect(failures.allSatisfy { failure in hostile.expected.contains { failure.message.contains($0) } }, "\(failures.map(\.message))")
+    }
+
     @Test("a budget error names the script, the line and the budget")
     func budgetErrorNamesLine() async throws {
         let scripts = try makeScripts(["generate.lua": """
