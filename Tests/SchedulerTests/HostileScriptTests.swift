@@ -19,6 +19,15 @@ struct Hostile: CustomTestStringConvertible, Sendable {
 
     var testDescription: String { name }
 
+    /// One worker on `topic`, under this case's budgets and an 8 MiB state.
+    func poolConfig(topic: String) -> SchedulerConfig {
+        var config = SchedulerTests.poolConfig(topics: [topic], workers: 1, sliceMs: 50)
+        config.scripts.maxInstructions = instructions
+        config.scripts.maxMemoryMB = 8
+        config.scripts.maxCallMs = callMs
+        return config
+    }
+
     static let corpus: [Hostile] = [
         Hostile(name: "endless loop", body: "while true do end", expected: ["instruction limit exceeded"]),
         Hostile(name: "endless loop in a coroutine", body: "coroutine.wrap(function() while true do end end)()",
@@ -91,10 +100,7 @@ struct HostileScriptTests {
               scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " ok " .. msg.payload)
             end
             """])
-        var config = poolConfig(topics: [topic], workers: 1, sliceMs: 50)
-        config.scripts.maxInstructions = hostile.instructions
-        config.scripts.maxMemoryMB = 8
-        config.scripts.maxCallMs = hostile.callMs
+        var config = hostile.poolConfig(topic: topic)
         config.groups[0].maxAttempts = 2
         config.groups[0].retryBackoffMs = 1
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
@@ -140,10 +146,7 @@ struct HostileScriptTests {
               scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " ok " .. msg.payload)
             end
             """])
-        var config = poolConfig(topics: [topic], workers: 1, sliceMs: 50)
-        config.scripts.maxInstructions = hostile.instructions
-        config.scripts.maxMemoryMB = 8
-        config.scripts.maxCallMs = hostile.callMs
+        let config = hostile.poolConfig(topic: topic)
         // Sent together, so they arrive as one batch (a batch hook needs two messages or more).
         let payloads = (0..<20).map { $0 == 10 ? "bomb" : "m\($0)" }
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
