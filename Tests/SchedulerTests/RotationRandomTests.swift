@@ -225,6 +225,8 @@ struct RotationWorld {
         case 80..<95:
             let slot = universe.randomElement(using: &random)!
             if random.chance(60) { facts.work.insert(slot) } else { facts.work.remove(slot) }
+            // Its messages are fetched already, or still on the broker.
+            if random.chance(50) { facts.unfetched.insert(slot) } else { facts.unfetched.remove(slot) }
         case 95..<96 where !stopped && random.chance(20):
             stopped = true
             send(.stop)

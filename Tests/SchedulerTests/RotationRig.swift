@@ -5,11 +5,15 @@ func slot(_ name: String) -> SlotKey {
     SlotKey(TopicPartition(topic: String(name.prefix { $0.isLetter }), partition: Int32(name.drop { $0.isLetter })!))
 }
 
-/// Facts from a table: which slots have work, and commit positions.
+/// Facts from a table: which slots have work (fetched, unless the slot is
+/// in `unfetched`), and commit positions.
 final class TableFacts: RotationFacts {
     var work: Set<SlotKey> = []
+    /// Slots whose work is still on the broker: nothing fetched yet.
+    var unfetched: Set<SlotKey> = []
     var positions: [SlotKey: (committable: Int64, committed: Int64)] = [:]
     func hasWork(_ slot: SlotKey) -> Bool { work.contains(slot) }
+    func hasFetched(_ slot: SlotKey) -> Bool { work.contains(slot) && !unfetched.contains(slot) }
     func commitPosition(_ slot: SlotKey) -> (committable: Int64, committed: Int64) { positions[slot] ?? (-1, -1) }
 }
 

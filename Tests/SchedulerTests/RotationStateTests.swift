@@ -4,6 +4,8 @@ import Testing
 /// One step of a rule: what happens, and the decisions expected (as `RotationRig` lines).
 enum Act: Sendable, CustomStringConvertible {
     case assign([String]), assignIdle([String]), work([String]), noWork([String])
+    /// Messages wait on the broker, none fetched yet.
+    case onBroker([String])
     case boundary(Int), end(Int, SliceEndReason), revoke([String], ticket: Int, lost: Bool = false)
     case refused(rebalance: Bool), tick(afterMs: Int), stop, answer(PolicyAnswer)
     /// Commit position of a slot: committable, committed.
@@ -15,6 +17,7 @@ enum Act: Sendable, CustomStringConvertible {
         case .assignIdle(let slots): "assign without work \(slots)"
         case .work(let slots): "work on \(slots)"
         case .noWork(let slots): "no work on \(slots)"
+        case .onBroker(let slots): "work on the broker only for \(slots)"
         case .boundary(let worker): "w\(worker) at its slice boundary"
         case .end(let worker, let reason): "w\(worker) ends (\(reason.rawValue))"
         case .revoke(let slots, let ticket, let lost): "revoke #\(ticket) \(slots)\(lost ? " (lost)" : "")"
@@ -53,7 +56,14 @@ struct Rule: Sendable, CustomTestStringConvertible {
                 rig.facts.work.formUnion(names.map(slot))
                 got = rig.send(.assigned(names.map(slot)))
             case .assignIdle(let names): got = rig.send(.assigned(names.map(slot)))
-            case .work(let names): rig.facts.work.formUnion(names.map(slot)); got = []
+            case .work(let names):
+                rig.facts.work.formUnion(names.map(slot))
+                rig.facts.unfetched.subtract(names.map(slot))
+                got = []
+            case .onBroker(let names):
+                rig.facts.work.formUnion(names.map(slot))
+                rig.facts.unfetched.formUnion(names.map(slot))
+                got = []
             case .noWork(let names): rig.facts.work.subtract(names.map(slot)); got = []
             case .boundary(let worker): got = rig.boundary(worker)
             case .end(let worker, let reason): got = rig.end(worker, reason)
@@ -98,6 +108,56 @@ struct RotationStateTests {
         ]),
     ])
     func defaultPolicy(_ rule: Rule) { rule.run() }
+
+    @Test("messages already fetched are taken before messages on the broker", arguments: [
+        Rule("a worker whose partition ran dry takes a partition with fetched messages, not its own", workers: 1, [
+            (.assign(["A0", "A1", "A2"]), ["grant w0 A0"]),
+            (.onBroker(["A0", "A1"]), []),
+            (.end(0, .drained), ["grant w0 A2"]),
+        ]),
+        Rule("with nothing fetched anywhere, the partition that ran dry is read again", workers: 1, [
+            (.assign(["A0", "A1"]), ["grant w0 A0"]),
+            (.onBroker(["A0", "A1"]), []),
+            (.end(0, .drained), ["grant w0 A0"]),
+        ]),
+        Rule("an idle worker is given fetched messages first", workers: 2, [
+            (.assignIdle(["A0", "A1", "A2"]), []),
+            (.onBroker(["A0", "A1"]), []),
+            (.work(["A2"]), []),
+            (.tick(afterMs: 50), ["grant w1 A2", "grant w0 A0"]),
+        ]),
+        Rule("rotate() naming only a worker after a lease ran dry: fetched messages first", workers: 2, [
+            (.assign(["A0", "A1", "A2"]), ["grant w1 A0", "grant w0 A1"]),
+            (.onBroker(["A0"]), []),
+            (.answer(.pick(worker: "g-1")), []),
+            (.end(1, .drained), ["grant w1 A2"]),
+        ]),
+        Rule("rotate() naming a topic: a partition with fetched messages first", workers: 2, [
+            (.assign(["A0", "A1", "A2"]), ["grant w1 A0", "grant w0 A1"]),
+            (.onBroker(["A0"]), []),
+            (.answer(.pick(worker: "g-1", topic: "A")), []),
+            (.end(1, .drained), ["grant w1 A2"]),
+        ]),
+        Rule("at a slice boundary the partition stays with its holder's successor, fetched or not", workers: 3, [
+            (.assign(["A0", "A1"]), ["grant w1 A0", "grant w2 A1"]),
+            (.onBroker(["A0"]), []),
+            (.boundary(1), ["grant w0 A0 from w1"]),
+        ]),
+    ])
+    func fetchedFirst(_ rule: Rule) { rule.run() }
+
+    @Test("workers are told when fetched messages wait on a partition nobody holds")
+    func fetchedWaiting() {
+        var rig = RotationRig(workers: 1, topics: ["A", "B"])
+        rig.assign("A0", "A1", "B0")
+        #expect(rig.state.leases[0]?.slot == slot("A0"))
+        #expect(rig.state.fetchedWaiting(facts: rig.facts), "A1 is free with fetched messages")
+        rig.facts.unfetched.insert(slot("A1"))
+        #expect(!rig.state.fetchedWaiting(facts: rig.facts), "A1's messages are still on the broker; B0 is not the current topic")
+        rig.facts.unfetched.remove(slot("A1"))
+        rig.send(.commitRefused(rebalance: true))
+        #expect(!rig.state.fetchedWaiting(facts: rig.facts), "paused for a rebalance: nothing would be granted")
+    }
 
     @Test("topics in turn", arguments: [
         Rule("once every worker had a slice on a topic, the group moves to the next", topics: ["A", "B"], [

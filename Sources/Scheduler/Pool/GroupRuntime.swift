@@ -76,7 +76,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
         let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
-                                            emitBudget: emitBudget, commits: CommitGate())
+                                            emitBudget: emitBudget, commits: CommitGate(), fetchedElsewhere: FetchedElsewhere())
         var workers: [Worker] = []
         do {
             for index in 0..<group.workers {

@@ -83,6 +83,11 @@ struct FeedFacts: RotationFacts {
         return feed.hasWork(lane: slot.lane, unread: unread)
     }
 
+    func hasFetched(_ slot: SlotKey) -> Bool {
+        guard let feed = feeds[slot.partition] else { return false }
+        return feed.readyCount(lane: slot.lane) > 0
+    }
+
     func commitPosition(_ slot: SlotKey) -> (committable: Int64, committed: Int64) {
         guard let feed = feeds[slot.partition] else { return (-1, -1) }
         return (feed.committableOffset, feed.committedOffset)

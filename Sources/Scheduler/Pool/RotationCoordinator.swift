@@ -187,6 +187,7 @@ final class RotationCoordinator: @unchecked Sendable {
             decisions = state.handle(event, at: .now, facts: facts, policy: DefaultPolicy())
         }
         decisions.forEach(carryOut)
+        workers.first?.environment.fetchedElsewhere.set(state.fetchedWaiting(facts: facts))
     }
 
     private func carryOut(_ decision: RotationDecision) {

@@ -67,8 +67,10 @@ extension Worker {
                 if let stop = recoverFromFailedEmit(feed: feed, lease: lease) { reason = stop; break }
                 continue
             }
-            // In overtime, wait briefly so the coordinator's answer is seen soon.
-            let wait = announced ? 1 : max(1, min(WorkerEnvironment.drainWaitMs, Int((deadline - clock.now) / .milliseconds(1))))
+            // In overtime, wait briefly so the coordinator's answer is seen
+            // soon; while fetched messages wait elsewhere, let go soon too.
+            let drainWait = environment.fetchedElsewhere.isSet ? WorkerEnvironment.shortDrainWaitMs : WorkerEnvironment.drainWaitMs
+            let wait = announced ? 1 : max(1, min(drainWait, Int((deadline - clock.now) / .milliseconds(1))))
             let batch = feed.takeBatch(timeoutMs: wait)
             if batch.isEmpty {
                 if announced { continue }

@@ -11,10 +11,16 @@ struct WorkerEnvironment: Sendable {
     let emitBudget: EmitBudget
     /// Closed while the group rebalances: async commits wait.
     let commits: CommitGate
+    /// Fetched messages wait on a partition nobody holds: a worker whose
+    /// partition ran out lets go after `shortDrainWaitMs`.
+    let fetchedElsewhere: FetchedElsewhere
 
     /// How long a worker waits for a message before it calls its partition
     /// drained and ends the slice early, so idle partitions do not hold workers.
     static let drainWaitMs = 20
+    /// The drain wait while fetched messages wait on a partition nobody
+    /// holds (`FetchedElsewhere`): the worker is given them instead.
+    static let shortDrainWaitMs = 1
     /// How often a slice commits its progress (async), bounding what a crash
     /// or a rebalance makes the next holder process again.
     static let commitInterval = Duration.milliseconds(100)

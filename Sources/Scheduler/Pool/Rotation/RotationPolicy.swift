@@ -1,10 +1,14 @@
 /// Facts the rotation state asks of the world it does not own: whether a
-/// slot has messages waiting, and its commit position. The coordinator reads
+/// slot has messages waiting (and whether they are fetched already), and its
+/// commit position. The coordinator reads
 /// them from the partition feeds; unit tests from a table.
 protocol RotationFacts {
     /// Messages waiting on `slot` (fetched, on the broker past the next
     /// offset, or to be read again after a failed emit).
     func hasWork(_ slot: SlotKey) -> Bool
+    /// Messages of `slot` already fetched and waiting in this process: a new
+    /// holder starts on them at once instead of waiting for the broker.
+    func hasFetched(_ slot: SlotKey) -> Bool
     /// The offset a commit would send now (processed, emits acknowledged;
     /// negative: nothing yet) and the last one sent.
     func commitPosition(_ slot: SlotKey) -> (committable: Int64, committed: Int64)

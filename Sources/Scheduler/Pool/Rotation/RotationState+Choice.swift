@@ -29,12 +29,18 @@ extension RotationState {
         return (1...count).map { (worker + $0) % count }.filter { leases[$0] == nil }
     }
 
-    /// A free slot with work in the current topic, the one waiting longest first.
+    /// A free slot with work in the current topic: `preferred` if it has
+    /// work, else the one waiting longest. Slots whose messages are already
+    /// fetched come first: a worker given a slot whose messages are still on
+    /// the broker waits for a fetch while fetched messages pile up elsewhere
+    /// (a Fetch may bring each partition one produced batch at a time).
     func nextSlot(preferring preferred: SlotKey? = nil, facts: some RotationFacts) -> SlotKey? {
         guard let topic = currentTopic else { return nil }
-        if let preferred, preferred.topic == topic, slots[preferred]?.holder == nil, hasWork(preferred, facts: facts) { return preferred }
-        return slots
-            .filter { $0.key.topic == topic && $0.value.holder == nil && hasWork($0.key, facts: facts) }
+        var free = slots.filter { $0.key.topic == topic && $0.value.holder == nil && hasWork($0.key, facts: facts) }
+        let fetched = free.filter { facts.hasFetched($0.key) }
+        if !fetched.isEmpty { free = fetched }
+        if let preferred, free[preferred] != nil { return preferred }
+        return free
             .min { lhs, rhs in
                 switch (lhs.value.lastEnd, rhs.value.lastEnd) {
                 case (nil, nil): return lhs.key < rhs.key
@@ -43,6 +49,14 @@ extension RotationState {
                 case let (l?, r?): return l < r || (l == r && lhs.key < rhs.key)
                 }
             }?.key
+    }
+
+    /// Messages already fetched wait on a free slot of the current topic
+    /// (published to the workers as `FetchedElsewhere`): a worker whose own
+    /// slot ran dry should let go at once and be given them.
+    func fetchedWaiting(facts: some RotationFacts) -> Bool {
+        guard mayGrant, let topic = currentTopic else { return false }
+        return slots.contains { $0.key.topic == topic && $0.value.holder == nil && !$0.value.revoked && facts.hasFetched($0.key) }
     }
 
     /// The default policy: the next idle worker after the one whose slice
@@ -112,15 +126,17 @@ extension RotationState {
         let slot: SlotKey
         switch (topic, partition) {
         case (nil, nil):
-            if available(ended) && ended.topic == currentTopic && (holder != nil || hasWork(ended, facts: facts)) {
+            if available(ended) && ended.topic == currentTopic && holder != nil {
                 slot = ended
-            } else if let chosen = nextSlot(facts: facts) {
+            } else if let chosen = nextSlot(preferring: ended, facts: facts) {
                 slot = chosen
             } else {
                 return .success(nil)
             }
         case (let topic?, nil):
-            guard let chosen = slots.keys.filter({ $0.topic == topic && available($0) && hasWork($0, facts: facts) }).min() else {
+            let candidates = slots.keys.filter { $0.topic == topic && available($0) && hasWork($0, facts: facts) }
+            let fetched = candidates.filter { facts.hasFetched($0) }
+            guard let chosen = (fetched.isEmpty ? candidates : fetched).min() else {
                 return invalid("topic '\(topic)' has no free partition with work here")
             }
             slot = chosen
