@@ -15,7 +15,8 @@
 --   { worker = "workers-2" [, topic = "A" [, partition = 0]] [, slice_ms = 3000] }
 -- Without topic/partition the partition is chosen as the default does (the
 -- one that just ended if it has work, else the free one waiting longest in
--- the current topic). An invalid answer or an error is logged and the
+-- the current topic; after a "drained" end, partitions with messages
+-- already fetched come first). An invalid answer or an error is logged and the
 -- default is used.
 --
 -- This file IS the default policy: round robin over the workers (the next

@@ -158,7 +158,7 @@ public struct ThroughputBenchmark: Sendable {
             try broker.createTopic(handoffTopic, partitions: 4)
             try await produceBacklog(producer, topic: handoffTopic, count: 400_000)
             var attempt = 0
-            while gaps.count < 500 && attempt < 6 {
+            while gaps.count < 500 && attempt < 10 {
                 attempt += 1
                 var handoffGroup = group("handoff-\(attempt)", topic: handoffTopic)
                 handoffGroup.workers = 6
