@@ -17,7 +17,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Partitions of the backlog topic.") var partitions = 16
     @Option(help: "Workers in the group.") var workers = 4
     @Option(help: "Slice length in ms (short: many handoffs).") var sliceMs = 50
-    @Option(help: "Runs of the fast readers (medians reported).") var runs = 3
+    @Option(help: "Rounds of the fast readers: each runs once per round (medians reported).") var runs = 3
     @Option(help: "Messages the Python peer works through (default: all).") var peerMessages: Int?
     @Option(help: "Pairs of key-lane runs (lanes = 1, then lanes = 4), medians reported.") var lanePairs = 5
     @Option(help: "Comma-separated readers to run: librdkafka, kcat, floor, noop, batch, columns, emitting, python, handoff, schedules, lanes (default: all).") var readers: String?
@@ -59,10 +59,17 @@ struct BenchCommand: AsyncParsableCommand {
         print("== steady state, \(messages) messages, \(partitions) partitions, medians (rates from first message to last)")
         print("librdkafka alone (limit):      \(rate(limit))")
         print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
-        print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat)")
-        print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat)")
+        /// Each round's ratio to librdkafka alone (the readers of a round ran back to back), and their median.
+        func rounds(_ runs: [ThroughputBenchmark.Run]) -> String {
+            let ratios = zip(runs, result.librdkafka).map { $0.rate / $1.rate }
+            guard !ratios.isEmpty else { return "" }
+            return "; rounds " + ratios.map { String(format: "%.2fx", $0) }.joined(separator: ", ")
+                + String(format: ", median %.2fx", ratios.sorted()[ratios.count / 2])
+        }
+        print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat\(rounds(result.noop)))")
+        print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat\(rounds(result.batch)))")
         let columns = median(result.columns)
-        print("scheduler, no-op process_columns(): \(rate(columns))  (\(ratio(columns, limit)) librdkafka, \(ratio(columns, kcat)) kcat)")
+        print("scheduler, no-op process_columns(): \(rate(columns))  (\(ratio(columns, limit)) librdkafka, \(ratio(columns, kcat)) kcat\(rounds(result.columns)))")
         if let floor = result.luaFloor {
             // The most the no-op paths could reach on this machine's cores if
             // nothing but librdkafka's work and the Lua floor were spent.

@@ -100,16 +100,6 @@ public struct ThroughputBenchmark: Sendable {
         let fetch = ["queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608"]
 
         var result = Result()
-        for attempt in 1...runs where readers.contains(.librdkafka) {
-            let run = try BenchReaders.librdkafka(bootstrap: broker.bootstrapServers, topic: topic, partitions: partitions, expected: messages, properties: fetch).run
-            report("librdkafka run \(attempt): \(describe(run))")
-            result.librdkafka.append(run)
-        }
-        for attempt in 1...runs where readers.contains(.kcat) {
-            let run = try BenchReaders.kcat(bootstrap: broker.bootstrapServers, topic: topic, expected: messages)
-            report("kcat run \(attempt): \(describe(run))")
-            result.kcat.append(run)
-        }
         if readers.contains(.floor) {
             let floor = try LuaFloorBenchmark(messages: messages, payloadBytes: payloadBytes, keys: keys).run()
             report(String(format: "Lua floor (no Kafka, one thread): empty call %.3f us; process(msg) %.3f us per message; process_batch(msgs) %.3f us per message; process_columns(batch) %.3f us per message",
@@ -125,23 +115,39 @@ public struct ThroughputBenchmark: Sendable {
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
         var gaps: [Duration] = []  // from the handoff phase only: it is built to hand off
         let scheduler = BenchScheduler(bootstrap: broker.bootstrapServers, partitions: partitions, messages: messages, publisher: publisher, logger: logger)
-        for attempt in 1...runs where readers.contains(.noop) {
-            let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
-            result.slices += measured.slices
-            report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
-            result.noop.append(measured.run)
-        }
-        for attempt in 1...runs where readers.contains(.batch) {
-            let measured = try await scheduler.run(group: group("batch-\(attempt)", topic: topic), catalog: batchScripts, waitForEmits: false)
-            result.slices += measured.slices
-            report("scheduler no-op process_batch() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
-            result.batch.append(measured.run)
-        }
-        for attempt in 1...runs where readers.contains(.columns) {
-            let measured = try await scheduler.run(group: group("columns-\(attempt)", topic: topic), catalog: columnsScripts, waitForEmits: false)
-            result.slices += measured.slices
-            report("scheduler no-op process_columns() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
-            result.columns.append(measured.run)
+        // In rounds: each round runs every fast reader once, so the readers a
+        // ratio compares ran within a minute of each other. This machine's
+        // speed drifts by 10-25 % over minutes; running all of one reader's
+        // runs before the next one's put that drift into the ratios.
+        for attempt in 1...runs {
+            if readers.contains(.librdkafka) {
+                let run = try BenchReaders.librdkafka(bootstrap: broker.bootstrapServers, topic: topic, partitions: partitions, expected: messages, properties: fetch).run
+                report("librdkafka run \(attempt): \(describe(run))")
+                result.librdkafka.append(run)
+            }
+            if readers.contains(.kcat) {
+                let run = try BenchReaders.kcat(bootstrap: broker.bootstrapServers, topic: topic, expected: messages)
+                report("kcat run \(attempt): \(describe(run))")
+                result.kcat.append(run)
+            }
+            if readers.contains(.noop) {
+                let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
+                result.slices += measured.slices
+                report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
+                result.noop.append(measured.run)
+            }
+            if readers.contains(.batch) {
+                let measured = try await scheduler.run(group: group("batch-\(attempt)", topic: topic), catalog: batchScripts, waitForEmits: false)
+                result.slices += measured.slices
+                report("scheduler no-op process_batch() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
+                result.batch.append(measured.run)
+            }
+            if readers.contains(.columns) {
+                let measured = try await scheduler.run(group: group("columns-\(attempt)", topic: topic), catalog: columnsScripts, waitForEmits: false)
+                result.slices += measured.slices
+                report("scheduler no-op process_columns() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
+                result.columns.append(measured.run)
+            }
         }
         if readers.contains(.emitting) {
             let measured = try await scheduler.run(group: group("emit", topic: topic), catalog: emittingScripts, waitForEmits: true)
