@@ -115,6 +115,11 @@ public struct ThroughputBenchmark: Sendable {
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: logger, metrics: SchedulerMetrics(), topicCreator: nil)
         var gaps: [Duration] = []  // from the handoff phase only: it is built to hand off
         let scheduler = BenchScheduler(bootstrap: broker.bootstrapServers, partitions: partitions, messages: messages, publisher: publisher, logger: logger)
+        let noopReaders: [(reader: Reader, label: String, scripts: ScriptCatalog, runs: WritableKeyPath<Result, [Run]>)] = [
+            (.noop, "no-op", noopScripts, \.noop),
+            (.batch, "no-op process_batch()", batchScripts, \.batch),
+            (.columns, "no-op process_columns()", columnsScripts, \.columns),
+        ]
         // In rounds: each round runs every fast reader once, so the readers a
         // ratio compares ran within a minute of each other. This machine's
         // speed drifts by 10-25 % over minutes; running all of one reader's
@@ -130,23 +135,11 @@ public struct ThroughputBenchmark: Sendable {
                 report("kcat run \(attempt): \(describe(run))")
                 result.kcat.append(run)
             }
-            if readers.contains(.noop) {
-                let measured = try await scheduler.run(group: group("noop-\(attempt)", topic: topic), catalog: noopScripts, waitForEmits: false)
+            for scheduled in noopReaders where readers.contains(scheduled.reader) {
+                let measured = try await scheduler.run(group: group("\(scheduled.reader.rawValue)-\(attempt)", topic: topic), catalog: scheduled.scripts, waitForEmits: false)
                 result.slices += measured.slices
-                report("scheduler no-op run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
-                result.noop.append(measured.run)
-            }
-            if readers.contains(.batch) {
-                let measured = try await scheduler.run(group: group("batch-\(attempt)", topic: topic), catalog: batchScripts, waitForEmits: false)
-                result.slices += measured.slices
-                report("scheduler no-op process_batch() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
-                result.batch.append(measured.run)
-            }
-            if readers.contains(.columns) {
-                let measured = try await scheduler.run(group: group("columns-\(attempt)", topic: topic), catalog: columnsScripts, waitForEmits: false)
-                result.slices += measured.slices
-                report("scheduler no-op process_columns() run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
-                result.columns.append(measured.run)
+                report("scheduler \(scheduled.label) run \(attempt): \(describe(measured.run)), \(measured.slices) slices, workers busy \(String(format: "%.2f", measured.busySeconds)) s")
+                result[keyPath: scheduled.runs].append(measured.run)
             }
         }
         if readers.contains(.emitting) {

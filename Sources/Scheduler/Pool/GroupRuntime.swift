@@ -44,7 +44,10 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }), lost: lost)
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
-                logger.info("partitions revoked: \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
+                // Lost: the group went on without this member (its session
+                // expired), so the final commit may be refused and the next owner
+                // processes again what came after the last accepted one.
+                logger.info("partitions revoked\(lost ? " (assignment lost)" : ""): \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
             },
             commitFailed: { error in
                 guard let (_, coordinator) = consumerRef.withLock({ $0 }) else { return }
