@@ -1,7 +1,7 @@
 /// Facts the rotation state asks of the world it does not own: whether a
 /// slot has messages waiting (and whether they are fetched already), and its
-/// commit position. The coordinator reads
-/// them from the partition feeds; unit tests from a table.
+/// commit position. The coordinator reads them from the partition feeds;
+/// unit tests from a table.
 protocol RotationFacts {
     /// Messages waiting on `slot` (fetched, on the broker past the next
     /// offset, or to be read again after a failed emit).
