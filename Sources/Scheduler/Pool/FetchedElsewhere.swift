@@ -1,7 +1,7 @@
 import Synchronization
 
 /// Whether messages already fetched wait on a partition (lane) of the group
-/// that no worker holds, in the topic the group works on. The coordinator
+/// that no worker holds and the rules would grant next. The coordinator
 /// sets it after every rotation event (`RotationState.fetchedWaiting`); a
 /// worker whose own partition has run out reads it to decide how long to
 /// wait for more. Fetches can bring a partition's messages one produced

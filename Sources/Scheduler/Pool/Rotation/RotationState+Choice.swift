@@ -36,9 +36,7 @@ extension RotationState {
     /// (a Fetch may bring each partition one produced batch at a time).
     func nextSlot(preferring preferred: SlotKey? = nil, facts: some RotationFacts) -> SlotKey? {
         guard let topic = currentTopic else { return nil }
-        var free = slots.filter { $0.key.topic == topic && $0.value.holder == nil && hasWork($0.key, facts: facts) }
-        let fetched = free.filter { facts.hasFetched($0.key) }
-        if !fetched.isEmpty { free = fetched }
+        let free = fetchedFirst(slots.filter { $0.key.topic == topic && $0.value.holder == nil && hasWork($0.key, facts: facts) }, facts: facts)
         if let preferred, free[preferred] != nil { return preferred }
         return free
             .min { lhs, rhs in
@@ -51,12 +49,19 @@ extension RotationState {
             }?.key
     }
 
-    /// Messages already fetched wait on a free slot of the current topic
+    /// The slots of `candidates` whose messages are already fetched, or all
+    /// of them if none is.
+    private func fetchedFirst<Value>(_ candidates: [SlotKey: Value], facts: some RotationFacts) -> [SlotKey: Value] {
+        let fetched = candidates.filter { facts.hasFetched($0.key) }
+        return fetched.isEmpty ? candidates : fetched
+    }
+
+    /// The next free slot granted would start on messages already fetched
     /// (published to the workers as `FetchedElsewhere`): a worker whose own
-    /// slot ran dry should let go at once and be given them.
+    /// slot ran dry should let go soon and be given them.
     func fetchedWaiting(facts: some RotationFacts) -> Bool {
-        guard mayGrant, let topic = currentTopic else { return false }
-        return slots.contains { $0.key.topic == topic && $0.value.holder == nil && !$0.value.revoked && facts.hasFetched($0.key) }
+        guard mayGrant, let next = nextSlot(facts: facts) else { return false }
+        return facts.hasFetched(next)
     }
 
     /// The default policy: the next idle worker after the one whose slice
@@ -134,9 +139,7 @@ extension RotationState {
                 return .success(nil)
             }
         case (let topic?, nil):
-            let candidates = slots.keys.filter { $0.topic == topic && available($0) && hasWork($0, facts: facts) }
-            let fetched = candidates.filter { facts.hasFetched($0) }
-            guard let chosen = (fetched.isEmpty ? candidates : fetched).min() else {
+            guard let chosen = fetchedFirst(slots.filter { $0.key.topic == topic && available($0.key) && hasWork($0.key, facts: facts) }, facts: facts).keys.min() else {
                 return invalid("topic '\(topic)' has no free partition with work here")
             }
             slot = chosen
