@@ -2,14 +2,15 @@
 # `make test` runs the test suite. Both install what is missing first.
 SWIFT ?= swift
 APT_PACKAGES := librdkafka-dev liblua5.4-dev kcat pkg-config
-# The tests also render the dashboard in headless Chromium.
-TEST_PACKAGES := chromium
+# The tests also render the dashboard in headless Chromium, and the short
+# chaos run reads Kafka with Debian's Python confluent-kafka.
+TEST_PACKAGES := chromium python3-confluent-kafka
 # The benchmark's peer: Debian's Python confluent-kafka, on the same librdkafka.
 BENCH_PACKAGES := python3-confluent-kafka
 CONFIG ?= config.toml
 ARGS ?=
 
-.PHONY: deps test-deps apt-install build release run test test-hostile check bench loadtest clean
+.PHONY: deps test-deps apt-install build release run test test-hostile check bench loadtest chaos clean
 
 # Installs the Debian packages the build (and, for test-deps, the tests) need, when missing.
 deps:
@@ -50,6 +51,7 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'
 	$(SWIFT) test --skip-build --no-parallel --filter '$(SERIAL_SUITES)'
+	/usr/bin/python3 tools/chaos.py --short --binary .build/debug/task-scheduler
 
 # The hostile-script corpus: endless loops (plain, coroutines, metamethods,
 # comparators, replacements), catastrophic patterns, memory bombs, bad error
@@ -109,6 +111,18 @@ loadtest: release
 	wrk -t1 -c16 -d$(SOAK_SECONDS)s -s $$dir/post-once.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate > $$dir/soak.txt & wrkpid=$$!; \
 	for i in $$(seq 0 10 $(SOAK_SECONDS)); do echo "t=$${i}s rss=$$(ps -o rss= -p $$pid)"; sleep 10; done; wait $$wrkpid; \
 	grep -E "Requests/sec|Non-2xx|Socket errors|requests in" $$dir/soak.txt
+
+# Chaos run (benchmark-style, not part of make test, which runs its --short
+# version): 3 daemons x 2 workers on one broker, 20,000 keyed messages whose
+# process() burns 3 ms and emits a follow-up; one daemon stopped every 10 s
+# (SIGTERM and SIGKILL in turn) and started again 1 s later. An independent
+# reader prints missing, order violations, duplicates per stop and the longest
+# time a partition with lag had no holder. CHAOS_ARGS, e.g.
+# CHAOS_ARGS="--stops term --messages 40000".
+CHAOS_ARGS ?=
+chaos: release
+	@$(MAKE) --no-print-directory apt-install PACKAGES="python3-confluent-kafka"
+	/usr/bin/python3 tools/chaos.py --binary .build/release/task-scheduler $(CHAOS_ARGS)
 
 clean:
 	rm -rf .build

@@ -93,10 +93,24 @@ extension TaskSchedulerCommand {
         @Option(help: "Number of brokers in the embedded cluster.")
         var brokers: Int = 1
 
+        @Option(name: .customLong("topic"), help: ArgumentHelp(
+            "A topic to create at start, as NAME:PARTITIONS (repeatable). Topics first used by a client are created with 4 partitions.",
+            valueName: "name:partitions"))
+        var topics: [String] = []
+
+        func validate() throws {
+            for topic in topics where TopicSpec(topic) == nil {
+                throw ValidationError("--topic '\(topic)' is not NAME:PARTITIONS (a topic name and a number of partitions from 1 to 10000)")
+            }
+        }
+
         func run() async throws {
             bootstrapLogging(.info)
             let logger = Logger(label: "task-scheduler.broker")
             let broker = try EmbeddedBroker.start(brokers: brokers)
+            for spec in topics.compactMap(TopicSpec.init) {
+                try broker.createTopic(spec.name, partitions: spec.partitions)
+            }
             // Written straight to the file descriptor so a pipe reader sees it at once.
             FileHandle.standardOutput.write(Data((broker.bootstrapServers + "\n").utf8))
             logger.notice("embedded Kafka broker running (in memory, lost on exit); Ctrl-C to stop",
@@ -122,6 +136,20 @@ extension TaskSchedulerCommand {
             if !result.problems.isEmpty { throw ExitCode(1) }
             print("check passed")
         }
+    }
+}
+
+/// `--topic NAME:PARTITIONS` of `task-scheduler broker`.
+struct TopicSpec {
+    let name: String
+    let partitions: Int
+
+    init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let count = Int(text[text.index(after: colon)...]),
+              (1...10_000).contains(count), case let name = String(text[..<colon]), TopicName.problem(name) == nil
+        else { return nil }
+        self.name = name
+        self.partitions = count
     }
 }
 

@@ -131,6 +131,13 @@ extension Worker {
                     tally.deadLettered += deadLettered ? 1 : 0
                     feed.finished(through: message.offset)
                     message.destroy()
+                    // Within a long batch too: a rebalance is noticed (and
+                    // commits held) at the first refused commit, and what
+                    // the next owner redoes is bounded by this interval.
+                    if ended - lastCommit >= WorkerEnvironment.commitInterval {
+                        commitProgress(feed)
+                        lastCommit = ended
+                    }
                 case .abandoned(let stop):
                     feed.giveBack(batch[position...])
                     reason = stop
