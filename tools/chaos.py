@@ -80,18 +80,22 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--max-duplicates-percent", type=float, default=2.0)
     p.add_argument("--max-idle-s", type=float, default=None,
-                   help="longest allowed gap of a partition with lag (default: session timeout + 6 s join and margin)")
+                   help="longest allowed gap of a partition with lag (default: a session timeout, plus a join on the "
+                        "embedded broker (the session timeout less 1 s), plus 2 s)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--short", action="store_true",
                    help="the make test version: 2 daemons x 2 workers, 3000 messages, a stop every 5 s")
     a = p.parse_args()
     if a.short:
-        a.daemons, a.workers, a.partitions, a.messages, a.keys = 2, 2, 6, 3000, 60
-        a.stop_every, a.timeout = 5.0, 240.0
+        a.daemons, a.workers, a.partitions, a.messages, a.keys = 2, 2, 6, 6000, 60
+        a.stop_every, a.timeout = 4.0, 240.0
         a.session_timeout_ms, a.heartbeat_ms = 3000, 500
         a.max_duplicates_percent = max(a.max_duplicates_percent, 5.0)
     if a.max_idle_s is None:
-        a.max_idle_s = a.session_timeout_ms / 1000 + 6
+        # A killed member's partitions wait for its session to expire, then
+        # for a join, which the embedded broker holds for the session timeout
+        # less 1 s; 2 s of margin.
+        a.max_idle_s = 2 * a.session_timeout_ms / 1000 + 2
     return a
 
 

@@ -106,6 +106,12 @@ struct RotationStateTests {
             (.noWork(["A1"]), []),
             (.end(0, .drained), ["grant w0 A0"]),
         ]),
+        Rule("a partition given up in a rebalance and assigned again keeps its turn: the one never held comes first", workers: 1, [
+            (.assign(["A0", "A1"]), ["grant w0 A0"]),
+            (.revoke(["A0", "A1"], ticket: 1), ["stop w0 revoked"]),
+            (.end(0, .revoked), ["release #1 A0 A1"]),
+            (.assign(["A0", "A1"]), ["grant w0 A1"]),
+        ]),
     ])
     func defaultPolicy(_ rule: Rule) { rule.run() }
 

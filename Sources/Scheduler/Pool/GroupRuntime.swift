@@ -17,6 +17,13 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     let grace: ShutdownGrace
     private let pollLoop = LockedValue<KafkaPollLoop?>(nil)
     private let started = LockedValue(false)
+    /// Assignments received (rebalance callbacks), so a final commit refused
+    /// during a rebalance can wait for the group's next generation.
+    private let assignments: WaitableValue<Int>
+    /// Longest a stopping daemon waits for a rebalance to end before it
+    /// gives up on its final commit: a session timeout (a dead member leaves)
+    /// plus a join (on the embedded broker about as long again).
+    let settleWait: Duration
 
     /// Creates the consumer, the workers (each loading `process.lua`, so a
     /// broken script fails here with its error) and the coordinator (loading
@@ -29,8 +36,10 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
         let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
         let emitBudget = EmitBudget(limit: group.maxInflightEmits)
+        let assignments = WaitableValue(0)
         let rebalance = RebalanceHandler(
             assigned: { partitions in
+                defer { assignments.withLock { $0 += 1 } }
                 guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
                 let feeds = partitions.compactMap { assigned -> PartitionFeed? in
                     guard let queue = consumer.partitionQueue(topic: assigned.topic, partition: assigned.partition) else { return nil }
@@ -99,7 +108,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             throw error
         }
         consumerRef.withLock { $0 = (consumer, coordinator) }
-        return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace)
+        let sessionTimeoutMs = properties["session.timeout.ms"].flatMap { Int($0) } ?? 10_000
+        return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace,
+                            assignments: assignments, settleWait: .milliseconds(2 * sessionTimeoutMs))
     }
 
     /// Joins the group: subscribes to the group's topics and starts the
@@ -117,8 +128,11 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     /// The group consumers' assignor unless [kafka.properties] names one.
     public static let defaultAssignmentStrategy = "cooperative-sticky"
 
-    private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace) {
+    private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace,
+                 assignments: WaitableValue<Int>, settleWait: Duration) {
         self.grace = grace
+        self.assignments = assignments
+        self.settleWait = settleWait
         self.group = group
         self.logger = logger
         self.consumer = consumer
@@ -172,7 +186,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // Leaving the group runs the revoke callback there; nothing is held any more.
         let closer = DedicatedThread(name: "close-\(group.name)")
         await closer.run { [self] in
-            GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
+            commitFinalAfterRebalance(feeds)
             pollLoop.withLock { $0 }?.stop()
             // A worker left behind may still use the consumer when its call
             // returns: keep it open (the group's session expires instead).
@@ -205,13 +219,39 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         logger.info("group stopped", metadata: [LogKey.group: "\(group.name)"])
     }
 
+    /// The final commit at shutdown. One refused because the group is
+    /// rebalancing (another daemon joined or left a moment ago) would make the
+    /// next owner redo everything since the last accepted commit: the member
+    /// is still in the group, so it waits (signalled by the next assignment,
+    /// at most `settleWait`) and commits again with the new generation. The
+    /// poll thread keeps serving the rebalance meanwhile.
+    private func commitFinalAfterRebalance(_ feeds: [PartitionFeed]) {
+        let seen = assignments.withLock { $0 }
+        guard let error = GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name, warnOnRebalance: false),
+              error.isRebalance else { return }
+        logger.info("final commit refused during a rebalance (\(error)); committing again once the group has settled (at most \(settleWait))",
+                    metadata: [LogKey.group: "\(group.name)"])
+        let deadline = Date(timeIntervalSinceNow: settleWait.seconds)
+        guard assignments.wait(until: deadline, { $0 > seen ? true : nil }) != nil else {
+            logger.warning("the group did not settle within \(settleWait); the next owner may process some messages again",
+                           metadata: [LogKey.group: "\(group.name)"])
+            return
+        }
+        if GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name) == nil {
+            logger.info("final commit made after the rebalance", metadata: [LogKey.group: "\(group.name)"])
+        }
+    }
+
     /// The group's state for `GET /groups`.
     public func snapshot() async -> GroupView {
         await coordinator.inspect { $0.snapshot() }
     }
 
-    /// Synchronously commits the next offset of every feed that moved.
-    static func commitFinal(_ feeds: [PartitionFeed], consumer: KafkaConsumer, logger: Logger, group: String, settleWithin: Duration = .seconds(5)) {
+    /// Synchronously commits the next offset of every feed that moved; the
+    /// error if the commit was refused.
+    @discardableResult
+    static func commitFinal(_ feeds: [PartitionFeed], consumer: KafkaConsumer, logger: Logger, group: String,
+                            settleWithin: Duration = .seconds(5), warnOnRebalance: Bool = true) -> KafkaError? {
         // Emits still in flight hold their messages' offsets back: give them
         // a bounded time to be acknowledged so the commit covers them.
         let deadline = ContinuousClock.now + settleWithin
@@ -220,14 +260,19 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
         let positions = feeds.map { ($0, $0.committableOffset) }.filter { $0.1 >= 0 }
         let offsets = positions.map { PartitionOffset(topic: $0.0.partition.topic, partition: $0.0.partition.partition, offset: $0.1) }
-        guard !offsets.isEmpty else { return }
+        guard !offsets.isEmpty else { return nil }
         do {
             try consumer.commit(offsets, async: false)
             for (feed, offset) in positions { feed.committedOffset = offset }
+            return nil
         } catch {
+            let error = error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")
             // The next owner resumes from the last commit that succeeded, so
             // messages since then may be processed again (at-least-once).
-            logger.warning("final commit failed, the next owner may process some messages again: \(error)", metadata: [LogKey.group: "\(group)"])
+            if warnOnRebalance || !error.isRebalance {
+                logger.warning("final commit failed, the next owner may process some messages again: \(error)", metadata: [LogKey.group: "\(group)"])
+            }
+            return error
         }
     }
 }

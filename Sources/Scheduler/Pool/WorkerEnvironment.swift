@@ -23,5 +23,5 @@ struct WorkerEnvironment: Sendable {
     static let shortDrainWaitMs = 1
     /// How often a slice commits its progress (async), bounding what a crash
     /// or a rebalance makes the next holder process again.
-    static let commitInterval = Duration.milliseconds(100)
+    static let commitInterval = Duration.milliseconds(25)
 }

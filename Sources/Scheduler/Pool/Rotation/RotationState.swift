@@ -33,6 +33,12 @@ struct RotationState: Sendable {
     /// Assignments still to come in the round that revoked partitions (cooperative).
     private(set) var assignmentsBeforeRejoin = 0
     private(set) var stopping = false
+    /// When the last lease on a slot this daemon gave up ended: a slot
+    /// assigned again keeps its turn. Without it, every assignment (the eager
+    /// protocol revokes and assigns everything at each rebalance) started
+    /// again from the lowest partition, and with rebalances a few seconds
+    /// apart the highest partitions of a member never got a lease.
+    private(set) var lastEndOfGivenUp: [SlotKey: ContinuousClock.Instant] = [:]
     private var nextLeaseID: UInt64 = 1
     private var lastIdleCommit: ContinuousClock.Instant?
 
@@ -73,7 +79,7 @@ struct RotationState: Sendable {
         } else {
             endRebalance(&step)
         }
-        for slot in assigned { slots[slot] = RotationSlot() }
+        for slot in assigned { slots[slot] = RotationSlot(lastEnd: lastEndOfGivenUp[slot]) }
         step.decisions.append(.note(.assigned(assigned.sorted())))
         fill(&step)
     }
@@ -182,7 +188,10 @@ struct RotationState: Sendable {
                 waiting.append(waiter)
                 continue
             }
-            for slot in waiter.slots { slots[slot] = nil }
+            for slot in waiter.slots {
+                if let lastEnd = slots[slot]?.lastEnd { lastEndOfGivenUp[slot] = lastEnd }
+                slots[slot] = nil
+            }
             step.decisions.append(.release(ticket: waiter.ticket, slots: waiter.slots.sorted()))
             released = true
         }
