@@ -65,13 +65,21 @@ struct RotationFaultTests {
             (.tick(afterMs: 10), []),
             (.tick(afterMs: 1000), ["commit A0@6"]),
         ]),
-        Rule("cooperative: the assignment that comes with a revocation ends the pause, not the commit hold", eager: false, [
+        Rule("cooperative: commits held for over 5 s pause the leases too, until the next assignment", eager: false, [
             (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
-            (.refused(rebalance: true), ["resend A0 A1", "hold commits", "paused", "stop w0 revoked", "stop w1 revoked"]),
-            (.revoke(["A1"], ticket: 1), []),
-            (.end(0, .revoked), ["release #1 A1"]),
+            (.refused(rebalance: true), ["resend A0 A1", "hold commits", "commits held"]),
+            (.tick(afterMs: 4900), []),
+            (.tick(afterMs: 200), ["paused", "stop w0 revoked", "stop w1 revoked"]),
+            (.end(0, .revoked), []),
             (.end(1, .revoked), []),
-            (.assignIdle([]), ["grant w1 A0"]),
+            (.assignIdle([]), ["resume commits", "grant w1 A0", "grant w0 A1"]),
+        ]),
+        Rule("cooperative: a refusal for a rebalance holds commits; the leases go on, and the revoked partition stops", eager: false, [
+            (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
+            (.refused(rebalance: true), ["resend A0 A1", "hold commits", "commits held"]),
+            (.revoke(["A1"], ticket: 1), ["stop w0 revoked"]),
+            (.end(0, .revoked), ["release #1 A1"]),
+            (.assignIdle([]), []),
             (.assignIdle([]), ["resume commits"]),
         ]),
         Rule("cooperative: having given partitions up, commits wait for the next round's assignment, not the one that comes with the revocation", eager: false, [
@@ -91,7 +99,7 @@ struct RotationFaultTests {
         Rule("commits wait while the group rebalances and go out once it assigned again (even nothing)", eager: false, [
             (.assignIdle(["A0"]), []),
             (.position("A0", 7, 5), []),
-            (.refused(rebalance: true), ["resend A0", "hold commits", "paused"]),
+            (.refused(rebalance: true), ["resend A0", "hold commits", "commits held"]),
             (.tick(afterMs: 1000), []),
             (.assignIdle([]), ["resume commits"]),
             (.tick(afterMs: 1000), ["commit A0@7"]),

@@ -84,6 +84,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             "partition.assignment.strategy": defaultAssignmentStrategy,
         ].merging(properties) { _, user in user }
         let cooperative = properties["partition.assignment.strategy"]?.contains("cooperative") == true
+        let sessionTimeoutMs = properties["session.timeout.ms"].flatMap { Int($0) } ?? 10_000
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
@@ -101,14 +102,14 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
         let coordinator: RotationCoordinator
         do {
-            coordinator = try await RotationCoordinator.start(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger, cooperative: cooperative)
+            coordinator = try await RotationCoordinator.start(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger,
+                                                              cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
         } catch {
             for worker in workers { await worker.close() }
             consumer.close()
             throw error
         }
         consumerRef.withLock { $0 = (consumer, coordinator) }
-        let sessionTimeoutMs = properties["session.timeout.ms"].flatMap { Int($0) } ?? 10_000
         return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace,
                             assignments: assignments, settleWait: .milliseconds(2 * sessionTimeoutMs))
     }

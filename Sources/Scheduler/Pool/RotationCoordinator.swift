@@ -35,8 +35,10 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Starts the coordinator's thread and loads `rotate.lua` from the
     /// catalog on it, if there is one. `cooperative`: the group uses an
     /// incremental assignor (see `RotationRules.cooperative`).
-    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool = false) async throws -> RotationCoordinator {
-        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger, cooperative: cooperative)
+    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger,
+                      cooperative: Bool = false, sessionTimeoutMs: Int = 10_000) async throws -> RotationCoordinator {
+        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger,
+                                              cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
         do {
             try await coordinator.thread.run { [coordinator] in try coordinator.loadPolicy(strict: true) }
         } catch {
@@ -46,7 +48,7 @@ final class RotationCoordinator: @unchecked Sendable {
         return coordinator
     }
 
-    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool) {
+    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool, sessionTimeoutMs: Int) {
         self.group = group
         self.catalog = catalog
         self.workers = workers
@@ -55,6 +57,9 @@ final class RotationCoordinator: @unchecked Sendable {
         self.activity = workers.map { _ in WorkerActivity() }
         var rules = RotationRules(group: group.name, topics: group.topics, workers: workers.map(\.id), sliceMs: group.sliceMs)
         rules.cooperative = cooperative
+        // A rebalance can take a session timeout (a dead member leaves) and a
+        // join or two (the embedded broker holds each for a session timeout).
+        rules.pauseGiveUp = max(rules.pauseGiveUp, .milliseconds(3 * sessionTimeoutMs))
         self.state = RotationState(rules: rules)
         // Present from the start (empty), so dashboards find the family.
         _ = catalog.metrics.timer(MetricName.handoffGap, [("group", group.name)])

@@ -76,6 +76,10 @@ struct RotationRules: Sendable {
     /// A rebalance (held commits, paused leases) with no assignment after it
     /// is over after this long.
     var pauseGiveUp = Duration.seconds(15)
+    /// Cooperative: leases go on while commits are held for a rebalance, but
+    /// only this long; then they pause too, so what a lost assignment would
+    /// make the next owner redo stays bounded.
+    var holdBeforePause = Duration.seconds(5)
     /// Idle slots' positions are committed at most this often.
     var commitRetryInterval = Duration.seconds(1)
     /// Largest slice a policy may ask for.

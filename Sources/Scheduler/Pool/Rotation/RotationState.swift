@@ -133,11 +133,25 @@ struct RotationState: Sendable {
     private mutating func commitRefused(rebalance: Bool, _ step: inout Step) {
         step.decisions.append(.resendCommits(slots.keys.sorted()))
         guard rebalance, !paused, !stopping else { return }
-        // Commits sent now would carry the generation the rebalance replaces,
-        // and nothing processed from now on can be committed before the
-        // partitions that move are given up: stop at the next message
-        // boundary rather than process what the next owner would redo.
+        // Commits sent now would carry the generation the rebalance replaces
+        // (librdkafka takes ILLEGAL_GENERATION as the loss of every partition).
+        // Cooperative: the partitions that stay here stay, and those that
+        // move are revoked after the round with a commit the group accepts,
+        // so the leases go on and only commits wait for the round's
+        // assignment. Eager: every partition is revoked at the rejoin, and
+        // nothing processed from now on can be committed before that: stop
+        // at the next message boundary rather than process what the next
+        // owner would redo.
+        guard !rules.cooperative else {
+            holdCommits(note: true, &step)
+            return
+        }
         holdCommits(note: false, &step)
+        pause(&step)
+    }
+
+    /// Ends every lease until the next assignment.
+    private mutating func pause(_ step: inout Step) {
         pausedForRebalance = true
         step.decisions.append(.note(.paused))
         for worker in leases.keys.sorted() where leases[worker]?.stopReason == nil { stopLease(worker, .revoked, &step) }
@@ -164,6 +178,8 @@ struct RotationState: Sendable {
             // A member given nothing, or a refused commit with no rebalance after it.
             step.decisions.append(.note(.pauseGaveUp(after: rules.pauseGiveUp)))
             endRebalance(&step)
+        } else if let since = rebalancingSince, rules.cooperative, !paused, !stopping, step.now - since > rules.holdBeforePause {
+            pause(&step)
         }
         fill(&step)
         commitIdle(&step)
