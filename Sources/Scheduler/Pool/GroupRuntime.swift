@@ -20,6 +20,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     /// Assignments received (rebalance callbacks), so a final commit refused
     /// during a rebalance can wait for the group's next generation.
     private let assignments: WaitableValue<Int>
+    /// Closed while the group rebalances (the rotation state holds commits).
+    private let commits: CommitGate
     /// Longest a stopping daemon waits for a rebalance to end before it
     /// gives up on its final commit: a session timeout (a dead member leaves)
     /// plus a join (on the embedded broker about as long again).
@@ -88,8 +90,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         properties["enable.partition.eof"] = "false"
         let consumer = try KafkaConsumer.make(
             bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
+        let commits = CommitGate()
         let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
-                                            emitBudget: emitBudget, commits: CommitGate(), fetchedElsewhere: FetchedElsewhere())
+                                            emitBudget: emitBudget, commits: commits, fetchedElsewhere: FetchedElsewhere())
         var workers: [Worker] = []
         do {
             for index in 0..<group.workers {
@@ -111,7 +114,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
         consumerRef.withLock { $0 = (consumer, coordinator) }
         return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace,
-                            assignments: assignments, settleWait: .milliseconds(2 * sessionTimeoutMs))
+                            assignments: assignments, commits: commits, settleWait: .milliseconds(2 * sessionTimeoutMs))
     }
 
     /// Joins the group: subscribes to the group's topics and starts the
@@ -130,9 +133,10 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     public static let defaultAssignmentStrategy = "cooperative-sticky"
 
     private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace,
-                 assignments: WaitableValue<Int>, settleWait: Duration) {
+                 assignments: WaitableValue<Int>, commits: CommitGate, settleWait: Duration) {
         self.grace = grace
         self.assignments = assignments
+        self.commits = commits
         self.settleWait = settleWait
         self.group = group
         self.logger = logger
@@ -226,12 +230,20 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     /// is still in the group, so it waits (signalled by the next assignment,
     /// at most `settleWait`) and commits again with the new generation. The
     /// poll thread keeps serving the rebalance meanwhile.
+    /// While commits are held the rebalance is known to be under way: a
+    /// commit sent then is answered with the generation it replaces, which
+    /// librdkafka takes as the loss of every partition, so it waits first.
     private func commitFinalAfterRebalance(_ feeds: [PartitionFeed]) {
         let seen = assignments.withLock { $0 }
-        guard let error = GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name, warnOnRebalance: false),
-              error.isRebalance else { return }
-        logger.info("final commit refused during a rebalance (\(error)); committing again once the group has settled (at most \(settleWait))",
-                    metadata: [LogKey.group: "\(group.name)"])
+        if commits.isOpen {
+            guard let error = GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name, warnOnRebalance: false),
+                  error.isRebalance else { return }
+            logger.info("final commit refused during a rebalance (\(error)); committing again once the group has settled (at most \(settleWait))",
+                        metadata: [LogKey.group: "\(group.name)"])
+        } else {
+            logger.info("the group is rebalancing; the final commit waits until it has settled (at most \(settleWait))",
+                        metadata: [LogKey.group: "\(group.name)"])
+        }
         let deadline = Date(timeIntervalSinceNow: settleWait.seconds)
         guard assignments.wait(until: deadline, { $0 > seen ? true : nil }) != nil else {
             logger.warning("the group did not settle within \(settleWait); the next owner may process some messages again",
