@@ -9,6 +9,7 @@ struct TaskRoutes: Sendable {
     let publisher: TaskPublisher
     let pool: TaskPoolStore
     let schedules: ScheduleStore
+    let cluster: ClusterBook
     let script: GenerateScript
     let maxBodyBytes: Int
 
@@ -17,9 +18,9 @@ struct TaskRoutes: Sendable {
         router.get("/tasks") { _, _ in
             do {
                 // The seed's shape: topic and message, key and headers only
-                // when set; then this daemon's schedules, earliest due first.
+                // when set; then every schedule of the cluster, earliest due first.
                 let tasks = try await pool.currentTasks().map(TaskListEntry.init(pool:))
-                return JSONBody.response(tasks + schedules.schedules.map(TaskListEntry.init(schedule:)))
+                return JSONBody.response(tasks + scheduleEntries())
             } catch let error as PoolError {
                 throw Self.apiError(error)
             }
@@ -53,6 +54,14 @@ struct TaskRoutes: Sendable {
                 throw Self.apiError(error)
             }
         }
+    }
+
+    /// Every schedule of the cluster with its owner: this daemon for the
+    /// partitions it holds, else the daemon whose latest report lists the partition.
+    private func scheduleEntries() -> [TaskListEntry] {
+        let listed = schedules.clusterSchedules
+        let owners = cluster.scheduleOwners(Array(Set(listed.filter { !$0.local }.map(\.partition))))
+        return listed.map { TaskListEntry(schedule: $0.schedule, owner: $0.local ? cluster.identity.id : owners[$0.partition]) }
     }
 
     /// Answers `"Success"` only after the broker acknowledged the task (and,

@@ -1,0 +1,60 @@
+import Logging
+import ServiceLifecycle
+
+/// Keeps `ScheduleStore.catalog` up to date on every daemon, whether it
+/// fires schedules or not: a `TopicTail` (thread `schedule-catalog`) reads
+/// every partition of the schedule topic from its beginning and follows it
+/// live, outside the schedule group, so `GET /tasks` on any daemon lists
+/// every schedule of the cluster.
+struct ScheduleCatalogFollower: Service {
+    let store: ScheduleStore
+    let bootstrapServers: String
+    let properties: [String: String]
+
+    func run() async throws {
+        let store = store
+        let tail = TopicTail(
+            name: "schedule-catalog", topic: store.topic, start: .beginning, bootstrapServers: bootstrapServers,
+            properties: properties, logger: store.logger,
+            onPartitions: { partitions in store.catalog.withLock { $0.setPartitions(partitions) } },
+            onRecord: { record in
+                guard let key = record.key, !key.isEmpty else { return }
+                let applied = store.catalog.withLock { $0.apply(id: key.utf8String, partition: record.partition, value: record.value) }
+                if !applied {
+                    store.logger.debug("schedule catalog: skipping a record that is not a schedule",
+                                       metadata: [LogKey.topic: "\(store.topic)", LogKey.offset: "\(record.offset)"])
+                }
+            },
+            onEnd: { partition in store.catalog.withLock { $0.markLive(partition) } })
+        tail.start()
+        try? await gracefulShutdown()
+        let thread = DedicatedThread(name: "schedule-catalog-stop")
+        await thread.run { tail.stop() }
+        thread.stop()
+    }
+}
+
+extension ScheduleStore {
+    /// One schedule of the cluster and the partition it lives in.
+    struct Listed: Sendable {
+        let schedule: Schedule
+        let partition: Int32
+        /// This daemon holds the partition (its own table's state, the freshest).
+        let local: Bool
+    }
+
+    /// Every schedule of the cluster, earliest due first: the catalog's, with
+    /// the state of this daemon's own table where it holds the partition
+    /// (a fire's new state is there before it is read back).
+    var clusterSchedules: [Listed] {
+        let (owned, held) = book.read { table in (table.entries.mapValues(\.schedule), Set(table.partitions.keys)) }
+        var listed = catalog.withLock { $0.schedules() }.map { Listed(schedule: owned[$0.schedule.id] ?? $0.schedule, partition: $0.partition,
+                                                                       local: held.contains($0.partition)) }
+        let known = Set(listed.map(\.schedule.id))
+        for (id, schedule) in owned where !known.contains(id) {
+            let partition = ScheduleRecord.partition(of: id, partitions: placement.partitions)
+            listed.append(Listed(schedule: schedule, partition: partition, local: true))
+        }
+        return listed.sorted { ($0.schedule.nextDueMs, $0.schedule.id) < ($1.schedule.nextDueMs, $1.schedule.id) }
+    }
+}
