@@ -90,9 +90,11 @@ struct ClusterTableTests {
         for index in 0..<5 {
             let (schedule, message) = try placement.create(task: TaskSpec(topic: "t", message: "m\(index)"), kind: .at(10_000 - Int64(index)), now: 0)
             made.append(schedule)
-            #expect(catalog.apply(id: schedule.id, partition: message.partition!, value: message.value))
+            let applied = catalog.apply(id: schedule.id, partition: message.partition!, value: message.value)
+            #expect(applied)
         }
-        #expect(!catalog.apply(id: "x", partition: 0, value: Array("not json".utf8)))
+        let skipped = !catalog.apply(id: "x", partition: 0, value: Array("not json".utf8))
+        #expect(skipped)
         catalog.apply(id: made[0].id, partition: 0, value: nil)
         #expect(catalog.count == 4)
         #expect(catalog.schedules().map(\.schedule.message) == ["m4", "m3", "m2", "m1"])

@@ -128,7 +128,7 @@ struct DashboardClusterTests {
                 for partition in 0..<4 {
                     let marker = "data-partition=\"\(topic)[\(partition)]\""
                     let row = try #require(dom.range(of: marker).map { String(dom[$0.upperBound...].prefix(300)) }, "row \(topic)[\(partition)] missing")
-                    let colour = try #require(row.range(of: #"data-color="#[0-9a-f]{6}""#, options: .regularExpression).map { String(row[$0]) })
+                    let colour = try #require(row.range(of: ##"data-color="#[0-9a-f]{6}""##, options: .regularExpression).map { String(row[$0]) })
                     colours["\(topic)[\(partition)]"] = colour
                 }
             }

@@ -41,7 +41,7 @@ final class TopicTail: @unchecked Sendable {
 
     private let name: String
     private let topic: String
-    private let start: Start
+    private let startAt: Start
     private let bootstrapServers: String
     private let properties: [String: String]
     private let logger: Logger
@@ -63,7 +63,7 @@ final class TopicTail: @unchecked Sendable {
          onRecord: @escaping @Sendable (Record) -> Void, onEnd: @escaping @Sendable (Int32) -> Void = { _ in }) {
         self.name = name
         self.topic = topic
-        self.start = start
+        self.startAt = start
         self.bootstrapServers = bootstrapServers
         var settings = properties
         settings["enable.partition.eof"] = "true"
@@ -118,7 +118,7 @@ final class TopicTail: @unchecked Sendable {
         defer { consumer.close() }
         guard let partitions = try partitions(consumer) else { return }
         onPartitions(partitions)
-        try consumer.assign(partitions.map { PartitionOffset(topic: topic, partition: $0, offset: start.offset) })
+        try consumer.assign(partitions.map { PartitionOffset(topic: topic, partition: $0, offset: startAt.offset) })
         logger.info("following topic", metadata: [LogKey.topic: "\(topic)", LogKey.partition: "\(partitions)"])
         while isRunning {
             guard let raw = consumer.pollRaw(timeoutMs: 100) else { continue }

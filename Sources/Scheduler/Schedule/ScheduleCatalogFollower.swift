@@ -43,13 +43,20 @@ extension ScheduleStore {
         let local: Bool
     }
 
-    /// Every schedule of the cluster, earliest due first: the catalog's, with
-    /// the state of this daemon's own table where it holds the partition
-    /// (a fire's new state is there before it is read back).
+    /// Every schedule of the cluster, earliest due first: for the partitions
+    /// this daemon holds and read to their end, its own table's (the
+    /// freshest: a fire's new state, a fired one-shot's removal, are there
+    /// before they are read back); for the others, the catalog's.
     var clusterSchedules: [Listed] {
-        let (owned, held) = book.read { table in (table.entries.mapValues(\.schedule), Set(table.partitions.keys)) }
-        var listed = catalog.withLock { $0.schedules() }.map { Listed(schedule: owned[$0.schedule.id] ?? $0.schedule, partition: $0.partition,
-                                                                       local: held.contains($0.partition)) }
+        let (owned, live) = book.read { table in
+            (table.entries.mapValues(\.schedule), Set(table.partitions.filter { $0.value == .live }.keys))
+        }
+        var listed = catalog.withLock { $0.schedules() }.compactMap { entry -> Listed? in
+            if live.contains(entry.partition) {
+                return owned[entry.schedule.id].map { Listed(schedule: $0, partition: entry.partition, local: true) }
+            }
+            return Listed(schedule: owned[entry.schedule.id] ?? entry.schedule, partition: entry.partition, local: false)
+        }
         let known = Set(listed.map(\.schedule.id))
         for (id, schedule) in owned where !known.contains(id) {
             let partition = ScheduleRecord.partition(of: id, partitions: placement.partitions)
