@@ -110,16 +110,18 @@ struct ScheduleCatalogMemoryTests {
     @Test("a schedule in the catalog costs a few hundred bytes (id, partition, due time, its record), below the owner's table")
     func bytesPerSchedule() throws {
         let count = 100_000
+        // The record as the API writes it, made inside the loop: building
+        // them all first would free memory the catalog then reuses unseen.
         let placement = SchedulePlacement(topic: "s", partitions: 4, publish: nil)
-        let records = try (0..<count).map { index in
-            try placement.create(task: TaskSpec(topic: "bench-fired", message: String(repeating: "x", count: 32), key: "k\(index % 100)"),
-                                 kind: .at(4_000_000_000_000 + Int64(index)), now: 0)
-        }.map { ($0.0.id, $0.1.partition!, String(decoding: $0.1.value, as: UTF8.self)) }
+        let (sample, _) = try placement.create(task: TaskSpec(topic: "bench-fired", message: String(repeating: "x", count: 32), key: "k1"),
+                                               kind: .at(4_000_000_000_000), now: 0)
+        let template = ScheduleRecord.schedule(sample).message(topic: "s", partitions: 4).value.utf8String
         let before = residentBytes()
         var catalog = ScheduleCatalog()
-        // Fresh bytes and ids, as the follower makes them from librdkafka's buffers.
-        for (id, partition, json) in records {
-            catalog.apply(id: String(decoding: Array(id.utf8), as: UTF8.self), partition: partition, value: Array(json.utf8))
+        for index in 0..<count {
+            let id = "s-" + UUID().uuidString.lowercased()
+            let json = template.replacingOccurrences(of: sample.id, with: id).replacingOccurrences(of: "\"k1\"", with: "\"k\(index % 100)\"")
+            catalog.apply(id: id, partition: ScheduleRecord.partition(of: id, partitions: 4), value: Array(json.utf8))
         }
         let perSchedule = Double(residentBytes() - before) / Double(count)
         withExtendedLifetime(catalog) {}
@@ -128,6 +130,7 @@ struct ScheduleCatalogMemoryTests {
         #expect(perSchedule < 600, "\(perSchedule) bytes per schedule")
     }
 
+    /// Resident set size of this process (/proc/self/statm).
     private func residentBytes() -> Int {
         let text = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
         let pages = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
