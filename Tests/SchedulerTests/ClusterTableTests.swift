@@ -105,9 +105,12 @@ struct ClusterTableTests {
     }
 }
 
+/// Measures the resident set, which every test running at the same time
+/// moves: run alone, `MEMORY_FIGURES=1 swift test --filter ScheduleCatalogMemoryTests`.
 @Suite("Schedule catalog memory", .serialized)
 struct ScheduleCatalogMemoryTests {
-    @Test("a schedule in the catalog costs a few hundred bytes (id, partition, due time, its record), below the owner's table")
+    @Test("a schedule in the catalog costs a few hundred bytes (id, partition, due time, its record), below the owner's table",
+          .enabled(if: ProcessInfo.processInfo.environment["MEMORY_FIGURES"] != nil, "measures the resident set: run alone with MEMORY_FIGURES=1"))
     func bytesPerSchedule() throws {
         let count = 100_000
         // The record as the API writes it, made inside the loop: building
