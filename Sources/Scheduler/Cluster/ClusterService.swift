@@ -19,6 +19,9 @@ struct ClusterService: Service {
     let publisher: TaskPublisher
     let logger: Logger
 
+    /// Longest a stop waits for its last report's acknowledgement (seconds).
+    static let lastReportWait = 2.0
+
     func run() async throws {
         let tail = makeTail()
         tail.start()
@@ -56,10 +59,14 @@ struct ClusterService: Service {
                 }
                 return 0
             }
-            do {
-                _ = try await delivery.report()
-            } catch {
-                logger.warning("this daemon's last report (stopped) was not written: \(error); the others show it as gone after \(ClusterTable.silentIntervals) intervals",
+            // Bounded: with the brokers gone a stop must not wait the producer's timeout for it.
+            let written = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let once = OneShot(continuation)
+                DispatchQueue.global().asyncAfter(deadline: .now() + Self.lastReportWait) { once.resume(false) }
+                Task { once.resume((try? await delivery.report()) != nil) }
+            }
+            if !written {
+                logger.warning("this daemon's last report (stopped) was not acknowledged within \(Self.lastReportWait) s; the others show it as gone after \(ClusterTable.silentIntervals) intervals",
                                metadata: [LogKey.topic: "\(topic)"])
             }
             return 0
