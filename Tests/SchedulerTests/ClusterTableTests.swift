@@ -130,7 +130,7 @@ struct ScheduleCatalogMemoryTests {
         withExtendedLifetime(catalog) {}
         print("schedule catalog: \(Int(perSchedule)) bytes per schedule (\(count) schedules, 32-byte message)")
         #expect(catalog.count == count)
-        #expect(perSchedule < 600, "\(perSchedule) bytes per schedule")
+        #expect(perSchedule < 500, "\(perSchedule) bytes per schedule")
     }
 
     /// Resident set size of this process (/proc/self/statm).
@@ -138,6 +138,25 @@ struct ScheduleCatalogMemoryTests {
         let text = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
         let pages = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+@Suite("Schedule catalog keys")
+struct ScheduleCatalogKeyTests {
+    @Test("the scheduler's ids are kept as their UUID's 16 bytes and come back unchanged; any other id is kept as text",
+          arguments: [
+              ("s-3f0c2a4e-8b1d-4c6e-9f2a-0b1c2d3e4f50", true),
+              ("s-3F0C2A4E-8B1D-4C6E-9F2A-0B1C2D3E4F50", false),
+              ("s-3f0c2a4e8b1d4c6e9f2a0b1c2d3e4f50", false),
+              ("x-3f0c2a4e-8b1d-4c6e-9f2a-0b1c2d3e4f50", false),
+              ("s-not-a-uuid", false),
+              ("", false),
+          ])
+    func keys(_ id: String, _ compact: Bool) {
+        let key = ScheduleCatalog.Key(id)
+        #expect(key.id == id)
+        if case .uuid = key { #expect(compact) } else { #expect(!compact) }
+        #expect(ScheduleCatalog.Key(id) == key && ScheduleCatalog.Key(id + "x") != key)
     }
 }
 

@@ -4,11 +4,35 @@ import Foundation
 /// schedule topic (all partitions, whoever owns them), for `GET /tasks` on
 /// any daemon. A plain value; `ScheduleCatalogFollower` fills it.
 ///
-/// Small per schedule, for a topic of a million: the id, the partition, the
-/// next due time (the listing's order) and the record's JSON value as read
-/// (decoded only when listed), one allocation besides the id. The owner's
-/// `ScheduleTable` keeps the decoded schedules it fires; this keeps bytes.
+/// Small per schedule, for a topic of a million: the id (the 16 bytes of its
+/// UUID for the ids the scheduler makes), the partition, the next due time
+/// (the listing's order) and the record's JSON value as read (decoded only
+/// when listed): one allocation per schedule. The owner's `ScheduleTable`
+/// keeps the decoded schedules it fires; this keeps bytes.
 struct ScheduleCatalog: Sendable {
+    /// A schedule id as the catalog keys it: `s-<lowercase UUID>` (every id
+    /// the scheduler makes) as the UUID's 16 bytes, any other id as its text.
+    enum Key: Hashable, Sendable {
+        case uuid(UUID)
+        case text(String)
+
+        init(_ id: String) {
+            if id.utf8.count == 38, id.hasPrefix("s-"), let uuid = UUID(uuidString: String(id.dropFirst(2))),
+               uuid.uuidString.lowercased() == id.dropFirst(2) {
+                self = .uuid(uuid)
+            } else {
+                self = .text(id)
+            }
+        }
+
+        var id: String {
+            switch self {
+            case .uuid(let uuid): "s-" + uuid.uuidString.lowercased()
+            case .text(let text): text
+            }
+        }
+    }
+
     /// One schedule: where it lives, when it is due, its record.
     struct Entry: Sendable, Equatable {
         let partition: Int32
@@ -17,7 +41,7 @@ struct ScheduleCatalog: Sendable {
         let record: [UInt8]
     }
 
-    private(set) var entries: [String: Entry] = [:]
+    private(set) var entries: [Key: Entry] = [:]
     /// Partitions read to their end at least once.
     private(set) var live: Set<Int32> = []
     /// The topic's partitions, once known.
@@ -44,11 +68,11 @@ struct ScheduleCatalog: Sendable {
     @discardableResult
     mutating func apply(id: String, partition: Int32, value: [UInt8]?) -> Bool {
         guard let value, !value.isEmpty else {
-            entries[id] = nil
+            entries[Key(id)] = nil
             return true
         }
         guard let schedule = try? JSONDecoder().decode(Schedule.self, from: Data(value)), schedule.id == id else { return false }
-        entries[id] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, record: value)
+        entries[Key(id)] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, record: value)
         return true
     }
 
@@ -58,17 +82,18 @@ struct ScheduleCatalog: Sendable {
         let partition = ScheduleRecord.partition(of: record.id, partitions: count)
         switch record {
         case .removed(let id):
-            entries[id] = nil
+            entries[Key(id)] = nil
         case .schedule(let schedule):
             let message = record.message(topic: "", partitions: count)
-            entries[schedule.id] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, record: message.value)
+            entries[Key(schedule.id)] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, record: message.value)
         }
     }
 
     /// The schedules, earliest due first (decoded from their records), with their partitions.
     func schedules() -> [(schedule: Schedule, partition: Int32)] {
         let decoder = JSONDecoder()
-        return entries.sorted { ($0.value.nextDueMs, $0.key) < ($1.value.nextDueMs, $1.key) }.compactMap { id, entry in
+        // Ties in due time are ordered by id where the listing is built.
+        return entries.values.sorted { $0.nextDueMs < $1.nextDueMs }.compactMap { entry in
             (try? decoder.decode(Schedule.self, from: Data(entry.record))).map { ($0, entry.partition) }
         }
     }
