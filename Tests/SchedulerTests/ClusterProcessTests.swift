@@ -218,3 +218,32 @@ struct ClusterProcessTests {
         #expect(await second.daemon.terminate() == 0)
     }
 }
+
+@Suite("GET /tasks lists schedules in order, up to a limit")
+struct ScheduleListingTests {
+    @Test("?limit=N lists the pool and the N schedules due first, each with this daemon as owner; a bad limit is 400 naming it")
+    func limit() async throws {
+        try await withApplication(schedulingConfig()) { client in
+            #expect(try await eventually { try await schedulesLive(client) })
+            let now = RFC3339.nowMs
+            var ids: [String] = []
+            // Posted latest first: the listing must order them.
+            for offset in [5, 4, 3, 2, 1] {
+                let posted = try await postSchedule(client, #"{"topic": "E", "message": "m\#(offset)", "at": "\#(RFC3339.format(now + Int64(offset) * 3_600_000))"}"#)
+                ids.append(try #require(posted["id"] as? String))
+            }
+            let all = try await poolList(client).filter { $0["id"] != nil }
+            #expect(all.compactMap { $0["message"] as? String } == ["m1", "m2", "m3", "m4", "m5"])
+            let response = try await client.execute(uri: "/tasks?limit=2", method: .get)
+            let limited = try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [[String: Any]])
+            let poolCount = try await poolList(client).filter { $0["id"] == nil }.count
+            #expect(limited.filter { $0["id"] == nil }.count == poolCount, "the limit is for schedules only")
+            #expect(limited.compactMap { $0["message"] as? String }.suffix(2) == ["m1", "m2"])
+            #expect(limited.filter { $0["id"] != nil }.count == 2)
+            let cluster = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/cluster", method: .get).body)) as? [String: Any]
+            #expect(all.allSatisfy { $0["owner"] as? String == cluster?["self_id"] as? String })
+            let bad = try await client.execute(uri: "/tasks?limit=-1", method: .get)
+            #expect(bad.status == .badRequest && String(buffer: bad.body).contains("limit must be a non-negative integer"))
+        }
+    }
+}

@@ -89,12 +89,13 @@ struct ScheduleCatalog: Sendable {
         }
     }
 
-    /// The schedules, earliest due first (decoded from their records), with their partitions.
-    func schedules() -> [(schedule: Schedule, partition: Int32)] {
+    /// The first `limit` schedules due, outside the partitions in
+    /// `excluding`, with their partitions. Sorting needs no decoding: only
+    /// the records listed are decoded.
+    func schedules(limit: Int = .max, excluding: Set<Int32> = []) -> [(schedule: Schedule, partition: Int32)] {
         let decoder = JSONDecoder()
         // Ties in due time are ordered by id where the listing is built.
-        return entries.values.sorted { $0.nextDueMs < $1.nextDueMs }.compactMap { entry in
-            (try? decoder.decode(Schedule.self, from: Data(entry.record))).map { ($0, entry.partition) }
-        }
+        return entries.values.filter { !excluding.contains($0.partition) }.sorted { $0.nextDueMs < $1.nextDueMs }.prefix(limit)
+            .compactMap { entry in (try? decoder.decode(Schedule.self, from: Data(entry.record))).map { ($0, entry.partition) } }
     }
 }

@@ -43,25 +43,22 @@ extension ScheduleStore {
         let local: Bool
     }
 
-    /// Every schedule of the cluster, earliest due first: for the partitions
-    /// this daemon holds and read to their end, its own table's (the
-    /// freshest: a fire's new state, a fired one-shot's removal, are there
-    /// before they are read back); for the others, the catalog's.
-    var clusterSchedules: [Listed] {
+    /// The first `limit` schedules of the cluster due, earliest first: for
+    /// the partitions this daemon holds and read to their end, its own
+    /// table's (the freshest: a fire's new state, a fired one-shot's removal,
+    /// are there before they are read back); for the others, the catalog's.
+    func clusterSchedules(limit: Int = .max) -> [Listed] {
         let (owned, live) = book.read { table in
-            (table.entries.mapValues(\.schedule), Set(table.partitions.filter { $0.value == .live }.keys))
+            (Array(table.schedules.prefix(limit)), Set(table.partitions.filter { $0.value == .live }.keys))
         }
-        var listed = catalog.withLock { $0.schedules() }.compactMap { entry -> Listed? in
-            if live.contains(entry.partition) {
-                return owned[entry.schedule.id].map { Listed(schedule: $0, partition: entry.partition, local: true) }
-            }
-            return Listed(schedule: owned[entry.schedule.id] ?? entry.schedule, partition: entry.partition, local: false)
+        var listed: [String: Listed] = [:]
+        for (schedule, partition) in catalog.withLock({ $0.schedules(limit: limit, excluding: live) }) {
+            listed[schedule.id] = Listed(schedule: schedule, partition: partition, local: false)
         }
-        let known = Set(listed.map(\.schedule.id))
-        for (id, schedule) in owned where !known.contains(id) {
-            let partition = ScheduleRecord.partition(of: id, partitions: placement.partitions)
-            listed.append(Listed(schedule: schedule, partition: partition, local: true))
+        for schedule in owned {
+            let partition = ScheduleRecord.partition(of: schedule.id, partitions: placement.partitions)
+            listed[schedule.id] = Listed(schedule: schedule, partition: partition, local: listed[schedule.id]?.local ?? true)
         }
-        return listed.sorted { ($0.schedule.nextDueMs, $0.schedule.id) < ($1.schedule.nextDueMs, $1.schedule.id) }
+        return Array(listed.values.sorted { ($0.schedule.nextDueMs, $0.schedule.id) < ($1.schedule.nextDueMs, $1.schedule.id) }.prefix(limit))
     }
 }
