@@ -183,6 +183,9 @@ struct ClusterProcessTests {
                     && ids.map { schedulePartitions(seen[$0]) }.joined().sorted() == [0, 1, 2, 3]
             }
             #expect(settled, "\(seen.mapValues { "\($0["status"] ?? "?") \(heldPartitions($0)) \(schedulePartitions($0))" })")
+            // Where each one's API listens, as its own process bound it.
+            #expect(reported(seen[ids[0]])["api"] as? String == "127.0.0.1:\(first.port)")
+            #expect(reported(seen[ids[1]])["api"] as? String == "127.0.0.1:\(second.port)")
         }
 
         // SIGTERM: its last report says stopped; the other shows it gone at once.

@@ -4,7 +4,7 @@ import Testing
 
 /// A report of daemon `id` made at `atMs`.
 func report(_ id: String, atMs: Int64, state: String = "running", intervalMs: Int = 1000, schedulePartitions: [Int32] = []) -> DaemonReport {
-    DaemonReport(id: id, host: "h", pid: 1, version: DaemonIdentity.version, state: state, started_at: RFC3339.format(0),
+    DaemonReport(id: id, host: "h", pid: 1, version: DaemonIdentity.version, api: nil, state: state, started_at: RFC3339.format(0),
                  at: RFC3339.format(atMs), at_ms: atMs, uptime_ms: atMs, interval_ms: intervalMs, groups: [],
                  schedule_partitions: schedulePartitions, schedules_owned: 0, publishes_pool: false,
                  rates: RatesReport(processed_per_s: 0, published_per_s: 0, window_ms: 0), scripts: [], last_reload: nil)

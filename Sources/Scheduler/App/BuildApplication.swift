@@ -139,6 +139,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         onServerRunning: { channel in
             let bound = channel.localAddress?.port ?? port
             logger.notice("task API listening", metadata: [LogKey.listen: "\(host):\(bound)"])
+            reportSource.api.withLock { $0 = "\(host):\(bound)" }
             await onListening?(bound)
         },
         logger: logger)

@@ -14,6 +14,8 @@ struct ClusterReportSource: Sendable {
     /// publisher election decides otherwise (the hook for it).
     let publishesPool: @Sendable () -> Bool
     let rates = LockedValue(RateWindow(spanMs: 10_000))
+    /// Where the HTTP API listens, set once it does.
+    let api = LockedValue<String?>(nil)
 
     func report(state: String) async -> DaemonReport {
         var groupReports: [GroupReport] = []
@@ -34,7 +36,7 @@ struct ClusterReportSource: Sendable {
         let (partitions, owned) = schedules.book.read { table in (table.partitions.keys.sorted(), table.count) }
         let scripts = catalog.view()
         return DaemonReport(
-            id: identity.id, host: identity.host, pid: identity.pid, version: DaemonIdentity.version, state: state,
+            id: identity.id, host: identity.host, pid: identity.pid, version: DaemonIdentity.version, api: api.withLock { $0 }, state: state,
             started_at: RFC3339.format(identity.startedMs), at: RFC3339.format(now), at_ms: now,
             uptime_ms: now - identity.startedMs, interval_ms: intervalMs, groups: groupReports,
             schedule_partitions: state == "stopped" ? [] : partitions, schedules_owned: state == "stopped" ? 0 : owned,

@@ -10,6 +10,8 @@ public struct DaemonReport: Codable, Sendable, Equatable {
     public var pid: Int32
     /// The scheduler's version.
     public var version: String
+    /// Where its HTTP API listens (`host:port`, the port bound), once it does.
+    public var api: String?
     /// `running`, `stopping` (a graceful stop began: still holding what it
     /// lists) or `stopped` (its last report: it holds nothing any more).
     public var state: String
