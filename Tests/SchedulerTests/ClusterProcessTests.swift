@@ -216,7 +216,7 @@ struct ClusterProcessTests {
         let killDelay = ContinuousClock.now - killed
         #expect(entry?["gone_because"] as? String == "silent", "\(String(describing: entry))")
         // Three intervals after its last report (made up to an interval before the kill), plus a poll.
-        #expect(killDelay >= .milliseconds(2 * intervalMs) && killDelay < .milliseconds(3 * intervalMs + 2000), "gone \(killDelay) after the kill")
+        #expect(killDelay >= .milliseconds(2 * intervalMs) && killDelay < .milliseconds(3 * intervalMs + 3000), "gone \(killDelay) after the kill")
         print("cluster view: SIGTERM shown as gone after \(termDelay), SIGKILL after \(killDelay) (interval \(intervalMs) ms)")
         #expect(await second.daemon.terminate() == 0)
     }
