@@ -245,6 +245,9 @@ struct ScheduleListingTests {
             #expect(limited.filter { $0["id"] != nil }.count == 2)
             let cluster = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/cluster", method: .get).body)) as? [String: Any]
             #expect(all.allSatisfy { $0["owner"] as? String == cluster?["self_id"] as? String })
+            let health = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/health", method: .get).body)) as? [String: Any]
+            let catalog = (health?["schedules"] as? [String: Any])?["catalog"] as? [String: Any]
+            #expect(catalog?["live"] as? Bool == true && catalog?["schedules"] as? Int == 5, "\(String(describing: catalog))")
             let bad = try await client.execute(uri: "/tasks?limit=-1", method: .get)
             #expect(bad.status == .badRequest && String(buffer: bad.body).contains("limit must be a non-negative integer"))
         }
