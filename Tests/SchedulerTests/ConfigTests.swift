@@ -146,6 +146,25 @@ struct ConfigTests {
         }
     }
 
+    @Test("[cluster]: defaults, read, and checked with the key and line named")
+    func clusterKeys() throws {
+        let defaults = SchedulerConfig().cluster
+        #expect(defaults.reportsTopic == "task-scheduler.reports" && defaults.reportIntervalMs == 1000 && defaults.name.isEmpty)
+        let config = try ConfigLoader.parse("[cluster]\nreports_topic = \"r\"\nreport_interval_ms = 250\nname = \"east-1\"\n", file: "c.toml")
+        #expect(config.cluster.reportsTopic == "r" && config.cluster.reportIntervalMs == 250 && config.cluster.name == "east-1")
+        for (text, expected) in [
+            ("[cluster]\nreport_interval_ms = 10\n", "c.toml:2"), ("[cluster]\nreport_interval_ms = 10\n", "between 100 and 60000"),
+            ("[cluster]\nreports_topic = \"a b\"\n", "cluster.reports_topic"), ("[cluster]\ninterval = 1\n", "interval"),
+            ("[cluster]\nreports_topic = \"task-scheduler.schedules\"\n", "must differ"), ("[cluster]\nname = 3\n", "cluster.name"),
+        ] {
+            #expect {
+                _ = try ConfigLoader.parse(text, file: "c.toml")
+            } throws: { error in
+                "\(error)".contains(expected)
+            }
+        }
+    }
+
     @Test("a missing file named on the command line is an error naming the file")
     func missingFile() {
         #expect {

@@ -49,6 +49,8 @@ func daemonConfig(next scripts: String, topic: String, group: String, workers: I
                   groupExtra: String = "", tail: String = "", schedules: Bool = false) throws -> URL {
     let file = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("\(group).toml")
     try TestBroker.shared.createTopic("\(group)-schedules", partitions: 4)
+    // The default reports topic, shared by the daemon tests that name none of their own.
+    try TestBroker.shared.createTopic(ClusterSection().reportsTopic, partitions: 1)
     try """
         [kafka]
         brokers = ["\(TestBroker.shared.bootstrapServers)"]

@@ -95,3 +95,45 @@ struct DashboardTests {
         }
     }
 }
+
+@Suite("Dashboard: the cluster and a quiet default load")
+struct DashboardClusterTests {
+    @Test("in headless Chromium the cluster panel lists this daemon live with what it holds; never-committed partitions read 'none yet'; every partition has its own colour; the rate names its window",
+          .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
+    func rendersClusterAndQuietPartitions() async throws {
+        let topics = [try TestBroker.freshTopic("dash-a", partitions: 4), try TestBroker.freshTopic("dash-b", partitions: 4)]
+        let group = "dash-q-\(UUID().uuidString.prefix(6))"
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "function process(msg) end"])
+        let app = try await buildApplication(LaunchOptions(config: poolConfig(topics: topics, workers: 2, sliceMs: 200, group: group),
+                                                           scriptsDirectory: scripts, logger: quietLogger))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            // Assigned, and reported: the cluster view lists the eight partitions.
+            var selfID = ""
+            #expect(try await eventually(timeout: .seconds(60)) {
+                let view = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/cluster", method: .get).body)) as? [String: Any]
+                selfID = view?["self_id"] as? String ?? ""
+                let me = (view?["daemons"] as? [[String: Any]])?.first { $0["id"] as? String == selfID }
+                return heldPartitions(me).count == 8
+            })
+            let dom = try await runChromium(["--dump-dom"], url: "http://127.0.0.1:\(port)/")
+            #expect(dom.contains("data-daemon=\"\(selfID)\" data-status=\"live\""), "this daemon missing from the cluster panel")
+            #expect(dom.contains("status-live"))
+            // Nothing was ever committed here: said in words, not as -1.
+            #expect(dom.components(separatedBy: "none yet").count - 1 >= 8, "never-committed partitions not shown as such")
+            #expect(!dom.contains("<td>-1</td>"))
+            // Eight partitions, eight colours (the partition table's swatches).
+            var colours: [String: String] = [:]
+            for topic in topics {
+                for partition in 0..<4 {
+                    let marker = "data-partition=\"\(topic)[\(partition)]\""
+                    let row = try #require(dom.range(of: marker).map { String(dom[$0.upperBound...].prefix(300)) }, "row \(topic)[\(partition)] missing")
+                    let colour = try #require(row.range(of: ##"data-color="#[0-9a-f]{6}""##, options: .regularExpression).map { String(row[$0]) })
+                    colours["\(topic)[\(partition)]"] = colour
+                }
+            }
+            #expect(Set(colours.values).count == 8, "partition colours repeat: \(colours)")
+            #expect(dom.contains("over the last"), "the rate does not say its window")
+        }
+    }
+}

@@ -65,6 +65,9 @@ func testConfig(intervalMs: Int = 3_600_000) -> SchedulerConfig {
     config.schedules.topic = "schedules-\(UUID().uuidString.prefix(8))"
     config.schedules.group = config.schedules.topic
     try? TestBroker.shared.createTopic(config.schedules.topic, partitions: config.schedules.partitions)
+    // Reports of its own: GET /cluster shows this app alone.
+    config.cluster.reportsTopic = "reports-\(UUID().uuidString.prefix(8))"
+    try? TestBroker.shared.createTopic(config.cluster.reportsTopic, partitions: 1)
     config.groups = []
     return config
 }

@@ -13,7 +13,8 @@ struct HealthRoutes: Sendable {
                 status: "ok", bootstrap_servers: bootstrapServers, embedded_broker: embeddedBroker,
                 pending_tasks: publisher.pendingCount,
                 schedules: ScheduleHealthView(live: schedules.isLive, owned: schedules.book.read { $0.count },
-                                              partitions: schedules.book.read { $0.partitions.keys.sorted() })))
+                                              partitions: schedules.book.read { $0.partitions.keys.sorted() },
+                                              catalog: schedules.catalog.withLock { CatalogHealthView(live: $0.isLive, schedules: $0.count) })))
         }
     }
 }
@@ -33,4 +34,13 @@ struct ScheduleHealthView: Encodable {
     let live: Bool
     let owned: Int
     let partitions: [Int32]
+    /// Every schedule of the cluster as this daemon follows them (`GET /tasks`).
+    let catalog: CatalogHealthView
+}
+
+/// The schedule catalog in `GET /health`: whether every partition of the
+/// schedule topic was read to its end (the listing is complete), and how many schedules it holds.
+struct CatalogHealthView: Encodable {
+    let live: Bool
+    let schedules: Int
 }

@@ -1,6 +1,7 @@
 /// An entry of `GET /tasks`: a pool task in the seed's shape (`topic`,
 /// `message`, `key` and `headers` only when set), or a schedule, which adds
-/// its `id`, its schedule field(s), `next_due` and `fires`.
+/// its `id`, its schedule field(s), `next_due`, `fires` and `owner` (the
+/// daemon firing it, when one holds its partition).
 struct TaskListEntry: Encodable, Sendable, Equatable {
     let topic: String
     let message: String
@@ -14,6 +15,7 @@ struct TaskListEntry: Encodable, Sendable, Equatable {
     let timezone: String?
     let next_due: String?
     let fires: Int64?
+    let owner: String?
 
     /// A pool task.
     init(pool task: TaskSpec) {
@@ -21,11 +23,11 @@ struct TaskListEntry: Encodable, Sendable, Equatable {
         message = task.message
         key = task.key
         headers = task.headers
-        (id, at, after, every, cron, timezone, next_due, fires) = (nil, nil, nil, nil, nil, nil, nil, nil)
+        (id, at, after, every, cron, timezone, next_due, fires, owner) = (nil, nil, nil, nil, nil, nil, nil, nil, nil)
     }
 
-    /// A schedule.
-    init(schedule: Schedule) {
+    /// A schedule, fired by daemon `owner`.
+    init(schedule: Schedule, owner: String? = nil) {
         topic = schedule.task.topic
         message = schedule.task.message
         key = schedule.task.key
@@ -35,6 +37,7 @@ struct TaskListEntry: Encodable, Sendable, Equatable {
         (at, after, every, cron, timezone) = (fields["at"], fields["after"], fields["every"], fields["cron"], fields["timezone"])
         next_due = RFC3339.format(schedule.nextDueMs)
         fires = schedule.fires
+        self.owner = owner
     }
 }
 

@@ -9,17 +9,20 @@ struct TaskRoutes: Sendable {
     let publisher: TaskPublisher
     let pool: TaskPoolStore
     let schedules: ScheduleStore
+    let cluster: ClusterBook
     let script: GenerateScript
     let maxBodyBytes: Int
 
     func add(to router: Router<BasicRequestContext>) {
         router.post("/tasks/generate") { request, context in try await generate(request, context) }
-        router.get("/tasks") { _, _ in
+        router.get("/tasks") { request, _ in
             do {
                 // The seed's shape: topic and message, key and headers only
-                // when set; then this daemon's schedules, earliest due first.
+                // when set; then every schedule of the cluster, earliest due
+                // first (`?limit=N`: the first N schedules).
+                let limit = try Self.scheduleLimit(request)
                 let tasks = try await pool.currentTasks().map(TaskListEntry.init(pool:))
-                return JSONBody.response(tasks + schedules.schedules.map(TaskListEntry.init(schedule:)))
+                return JSONBody.response(tasks + scheduleEntries(limit: limit))
             } catch let error as PoolError {
                 throw Self.apiError(error)
             }
@@ -53,6 +56,23 @@ struct TaskRoutes: Sendable {
                 throw Self.apiError(error)
             }
         }
+    }
+
+    /// Every schedule of the cluster with its owner: this daemon for the
+    /// partitions it holds, else the daemon whose latest report lists the partition.
+    private func scheduleEntries(limit: Int) -> [TaskListEntry] {
+        let listed = schedules.clusterSchedules(limit: limit)
+        let owners = cluster.scheduleOwners(Array(Set(listed.filter { !$0.local }.map(\.partition))))
+        return listed.map { TaskListEntry(schedule: $0.schedule, owner: $0.local ? cluster.identity.id : owners[$0.partition]) }
+    }
+
+    /// `GET /tasks?limit=N`: how many schedules to list (all without it).
+    static func scheduleLimit(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return .max }
+        guard let limit = Int(text), limit >= 0 else {
+            throw APIError(.badRequest, "limit must be a non-negative integer (how many schedules to list), got '\(text.prefix(64))'")
+        }
+        return limit
     }
 
     /// Answers `"Success"` only after the broker acknowledged the task (and,

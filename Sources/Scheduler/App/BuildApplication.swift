@@ -22,6 +22,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         // cannot be told cleanup.policy=compact; it lives as long as the broker.)
         try started.createTopic(config.producer.poolTopic, partitions: 1)
         try started.createTopic(config.schedules.topic, partitions: config.schedules.partitions)
+        try started.createTopic(config.cluster.reportsTopic, partitions: 1)
         logger.notice("embedded Kafka broker (in memory, lost on exit) listening",
                       metadata: [LogKey.bootstrap: "\(started.bootstrapServers)"])
         broker = started
@@ -42,6 +43,9 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
             "queue.buffering.max.messages": String(config.producer.maxPending),
         ]) { user, _ in user })
     services.append(ProducerService(producer: producer, flushTimeoutMs: config.producer.timeoutMs, logger: logger))
+    // The cluster reports go right after the producer (inserted once the
+    // groups exist): they stop after everything that holds partitions.
+    let clusterServiceIndex = services.count
 
     let partitions = config.kafka.partitions
     let publisher = TaskPublisher(
@@ -57,6 +61,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         services.append(ScheduleService(store: schedules, group: config.schedules.group, bootstrapServers: bootstrapServers,
                                         properties: config.kafka.properties))
     }
+    // Every daemon lists every schedule of the cluster, firing them or not.
+    services.append(ScheduleCatalogFollower(store: schedules, bootstrapServers: bootstrapServers, properties: config.kafka.properties))
 
     let catalog = try await ScriptCatalog.load(
         directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,
@@ -95,11 +101,20 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
                                          intervalMs: config.producer.intervalMs, logger: logger))
     services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
 
+    let cluster = ClusterBook(identity: DaemonIdentity(name: config.cluster.name), intervalMs: config.cluster.reportIntervalMs)
+    let reportSource = ClusterReportSource(identity: cluster.identity, intervalMs: config.cluster.reportIntervalMs, groups: groups,
+                                           schedules: schedules, catalog: catalog, metrics: metrics,
+                                           publishesPool: { false })  // pool publisher election sets this
+    services.insert(ClusterService(book: cluster, topic: config.cluster.reportsTopic, bootstrapServers: bootstrapServers,
+                                   properties: config.kafka.properties, source: reportSource, publisher: publisher, logger: logger),
+                    at: clusterServiceIndex)
+    services.append(ClusterStopNotice(book: cluster))
+
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: HTTPMetricsMiddleware(metrics: metrics))
     router.add(middleware: JSONErrorMiddleware(routes: [
         "/tasks/generate": [.post], "/tasks": [.get, .delete], "/tasks/pending": [.get], "/health": [.get], "/groups": [.get],
-        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/": [.get],
+        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/cluster": [.get], "/": [.get],
     ]))
     if !config.api.token.isEmpty {
         router.add(middleware: TokenMiddleware(token: Array(config.api.token.utf8)))
@@ -110,8 +125,9 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     }
     DashboardRoute().add(to: router)
     GroupRoutes(groups: groups).add(to: router)
+    ClusterRoutes(book: cluster).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
-    TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
+    TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
     HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher, schedules: schedules).add(to: router)
 
     let (host, port) = config.api.hostAndPort
@@ -123,6 +139,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         onServerRunning: { channel in
             let bound = channel.localAddress?.port ?? port
             logger.notice("task API listening", metadata: [LogKey.listen: "\(host):\(bound)"])
+            reportSource.api.withLock { $0 = "\(host):\(bound)" }
             await onListening?(bound)
         },
         logger: logger)

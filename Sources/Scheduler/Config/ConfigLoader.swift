@@ -63,9 +63,10 @@ public enum ConfigLoader {
             case "log": try readLog(reader.table(value, key), into: &config.log, reader)
             case "scripts": try readScripts(reader.table(value, key), into: &config.scripts, reader)
             case "schedules": try readSchedules(reader.table(value, key), into: &config.schedules, reader)
+            case "cluster": try readCluster(reader.table(value, key), into: &config.cluster, reader)
             case "groups": config.groups = try readGroups(value, reader)
             case _ where SeedConfig.keys.contains(key): seedKeys[key] = value
-            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "scripts", "schedules", "groups"] + SeedConfig.keys.sorted())
+            default: throw reader.unknownKey(key, table: nil, allowed: ["kafka", "api", "producer", "log", "scripts", "schedules", "cluster", "groups"] + SeedConfig.keys.sorted())
             }
         }
         if !seedKeys.isEmpty { try SeedConfig.apply(seedKeys, to: &config, reader) }
@@ -157,6 +158,18 @@ public enum ConfigLoader {
             case "partitions": section.partitions = try reader.int(value, path, table: "schedules")
             case "max_schedules": section.maxSchedules = try reader.int(value, path, table: "schedules")
             default: throw reader.unknownKey(key, table: "schedules", allowed: ["enabled", "topic", "group", "partitions", "max_schedules"])
+            }
+        }
+    }
+
+    private static func readCluster(_ table: TOMLTable, into section: inout ClusterSection, _ reader: TOMLReader) throws {
+        for (key, value) in table {
+            let path = "cluster.\(key)"
+            switch key {
+            case "reports_topic": section.reportsTopic = try reader.string(value, path, table: "cluster")
+            case "report_interval_ms": section.reportIntervalMs = try reader.int(value, path, table: "cluster")
+            case "name": section.name = try reader.string(value, path, table: "cluster")
+            default: throw reader.unknownKey(key, table: "cluster", allowed: ["reports_topic", "report_interval_ms", "name"])
             }
         }
     }

@@ -28,6 +28,18 @@ enum ConfigValidator {
         if config.schedules.group.isEmpty { throw reader.error("schedules.group", table: "schedules", "must not be empty") }
         try positive(config.schedules.partitions, "schedules.partitions", table: "schedules", reader, max: 10_000)
         try positive(config.schedules.maxSchedules, "schedules.max_schedules", table: "schedules", reader, max: 100_000_000)
+        if let problem = TopicName.problem(config.cluster.reportsTopic) {
+            throw reader.error("cluster.reports_topic", table: "cluster", problem)
+        }
+        if [config.producer.poolTopic, config.schedules.topic].contains(config.cluster.reportsTopic) {
+            throw reader.error("cluster.reports_topic", table: "cluster", "must differ from producer.pool_topic and schedules.topic")
+        }
+        if config.cluster.reportIntervalMs < 100 || config.cluster.reportIntervalMs > 60_000 {
+            throw reader.error("cluster.report_interval_ms", table: "cluster", "must be between 100 and 60000, got \(config.cluster.reportIntervalMs)")
+        }
+        if config.cluster.name.count > 200 || config.cluster.name.contains(where: { $0.isNewline }) {
+            throw reader.error("cluster.name", table: "cluster", "must be at most 200 characters on one line")
+        }
         try positive(config.scripts.maxInstructions, "scripts.max_instructions", table: "scripts", reader, max: Int(Int32.max))
         try positive(config.scripts.maxMemoryMB, "scripts.max_memory_mb", table: "scripts", reader, max: 65_536)
         try positive(config.scripts.maxCallMs, "scripts.max_call_ms", table: "scripts", reader, max: 600_000)

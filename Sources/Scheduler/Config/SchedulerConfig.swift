@@ -13,6 +13,8 @@ public struct SchedulerConfig: Sendable, Equatable {
     public var scripts = ScriptsSection()
     /// `[schedules]`: scheduled and recurring tasks.
     public var schedules = SchedulesSection()
+    /// `[cluster]`: the daemons' reports to each other (`GET /cluster`).
+    public var cluster = ClusterSection()
     /// `[[groups]]`: the consumer groups and their worker pools.
     public var groups: [GroupConfig] = [GroupConfig()]
 
@@ -102,6 +104,20 @@ public struct SchedulesSection: Sendable, Equatable {
     /// Most schedules one daemon holds in memory; past it new schedules get
     /// 409. Default 1000000.
     public var maxSchedules = 1_000_000
+}
+
+/// `[cluster]`: every daemon reports its state to a shared topic and follows
+/// the others' reports (`GET /cluster`, the dashboard, schedule owners).
+public struct ClusterSection: Sendable, Equatable {
+    /// The topic the reports go to, keyed by daemon id. Default
+    /// `task-scheduler.reports`.
+    public var reportsTopic = "task-scheduler.reports"
+    /// Milliseconds between two reports of this daemon. A daemon silent for
+    /// three of its intervals is shown as gone. Default 1000.
+    public var reportIntervalMs = 1000
+    /// This daemon's id in the reports. Empty (the default):
+    /// `<host>:<pid>:<start time in ms>`, new at every start.
+    public var name = ""
 }
 
 /// `[scripts]`: what one Lua call and one Lua state may use. Going over

@@ -28,6 +28,8 @@ public enum ScheduleError: Error, CustomStringConvertible, Sendable, Equatable {
 /// topic `ScheduleConsumer`'s; both share `book`.
 public final class ScheduleStore: Sendable {
     let book = ScheduleBook()
+    /// Every schedule of the cluster (`ScheduleCatalogFollower` reads them all).
+    let catalog = LockedValue(ScheduleCatalog())
     let placement: SchedulePlacement
     let publisher: TaskPublisher
     let metrics: SchedulerMetrics
@@ -102,8 +104,9 @@ public final class ScheduleStore: Sendable {
     }
 
     /// Applies a record this daemon just wrote (and the broker acknowledged)
-    /// to its table, if it holds the record's partition.
+    /// to its catalog, and to its table if it holds the record's partition.
     private func applyLocally(_ record: ScheduleRecord) {
+        catalog.withLock { $0.apply(record, partitions: placement.partitions) }
         let partition = ScheduleRecord.partition(of: record.id, partitions: placement.partitions)
         let again = book.update { $0.apply(record, partition: partition) }
         for id in again { _ = publisher.enqueue(placement.cancel(id: id), checkSize: false) }
