@@ -84,6 +84,7 @@ final class ScheduleConsumer: @unchecked Sendable {
                 book.update { table in for id in ids { table.drop(id) } }
                 logger.info("schedule partitions revoked", metadata: [LogKey.partition: "\(ids.sorted())", LogKey.topic: "\(topic)"])
             })
+        AssignorChoice.logOnce(properties: properties, logger: logger)
         var settings = membership.properties(group: group, user: properties)
         settings["enable.partition.eof"] = "true"
         // Records written by other daemons should reach the owner quickly.

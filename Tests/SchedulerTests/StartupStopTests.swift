@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+/// A daemon stopped with SIGTERM at many moments of its start-up, next to a
+/// second member of its group (librdkafka before 2.3.0 aborted closing a
+/// cooperative-sticky consumer between its JoinGroup and its first SyncGroup).
+@Suite("A daemon stopped while it starts", .serialized)
+struct StartupStopTests {
+    /// Seconds from the start of the process to its SIGTERM: before the
+    /// group is joined, during the join (the mock broker answers it after
+    /// about 1-3 s), and while the daemon holds partitions and works.
+    static let delays: [Double] = [0.2, 0.5, 0.8, 1.1, 1.4, 1.7, 2.0, 2.4, 2.8, 3.3, 4.0, 5.0, 6.0]
+
+    /// What one stop left.
+    struct Stop: CustomStringConvertible {
+        let delay: Double
+        let status: Int32?
+        /// Messages (`partition offset`) the stopped daemon processed.
+        let processed: Set<String>
+        /// Of those, what the other member processed after the stop: its final commit did not cover them.
+        let redone: Set<String>
+        let commitFailed: Bool
+        let log: String
+
+        var description: String {
+            "after \(delay) s: exit \(status.map(String.init) ?? "none (hung)"), processed \(processed.count), redone \(redone.count)\(commitFailed ? ", final commit failed" : "")"
+        }
+    }
+
+    static func seen(_ lines: some Sequence<Substring>) -> [String] {
+        lines.compactMap { line in line.range(of: "] seen ").map { String(line[$0.upperBound...]) } }
+    }
+
+    /// Starts a member that stays, then starts and stops the other member at
+    /// each of `delays` while messages keep arriving (200 a second).
+    static func run(strategy: String?) async throws -> [Stop] {
+        try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")
+        let topic = try TestBroker.freshTopic("startstop", partitions: 4)
+        let scripts = try makeScripts([
+            "generate.lua": idleGenerate,
+            "process.lua": "function process(msg) scheduler.log('notice', 'seen ' .. msg.partition .. ' ' .. msg.offset) end",
+        ])
+        var properties = ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"]
+        if let strategy { properties["partition.assignment.strategy"] = strategy }
+        let configFile = try daemonConfig(next: scripts, topic: topic, group: "startstop", workers: 2, sliceMs: 50, properties: properties)
+        let arguments = ["--config", configFile.path, "--scripts", scripts, "--log-level", "info"]
+
+        let feeding = Task {
+            let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 10_000)
+            var index = 0
+            while !Task.isCancelled {
+                for _ in 0..<10 {
+                    _ = producer.enqueue(OutgoingMessage(topic: topic, key: Array("k\(index % 16)".utf8), value: Array("\(index)".utf8)))
+                    index += 1
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            await producer.close(timeoutMs: 5000)
+        }
+        defer { feeding.cancel() }
+
+        let stayer = try DaemonProcess(arguments)
+        defer { if stayer.process.isRunning { kill(stayer.process.processIdentifier, SIGKILL) } }
+        #expect(await eventually(timeout: .seconds(60)) { !seen(stayer.lines).isEmpty }, "the member that stays never processed anything")
+
+        var stops: [Stop] = []
+        for delay in delays {
+            let daemon = try DaemonProcess(arguments)
+            try await Task.sleep(for: .seconds(delay))
+            let status = await daemon.terminate(timeout: .seconds(30))
+            if status == nil { kill(daemon.process.processIdentifier, SIGKILL) }
+            let processed = Set(seen(daemon.lines))
+            // From here on, what the stayer processes of the stopped daemon's
+            // messages was not covered by its final commit.
+            let mark = stayer.lines.count
+            // The stayer takes the partitions over after one rebalance: wait
+            // until it processed messages that arrived after the stop.
+            await eventually(timeout: .seconds(30)) { stayer.lines.count > mark + 50 }
+            let after = Set(seen(stayer.lines.dropFirst(mark)))
+            stops.append(Stop(delay: delay, status: status, processed: processed, redone: processed.intersection(after),
+                              commitFailed: daemon.log.contains("final commit failed"), log: daemon.log))
+        }
+        #expect(await stayer.terminate() == 0, "the member that stayed: \(stayer.log.suffix(1500))")
+        return stops
+    }
+
+    static func check(_ stops: [Stop], sourceLocation: SourceLocation = #_sourceLocation) {
+        for stop in stops {
+            let aborted = stop.log.split(separator: "\n").filter { $0.contains("Assertion") || $0.contains("abort") }
+            #expect(stop.status == 0, "\(stop); \(aborted.joined(separator: "\n")); log tail:\n\(stop.log.suffix(1500))", sourceLocation: sourceLocation)
+            #expect(stop.redone.isEmpty && !stop.commitFailed, "\(stop): not covered by its final commit: \(stop.redone.sorted().prefix(10))", sourceLocation: sourceLocation)
+        }
+        // The stops must include daemons that held partitions and worked, or
+        // the final commit was never put to the test.
+        let worked = stops.filter { !$0.processed.isEmpty }
+        #expect(worked.count >= 3, "only \(worked.count) of \(stops.count) stopped daemons processed anything", sourceLocation: sourceLocation)
+        print("start-up stops: " + stops.map(\.description).joined(separator: "; "))
+    }
+
+    @Test("SIGTERM at 13 moments of start-up (0.2 s to 6 s) with the default assignor: every exit 0, every held partition committed", .timeLimit(.minutes(3)))
+    func defaultAssignor() async throws {
+        Self.check(try await Self.run(strategy: nil))
+    }
+
+    @Test("the same with cooperative-sticky set in [kafka.properties]: no abort either", .timeLimit(.minutes(3)))
+    func cooperativeSticky() async throws {
+        Self.check(try await Self.run(strategy: "cooperative-sticky"))
+    }
+}
