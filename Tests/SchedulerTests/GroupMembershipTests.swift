@@ -70,7 +70,7 @@ struct GroupMembershipTests {
         ("[kafka]\nsession_timeout_ms = 300001", "m.toml:2: key 'kafka.session_timeout_ms'", "got 300001"),
         ("[kafka]\npartitions = 4\ninstance_id = \"node a\"", "m.toml:3: key 'kafka.instance_id'", "contains ' '"),
         ("[kafka]\ninstance_id = \"\(String(repeating: "x", count: 201))\"", "key 'kafka.instance_id'", "at most 200"),
-        ("[kafka]\nsession_timeout_ms = \"10s\"", "key 'kafka.session_timeout_ms'", ""),
+        ("[kafka]\nsession_timeout_ms = \"10s\"", "key 'kafka.session_timeout_ms'", "expected integer"),
     ])
     func badKeys(_ text: String, _ key: String, _ message: String) {
         #expect {

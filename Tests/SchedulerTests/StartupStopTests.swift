@@ -15,7 +15,9 @@ struct StartupStopTests {
     /// What one stop left.
     struct Stop: CustomStringConvertible {
         let delay: Double
+        /// Exit status, or the signal that ended it (`signaled`).
         let status: Int32?
+        let signaled: Bool
         /// Messages (`partition offset`) the stopped daemon processed.
         let processed: Set<String>
         /// Of those, what the other member processed after the stop: its final commit did not cover them.
@@ -24,7 +26,7 @@ struct StartupStopTests {
         let log: String
 
         var description: String {
-            "after \(delay) s: exit \(status.map(String.init) ?? "none (hung)"), processed \(processed.count), redone \(redone.count)\(commitFailed ? ", final commit failed" : "")"
+            "after \(delay) s: \(signaled ? "killed by signal" : "exit") \(status.map(String.init) ?? "none (hung)"), processed \(processed.count), redone \(redone.count)\(commitFailed ? ", final commit failed" : "")"
         }
     }
 
@@ -78,7 +80,7 @@ struct StartupStopTests {
             // until it processed messages that arrived after the stop.
             await eventually(timeout: .seconds(30)) { stayer.lines.count > mark + 50 }
             let after = Set(seen(stayer.lines.dropFirst(mark)))
-            stops.append(Stop(delay: delay, status: status, processed: processed, redone: processed.intersection(after),
+            stops.append(Stop(delay: delay, status: status, signaled: status != nil && daemon.process.terminationReason == .uncaughtSignal, processed: processed, redone: processed.intersection(after),
                               commitFailed: daemon.log.contains("final commit failed"), log: daemon.log))
         }
         #expect(await stayer.terminate() == 0, "the member that stayed: \(stayer.log.suffix(1500))")
@@ -88,8 +90,9 @@ struct StartupStopTests {
     static func check(_ stops: [Stop], sourceLocation: SourceLocation = #_sourceLocation) {
         for stop in stops {
             let aborted = stop.log.split(separator: "\n").filter { $0.contains("Assertion") || $0.contains("abort") }
-            #expect(stop.status == 0, "\(stop); \(aborted.joined(separator: "\n")); log tail:\n\(stop.log.suffix(1500))", sourceLocation: sourceLocation)
-            #expect(stop.redone.isEmpty && !stop.commitFailed, "\(stop): not covered by its final commit: \(stop.redone.sorted().prefix(10))", sourceLocation: sourceLocation)
+            #expect(stop.status == 0 && !stop.signaled, "\(stop); \(aborted.joined(separator: "\n")); log tail:\n\(stop.log.suffix(1500))", sourceLocation: sourceLocation)
+            let group = stop.log.split(separator: "\n").filter { line in ["commit", "rebalanc", "revoked", "assigned", "stopped"].contains { line.contains($0) } }
+            #expect(stop.redone.isEmpty && !stop.commitFailed, "\(stop): not covered by its final commit: \(stop.redone.sorted().prefix(10)); its group log:\n\(group.suffix(30).joined(separator: "\n"))", sourceLocation: sourceLocation)
         }
         // The stops must include daemons that held partitions and worked, or
         // the final commit was never put to the test.
