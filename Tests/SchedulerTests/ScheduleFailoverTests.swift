@@ -204,13 +204,13 @@ struct ScheduleFailoverTests {
         let bound = sessionMs + 3000 + 5000
         var fired: [FiredTask] = []
         #expect(try await eventually(timeout: .seconds(60)) {
-            fired = try await firedTasks(topic: output, for: .seconds(1)).filter { $0.id == schedule.id }
+            fired = try await firedTasks(topic: output, for: .seconds(2)).filter { $0.id == schedule.id }
             return !fired.isEmpty
         })
-        // Anything doubled would follow within moments: look again.
-        try await Task.sleep(for: .seconds(3))
-        fired = try await firedTasks(topic: output, for: .seconds(1)).filter { $0.id == schedule.id }
         let late = (fired.first?.timestampMs ?? Int64.max) - killed
+        // Anything doubled would follow within moments: look again.
+        try await Task.sleep(for: .seconds(2))
+        fired = try await firedTasks(topic: output, for: .seconds(3)).filter { $0.id == schedule.id }
         print("schedule failover: fired \(fired.count) time(s), \(late) ms after the kill (due \(due - killed) ms after it; session \(sessionMs) ms)")
         #expect(fired.count == 1, "fired \(fired.count) times")
         #expect(late <= bound, "fired \(late) ms after the kill; at most \(bound) expected")
