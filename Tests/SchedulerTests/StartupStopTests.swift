@@ -58,6 +58,8 @@ struct StartupStopTests {
             "generate.lua": idleGenerate,
             "process.lua": "function process(msg) scheduler.log('notice', 'seen ' .. msg.partition .. ' ' .. msg.offset) end",
         ])
+        // As short a session as the mock broker allows (its first join waits
+        // 3 s; with 2 s sessions no member is ever assigned).
         var properties = ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"]
         if let strategy { properties["partition.assignment.strategy"] = strategy }
         let configFile = try daemonConfig(next: scripts, topic: topic, group: "startstop", workers: 2, sliceMs: 50, properties: properties)
@@ -95,7 +97,9 @@ struct StartupStopTests {
             // The stayer takes the partitions over after one rebalance: wait
             // until it holds them all (the next start finds the group settled)
             // and processed messages that arrived after the stop.
-            await eventually(timeout: .seconds(30)) { held(stayer.lines).count == 4 && stayer.lines.count > mark + 50 }
+            if await !eventually(timeout: .seconds(30), { held(stayer.lines).count == 4 && stayer.lines.count > mark + 50 }) {
+                Issue.record("the stayer holds \(held(stayer.lines)); its group log: \(stayer.lines.filter { $0.contains("partitions") }.suffix(6))")
+            }
             let after = Set(seen(stayer.lines.dropFirst(mark)))
             stops.append(Stop(delay: delay, status: status, signaled: status != nil && daemon.process.terminationReason == .uncaughtSignal, processed: processed, redone: processed.intersection(after),
                               commitFailed: daemon.log.contains("final commit failed"), log: daemon.log))
@@ -115,7 +119,9 @@ struct StartupStopTests {
         // the final commit was never put to the test.
         let worked = stops.filter { !$0.processed.isEmpty }
         #expect(worked.count >= 2, "only \(worked.count) of \(stops.count) stopped daemons processed anything", sourceLocation: sourceLocation)
-        print("start-up stops: " + stops.map(\.description).joined(separator: "; "))
+        // Consumers closed before their first assignment on a librdkafka with issue #4312 (KafkaConsumer.close()).
+        let kept = stops.filter { $0.log.contains("consumer closed before its first assignment") }.count
+        print("start-up stops (\(kept) closed before their first assignment, handle kept): " + stops.map(\.description).joined(separator: "; "))
     }
 
     @Test("SIGTERM at 12 moments of start-up (0.2 s to 6.5 s) with the default assignor: every exit 0, every held partition committed", .timeLimit(.minutes(3)))
