@@ -108,7 +108,8 @@ struct StartupStopTests {
         return stops
     }
 
-    static func check(_ stops: [Stop], sourceLocation: SourceLocation = #_sourceLocation) {
+    /// `minWorked`: stops that must have found the daemon holding partitions.
+    static func check(_ stops: [Stop], minWorked: Int, sourceLocation: SourceLocation = #_sourceLocation) {
         for stop in stops {
             let aborted = stop.log.split(separator: "\n").filter { $0.contains("Assertion") || $0.contains("abort") }
             #expect(stop.status == 0 && !stop.signaled, "\(stop); \(aborted.joined(separator: "\n")); log tail:\n\(stop.log.suffix(1500))", sourceLocation: sourceLocation)
@@ -118,7 +119,7 @@ struct StartupStopTests {
         // The stops must include daemons that held partitions and worked, or
         // the final commit was never put to the test.
         let worked = stops.filter { !$0.processed.isEmpty }
-        #expect(worked.count >= 2, "only \(worked.count) of \(stops.count) stopped daemons processed anything", sourceLocation: sourceLocation)
+        #expect(worked.count >= minWorked, "only \(worked.count) of \(stops.count) stopped daemons processed anything", sourceLocation: sourceLocation)
         // Consumers closed before their first assignment on a librdkafka with issue #4312 (KafkaConsumer.close()).
         let kept = stops.filter { $0.log.contains("consumer closed before its first assignment") }.count
         print("start-up stops (\(kept) closed before their first assignment, handle kept): " + stops.map(\.description).joined(separator: "; "))
@@ -126,11 +127,14 @@ struct StartupStopTests {
 
     @Test("SIGTERM at 12 moments of start-up (0.2 s to 6.5 s) with the default assignor: every exit 0, every held partition committed", .timeLimit(.minutes(3)))
     func defaultAssignor() async throws {
-        Self.check(try await Self.run(strategy: nil))
+        // Assigned 2-3 s after start: half the stops find it working (6 or 7 measured).
+        Self.check(try await Self.run(strategy: nil), minWorked: 3)
     }
 
     @Test("the same with cooperative-sticky set in [kafka.properties]: no abort either", .timeLimit(.minutes(3)))
     func cooperativeSticky() async throws {
-        Self.check(try await Self.run(strategy: "cooperative-sticky"))
+        // Two rounds to the first assignment (5-6 s after start): most stops
+        // come before it (10 of 12 measured), the point of this test.
+        Self.check(try await Self.run(strategy: "cooperative-sticky"), minWorked: 1)
     }
 }

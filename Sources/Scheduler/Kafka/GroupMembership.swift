@@ -23,7 +23,8 @@ public struct GroupMembership: Sendable, Equatable {
     public func properties(group: String, user: [String: String]) -> [String: String] {
         var properties = [
             "session.timeout.ms": "\(sessionTimeoutMs)",
-            // Three heartbeats per session, as Kafka's defaults (45 s / 3 s) and more.
+            // 30 % of the session (3 s of 10 s): a lost heartbeat or two
+            // does not end the session.
             "heartbeat.interval.ms": "\(max(100, sessionTimeoutMs * 3 / 10))",
             "partition.assignment.strategy": AssignorChoice.standard.strategy,
         ]
