@@ -45,8 +45,10 @@ final class DaemonProcess: @unchecked Sendable {
 
 /// Writes a config file for a daemon process on the shared broker (API on an
 /// ephemeral port, short group sessions) beside the `scripts` directory.
+/// `kafka`: more `[kafka]` keys; `properties`: the `[kafka.properties]`.
 func daemonConfig(next scripts: String, topic: String, group: String, workers: Int, sliceMs: Int,
-                  groupExtra: String = "", tail: String = "", schedules: Bool = false) throws -> URL {
+                  groupExtra: String = "", tail: String = "", schedules: Bool = false, kafka: String = "",
+                  properties: [String: String] = ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"]) throws -> URL {
     let file = URL(fileURLWithPath: scripts).deletingLastPathComponent().appendingPathComponent("\(group).toml")
     try TestBroker.shared.createTopic("\(group)-schedules", partitions: 4)
     // The default reports topic, shared by the daemon tests that name none of their own.
@@ -54,9 +56,9 @@ func daemonConfig(next scripts: String, topic: String, group: String, workers: I
     try """
         [kafka]
         brokers = ["\(TestBroker.shared.bootstrapServers)"]
+        \(kafka)
         [kafka.properties]
-        "session.timeout.ms" = 3000
-        "heartbeat.interval.ms" = 500
+        \(properties.sorted { $0.key < $1.key }.map { "\"\($0.key)\" = \"\($0.value)\"" }.joined(separator: "\n"))
         [api]
         listen = "127.0.0.1:0"
         [schedules]

@@ -54,9 +54,9 @@ struct ScaleOutTests {
     /// flight; then the refusal pauses every lease.
     static let inFlightBound = 2 * (37 + 1)
 
-    @Test("they split the partitions and never process one partition at the same time; nothing lost; cooperative (default): duplicates at most the messages in flight")
+    @Test("they split the partitions and never process one partition at the same time; nothing lost; cooperative-sticky (set in [kafka.properties]): duplicates at most the messages in flight")
     func cooperative() async throws {
-        let run = try await Self.run(strategy: nil)
+        let run = try await Self.run(strategy: "cooperative-sticky")
         Self.checkSplit(run, rounds: 1)
         // The revoke callback commits synchronously once the leases of the
         // revoked partitions ended; the group accepts it when the round that
@@ -66,7 +66,7 @@ struct ScaleOutTests {
         #expect(run.duplicates <= Self.inFlightBound, "\(run.duplicates) of \(run.total) messages processed twice")
     }
 
-    @Test("with the eager assignor (config option) they still split the partitions; duplicates only around the rebalance")
+    @Test("with the eager assignor (the default before librdkafka 2.3.0) they still split the partitions; duplicates only around the rebalance")
     func eager() async throws {
         let run = try await Self.run(strategy: "range,roundrobin")
         // The join may take up to three rounds when the whole suite loads the machine.

@@ -157,4 +157,64 @@ struct ScheduleFailoverTests {
         #expect(missed == 0, "\(details)")
         #expect(doubled <= count)
     }
+
+    @Test("the daemon holding a due schedule is killed: the survivor fires it exactly once within the session timeout ([kafka] session_timeout_ms, also the schedule group's) plus a join", .timeLimit(.minutes(2)))
+    func failoverInSeconds() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")
+        let idle = try TestBroker.freshTopic("fast-failover-idle")
+        let output = try TestBroker.freshTopic("fast-failover-out")
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": "function process(msg) end"])
+        let group = "fast-failover-\(UUID().uuidString.prefix(6))"
+        // The session timeout only through the new key: nothing in [kafka.properties].
+        let sessionMs: Int64 = 4000
+        let configFile = try daemonConfig(next: scripts, topic: idle, group: group, workers: 1, sliceMs: 100, schedules: true,
+                                          kafka: "session_timeout_ms = \(sessionMs)", properties: [:])
+        let daemons = try [DaemonProcess(["--config", configFile.path, "--scripts", scripts]),
+                           DaemonProcess(["--config", configFile.path, "--scripts", scripts])]
+        defer {
+            for daemon in daemons where daemon.process.isRunning { kill(daemon.process.processIdentifier, SIGKILL) }
+        }
+        /// The schedule partitions a daemon was last assigned (cooperative: the union of its increments is not needed, the eager default assigns all at once).
+        func held(_ daemon: DaemonProcess) -> Set<Int32> {
+            guard let line = daemon.lines.last(where: { $0.contains("schedule partitions assigned") }),
+                  let open = line.range(of: "partition=["), let close = line[open.upperBound...].firstIndex(of: "]") else { return [] }
+            return Set(line[open.upperBound..<close].split(separator: ",").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) })
+        }
+        func live(_ daemon: DaemonProcess) -> Bool { daemon.log.contains("schedule partition read") }
+        #expect(await eventually(timeout: .seconds(60)) {
+            daemons.allSatisfy(live) && held(daemons[0]).count + held(daemons[1]).count == 4 && held(daemons[0]).isDisjoint(with: held(daemons[1]))
+        }, "\(held(daemons[0])) / \(held(daemons[1]))")
+
+        // One schedule, due 3 s after it is written, as the API writes it.
+        let placement = SchedulePlacement(topic: "\(group)-schedules", partitions: 4, publish: nil)
+        let due = RFC3339.nowMs + 3000
+        let (schedule, message) = try placement.create(task: TaskSpec(topic: output, message: "once"), kind: .at(due), now: RFC3339.nowMs)
+        let partition = try #require(message.partition)
+        let owner = try #require(daemons.first { held($0).contains(partition) }, "nobody holds partition \(partition)")
+        let survivor = daemons.first { $0 !== owner }!
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 10_000)
+        _ = try await producer.send(message)
+        await producer.close(timeoutMs: 5000)
+        kill(owner.process.processIdentifier, SIGKILL)
+        let killed = RFC3339.nowMs
+        owner.process.waitUntilExit()
+
+        // The session expires, the survivor joins again (one round on the
+        // mock broker: about 1-3 s), reads the partition and fires at once.
+        let bound = sessionMs + 3000 + 5000
+        var fired: [FiredTask] = []
+        #expect(try await eventually(timeout: .seconds(60)) {
+            fired = try await firedTasks(topic: output, for: .seconds(2)).filter { $0.id == schedule.id }
+            return !fired.isEmpty
+        })
+        let late = (fired.first?.timestampMs ?? Int64.max) - killed
+        // Anything doubled would follow within moments: look again.
+        try await Task.sleep(for: .seconds(2))
+        fired = try await firedTasks(topic: output, for: .seconds(3)).filter { $0.id == schedule.id }
+        print("schedule failover: fired \(fired.count) time(s), \(late) ms after the kill (due \(due - killed) ms after it; session \(sessionMs) ms)")
+        #expect(fired.count == 1, "fired \(fired.count) times")
+        #expect(late <= bound, "fired \(late) ms after the kill; at most \(bound) expected")
+        #expect(held(survivor) == [0, 1, 2, 3], "the survivor holds \(held(survivor))")
+        #expect(await survivor.terminate() == 0)
+    }
 }

@@ -59,7 +59,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     if config.schedules.enabled {
         // After the producer: it stops (leaving the group, settling fires) before the producer closes.
         services.append(ScheduleService(store: schedules, group: config.schedules.group, bootstrapServers: bootstrapServers,
-                                        properties: config.kafka.properties))
+                                        properties: config.kafka.properties, membership: config.kafka.membership))
     }
     // Every daemon lists every schedule of the cluster, firing them or not.
     services.append(ScheduleCatalogFollower(store: schedules, bootstrapServers: bootstrapServers, properties: config.kafka.properties))
@@ -72,7 +72,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     for group in config.groups {
         do {
             let runtime = try await GroupRuntime.make(
-                group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties,
+                group: group, bootstrapServers: bootstrapServers, properties: config.kafka.properties, membership: config.kafka.membership,
                 publisher: publisher, catalog: catalog, logger: logger,
                 grace: ShutdownGrace(maxCallMs: config.scripts.maxCallMs, producerTimeoutMs: config.producer.timeoutMs))
             groups.append(runtime)

@@ -87,12 +87,14 @@ public enum ConfigLoader {
             switch key {
             case "brokers": section.brokers = try reader.stringList(value, path, table: "kafka")
             case "partitions": section.partitions = try reader.int(value, path, table: "kafka")
+            case "session_timeout_ms": section.sessionTimeoutMs = try reader.int(value, path, table: "kafka")
+            case "instance_id": section.instanceID = try reader.string(value, path, table: "kafka")
             case "properties":
                 let props = try reader.table(value, path)
                 for (name, prop) in props {
                     section.properties[name] = try reader.scalarText(prop, "\(path).\(name)", table: "kafka.properties")
                 }
-            default: throw reader.unknownKey(key, table: "kafka", allowed: ["brokers", "partitions", "properties"])
+            default: throw reader.unknownKey(key, table: "kafka", allowed: ["brokers", "partitions", "session_timeout_ms", "instance_id", "properties"])
             }
         }
     }

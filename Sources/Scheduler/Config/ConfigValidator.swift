@@ -7,6 +7,13 @@ enum ConfigValidator {
         for (index, broker) in config.kafka.brokers.enumerated() where !isHostPort(broker) {
             throw reader.error("kafka.brokers", table: "kafka", "element \(index) '\(broker)' is not host:port")
         }
+        // librdkafka refuses a session longer than max.poll.interval.ms (default 300000).
+        if config.kafka.sessionTimeoutMs < 1000 || config.kafka.sessionTimeoutMs > 300_000 {
+            throw reader.error("kafka.session_timeout_ms", table: "kafka", "must be between 1000 and 300000, got \(config.kafka.sessionTimeoutMs)")
+        }
+        if !config.kafka.instanceID.isEmpty, let problem = instanceIDProblem(config.kafka.instanceID) {
+            throw reader.error("kafka.instance_id", table: "kafka", problem)
+        }
         if !isHostPort(config.api.listen) {
             throw reader.error("api.listen", table: "api", "'\(config.api.listen)' is not host:port (e.g. 127.0.0.1:5000)")
         }
@@ -84,6 +91,17 @@ enum ConfigValidator {
         if value < 1 || value > max {
             throw reader.error(path, table: table, "must be between 1 and \(max), got \(value)")
         }
+    }
+
+    /// Kafka checks `group.instance.id` as it checks topic names: up to 249
+    /// of [A-Za-z0-9._-]; the group id is appended, so keep the base short.
+    static func instanceIDProblem(_ id: String) -> String? {
+        if id.count > 200 { return "is \(id.count) characters long; at most 200" }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if let bad = id.first(where: { !allowed.contains($0) }) {
+            return "'\(id)' contains '\(bad)'; use letters, digits, '.', '_' and '-'"
+        }
+        return nil
     }
 
     static func isHostPort(_ text: String) -> Bool {

@@ -34,6 +34,19 @@ public struct KafkaSection: Sendable, Equatable {
     /// Extra librdkafka properties (`[kafka.properties]`), e.g.
     /// `"security.protocol" = "SASL_SSL"`; passed to every client unchanged.
     public var properties: [String: String] = [:]
+    /// `session.timeout.ms` of every consumer group this daemon joins (the
+    /// worker groups and the schedule group): how long a killed daemon's
+    /// partitions wait before moving. Default 10000.
+    public var sessionTimeoutMs = 10_000
+    /// Static membership (KIP-345) when not empty: each consumer's
+    /// `group.instance.id` is `<instance_id>-<group>`, so a daemon restarted
+    /// within the session timeout gets its partitions back without a
+    /// rebalance. Unique per daemon, the same across its restarts. Default
+    /// empty (dynamic membership).
+    public var instanceID = ""
+
+    /// How the consumers join their groups.
+    public var membership: GroupMembership { GroupMembership(sessionTimeoutMs: sessionTimeoutMs, instanceID: instanceID) }
 }
 
 /// `[api]`.

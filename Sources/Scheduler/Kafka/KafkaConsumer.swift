@@ -29,11 +29,15 @@ public struct PartitionOffset: Sendable, Hashable {
 /// dedicated thread, never on Swift's concurrency pool.
 public final class KafkaConsumer: @unchecked Sendable {
     // Threading rule: rd_kafka_t is thread-safe; this class adds no mutable
-    // state except `closed`, guarded by `lock`.
+    // state except `closed` and `subscribed`, guarded by `lock`.
     /// The librdkafka handle; for the benchmark's librdkafka-only reader.
     @_spi(Benchmark) public let handle: OpaquePointer
     private let lock = NSLock()
     private var closed = false
+    /// `subscribe` was called (the consumer joins a group), guarded by `lock`.
+    private var subscribed = false
+    /// Closing before the first assignment would abort (`AssignorChoice.closeBeforeAssignmentAborts`).
+    private let abortsIfClosedUnassigned: Bool
 
     /// Creates a consumer in group `groupID`. By default it starts at the
     /// earliest offset when the group has no committed offset, and commits
@@ -77,14 +81,16 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         // Serve every event from the consumer queue (INTRODUCTION.md, "Consumer groups").
         rd_kafka_poll_set_consumer(handle)
-        return KafkaConsumer(handle: handle, rebalanceContext: context)
+        let aborts = AssignorChoice.closeBeforeAssignmentAborts(strategy: settings["partition.assignment.strategy"], version: rd_kafka_version())
+        return KafkaConsumer(handle: handle, rebalanceContext: context, abortsIfClosedUnassigned: aborts)
     }
 
     private let rebalanceContext: Unmanaged<RebalanceHandler>?
 
-    private init(handle: OpaquePointer, rebalanceContext: Unmanaged<RebalanceHandler>?) {
+    private init(handle: OpaquePointer, rebalanceContext: Unmanaged<RebalanceHandler>?, abortsIfClosedUnassigned: Bool) {
         self.handle = handle
         self.rebalanceContext = rebalanceContext
+        self.abortsIfClosedUnassigned = abortsIfClosedUnassigned
     }
 
     /// Detaches and returns the fetch queue of an assigned partition.
@@ -103,6 +109,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func subscribe(_ topics: [String]) throws {
         let list = Self.makeList(topics.map { PartitionOffset(topic: $0, partition: RD_KAFKA_PARTITION_UA, offset: 0) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
+        lock.withLock { subscribed = true }
         let err = rd_kafka_subscribe(handle, list)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe") }
     }
@@ -170,13 +177,24 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Leaves the group (committing nothing further) and destroys the handle.
     /// Blocking; safe to call twice.
+    ///
+    /// On a librdkafka that aborts when a cooperative-sticky consumer is
+    /// destroyed before its first assignment (issue #4312), such a consumer
+    /// leaves its group but keeps its handle (and rebalance handler) until the
+    /// process exits: it held no partition, so nothing is left to commit.
     public func close() {
         lock.lock()
         let wasClosed = closed
+        let wasSubscribed = subscribed
         closed = true
         lock.unlock()
         if wasClosed { return }
         _ = rd_kafka_consumer_close(handle)
+        // After the close: no assignment is taken once it has begun.
+        if abortsIfClosedUnassigned && wasSubscribed && !(rebalanceContext?.takeUnretainedValue().hasBeenAssigned ?? false) {
+            KafkaLog.logger.notice("consumer closed before its first assignment; its handle is kept until the process exits (librdkafka \(AssignorChoice.versionName(rd_kafka_version())) would abort destroying it: issue #4312)")
+            return
+        }
         rd_kafka_destroy(handle)
         rebalanceContext?.release()
     }

@@ -10,12 +10,18 @@ import CRdKafka
 /// offsets are committed (INTRODUCTION.md, "Consumer groups").
 public final class RebalanceHandler: @unchecked Sendable {
     // Threading rule: immutable closures; called only on the thread that polls
-    // the consumer queue (or closes the consumer).
+    // the consumer queue (or closes the consumer). `assignedOnce` is guarded
+    // by its lock (read by the closing thread).
     let assigned: @Sendable ([PartitionOffset]) -> Void
     /// The partitions, and whether they were lost (the member's generation
     /// is gone, so no commit will be accepted for them) rather than given up.
     let revoking: @Sendable ([PartitionOffset], Bool) -> Void
     let commitFailed: @Sendable (KafkaError) -> Void
+    private let assignedOnce = LockedValue(false)
+
+    /// An assignment (even an empty one) was received: the group's SyncGroup
+    /// completed at least once, so the assignor's state exists.
+    var hasBeenAssigned: Bool { assignedOnce.withLock { $0 } }
 
     /// Creates a handler. `commitFailed` receives the errors of offset commits
     /// (librdkafka's offset_commit_cb), e.g. "rebalance in progress".
@@ -37,6 +43,7 @@ public final class RebalanceHandler: @unchecked Sendable {
         let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            assignedOnce.withLock { $0 = true }
             assigned(list)
             if cooperative {
                 _ = rd_kafka_incremental_assign(rk, partitions).map(rd_kafka_error_destroy)

@@ -32,7 +32,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     /// `rotate.lua` if present). Nothing consumes yet: `run()` (or
     /// `startConsuming()`) joins the group.
     public static func make(
-        group: GroupConfig, bootstrapServers: String, properties: [String: String],
+        group: GroupConfig, bootstrapServers: String, properties: [String: String], membership: GroupMembership = GroupMembership(),
         publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger, grace: ShutdownGrace? = nil
     ) async throws -> GroupRuntime {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
@@ -69,22 +69,15 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 // the eager protocol the leases also pause (RotationState).
                 coordinator.commitRefused(rebalance: error.isRebalance)
             })
-        // Kafka's pre-3.0 session timeout: a process that died is replaced
-        // after 10 s instead of 45 s (and librdkafka's mock broker makes a
-        // joining member wait about this long when the group emptied).
-        // [kafka.properties] overrides both.
+        // Session timeout, assignor and static membership: `membership`
+        // (the same for the schedule consumer); [kafka.properties] overrides.
         // Prefetch is bounded (librdkafka CONFIGURATION.md: queued.max.messages.kbytes
         // caps each partition's fetch queue), so a slow process() with a fast
         // producer keeps memory flat: the fetcher simply waits.
-        // Incremental (cooperative) rebalancing by default: when a daemon
-        // joins or leaves, only the partitions that move stop, and they are
-        // committed in the revoke callback while the group accepts commits.
-        // `partition.assignment.strategy` in [kafka.properties] chooses another.
-        var properties = [
-            "session.timeout.ms": "10000", "heartbeat.interval.ms": "3000",
+        AssignorChoice.logOnce(properties: properties, logger: logger)
+        var properties = membership.properties(group: group.name, user: [
             "queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608",
-            "partition.assignment.strategy": defaultAssignmentStrategy,
-        ].merging(properties) { _, user in user }
+        ].merging(properties) { _, user in user })
         let cooperative = properties["partition.assignment.strategy"]?.contains("cooperative") == true
         let sessionTimeoutMs = properties["session.timeout.ms"].flatMap { Int($0) } ?? 10_000
         properties["enable.partition.eof"] = "false"
@@ -129,8 +122,11 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         pollLoop.withLock { $0 = KafkaPollLoop(name: "group-\(group.name)") { [self] in pollOnce() } }
     }
 
-    /// The group consumers' assignor unless [kafka.properties] names one.
-    public static let defaultAssignmentStrategy = "cooperative-sticky"
+    /// The group consumers' assignor unless [kafka.properties] names one:
+    /// cooperative-sticky (incremental rebalancing: when a daemon joins or
+    /// leaves only the partitions that move stop) on librdkafka 2.3.0 and
+    /// later; before, the eager `range,roundrobin` (`AssignorChoice`).
+    public static var defaultAssignmentStrategy: String { AssignorChoice.standard.strategy }
 
     private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace,
                  assignments: WaitableValue<Int>, commits: CommitGate, settleWait: Duration) {

@@ -14,6 +14,7 @@ final class ScheduleConsumer: @unchecked Sendable {
     private let store: ScheduleStore
     private let bootstrapServers: String
     private let properties: [String: String]
+    private let membership: GroupMembership
     private let group: String
     private let lock = NSLock()
     private var running = true
@@ -23,11 +24,14 @@ final class ScheduleConsumer: @unchecked Sendable {
     /// Longest a revoke waits for fires in flight.
     static let revokeWaitMs = 5000
 
-    init(store: ScheduleStore, group: String, bootstrapServers: String, properties: [String: String]) {
+    /// `membership`: the worker groups' session timeout, assignor and static
+    /// membership, so a killed daemon's schedules move as soon as its groups do.
+    init(store: ScheduleStore, group: String, bootstrapServers: String, properties: [String: String], membership: GroupMembership = GroupMembership()) {
         self.store = store
         self.group = group
         self.bootstrapServers = bootstrapServers
         self.properties = properties
+        self.membership = membership
     }
 
     private var isRunning: Bool { lock.withLock { running } }
@@ -80,7 +84,8 @@ final class ScheduleConsumer: @unchecked Sendable {
                 book.update { table in for id in ids { table.drop(id) } }
                 logger.info("schedule partitions revoked", metadata: [LogKey.partition: "\(ids.sorted())", LogKey.topic: "\(topic)"])
             })
-        var settings = properties
+        AssignorChoice.logOnce(properties: properties, logger: logger)
+        var settings = membership.properties(group: group, user: properties)
         settings["enable.partition.eof"] = "true"
         // Records written by other daemons should reach the owner quickly.
         settings["fetch.wait.max.ms"] = settings["fetch.wait.max.ms"] ?? "100"

@@ -11,10 +11,11 @@ struct ScheduleService: Service {
     let group: String
     let bootstrapServers: String
     let properties: [String: String]
+    var membership = GroupMembership()
 
     func run() async throws {
         let firer = ScheduleFirer(store: store)
-        let consumer = ScheduleConsumer(store: store, group: group, bootstrapServers: bootstrapServers, properties: properties)
+        let consumer = ScheduleConsumer(store: store, group: group, bootstrapServers: bootstrapServers, properties: properties, membership: membership)
         firer.start()
         consumer.start()
         try? await gracefulShutdown()
