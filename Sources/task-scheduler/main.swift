@@ -53,6 +53,11 @@ extension TaskSchedulerCommand {
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
+            // Until the services run, SIGTERM ends the daemon at once with
+            // status 0: nothing is held or pending yet (no group joined, no
+            // task accepted). ServiceLifecycle replaces this handler when the
+            // services start; from then on SIGTERM is the graceful shutdown.
+            signal(SIGTERM) { _ in _exit(0) }
             let config: SchedulerConfig
             do {
                 config = try ConfigLoader.load(path: options.chosenConfig)

@@ -65,10 +65,10 @@ struct RotationFaultTests {
             (.tick(afterMs: 10), []),
             (.tick(afterMs: 1000), ["commit A0@6"]),
         ]),
-        Rule("cooperative: commits held for over a session timeout (10 s) pause the leases too, until the next assignment", eager: false, [
+        Rule("cooperative: commits held for over a fifth of the session timeout (2 s) pause the leases too, until the next assignment", eager: false, [
             (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
             (.refused(rebalance: true), ["resend A0 A1", "hold commits", "commits held"]),
-            (.tick(afterMs: 9900), []),
+            (.tick(afterMs: 1900), []),
             (.tick(afterMs: 200), ["paused", "stop w0 revoked", "stop w1 revoked"]),
             (.end(0, .revoked), []),
             (.end(1, .revoked), []),

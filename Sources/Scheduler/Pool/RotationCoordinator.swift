@@ -60,7 +60,7 @@ final class RotationCoordinator: @unchecked Sendable {
         // A rebalance can take a session timeout (a dead member leaves) and a
         // join or two (the embedded broker holds each for a session timeout).
         rules.pauseGiveUp = max(rules.pauseGiveUp, .milliseconds(3 * sessionTimeoutMs))
-        rules.holdBeforePause = .milliseconds(sessionTimeoutMs)
+        rules.holdBeforePause = .milliseconds(sessionTimeoutMs / 5)
         self.state = RotationState(rules: rules)
         // Present from the start (empty), so dashboards find the family.
         _ = catalog.metrics.timer(MetricName.handoffGap, [("group", group.name)])

@@ -86,6 +86,11 @@ final class ScheduleConsumer: @unchecked Sendable {
             })
         AssignorChoice.logOnce(properties: properties, logger: logger)
         var settings = membership.properties(group: group, user: properties)
+        // Eager whatever the worker groups use: the schedule table takes each
+        // assignment as the whole of what this daemon holds (an incremental
+        // one would drop the rest), and the group has little to keep working
+        // through a rebalance.
+        settings["partition.assignment.strategy"] = "range,roundrobin"
         settings["enable.partition.eof"] = "true"
         // Records written by other daemons should reach the owner quickly.
         settings["fetch.wait.max.ms"] = settings["fetch.wait.max.ms"] ?? "100"

@@ -77,9 +77,9 @@ struct RotationRules: Sendable {
     /// is over after this long.
     var pauseGiveUp = Duration.seconds(15)
     /// Cooperative: leases go on while commits are held for a rebalance, but
-    /// only this long (a session timeout); then they pause too, so what a
-    /// lost assignment would make the next owner redo stays bounded.
-    var holdBeforePause = Duration.seconds(10)
+    /// only this long (a fifth of the session timeout); then they pause too,
+    /// so what a lost assignment would make the next owner redo stays bounded.
+    var holdBeforePause = Duration.seconds(2)
     /// Idle slots' positions are committed at most this often.
     var commitRetryInterval = Duration.seconds(1)
     /// Largest slice a policy may ask for.
