@@ -1,12 +1,13 @@
-/// The producer's task pool as a plain value: which tasks it holds, in which
-/// order, and the rules for adding and removing them. `TaskPoolStore` keeps
-/// one behind a lock and makes every change durable in the pool topic.
+/// The task pool as a plain value: the projection of the pool topic in
+/// offset order, as this daemon's follower has read it so far, plus the
+/// additions this daemon has in flight (they count against the capacity).
+/// `PoolFollower` applies records to it; `TaskPoolStore` reads it and makes
+/// every change by writing a record and waiting until the follower applied it.
 ///
-/// Every entry has a stable `id` (its key in the pool topic) and an `order`
-/// fixed when it was reserved, so the position of a task (its index in
-/// `GET /tasks`, its `Key <index>` in the default generate.lua) is the same
-/// however the acknowledgements of concurrent additions interleave, and the
-/// same after a restart (the topic is replayed in offset order).
+/// Every entry has a stable `id` (its key in the pool topic). The position of
+/// a task (its index in `GET /tasks`, its `Key <index>` in the default
+/// generate.lua) is the offset order of the records that added it, so every
+/// daemon that has read as far sees the same pool in the same order.
 struct TaskPool: Sendable, Equatable {
     /// One task of the pool.
     struct Entry: Sendable, Equatable {
@@ -14,92 +15,96 @@ struct TaskPool: Sendable, Equatable {
         let id: String
         /// The task as posted (after `on_task`).
         let task: TaskSpec
-        /// Position among all entries ever added; entries are kept sorted by it.
-        let order: UInt64
     }
 
-    /// A slot promised to an addition whose record is not acknowledged yet.
-    struct Reservation: Sendable, Equatable {
-        let order: UInt64
-    }
-
-    /// Most entries (committed plus reserved) the pool holds.
+    /// Most entries (in the topic plus in flight here) the pool takes; records
+    /// read from the topic are never refused (they were accepted once).
     let capacity: Int
-    /// The entries, oldest first.
+    /// The entries, in the offset order of the records that added them.
     private(set) var entries: [Entry] = []
-    /// Additions in flight: they count against `capacity`.
-    private(set) var reserved = 0
-    private var nextOrder: UInt64 = 0
+    /// The offset of the next record to apply: every record below it was applied.
+    private(set) var nextOffset: Int64 = 0
+    /// The topic was seeded (its marker record was read).
+    private(set) var seeded = false
+    /// The last tick record read.
+    private(set) var lastTick: PoolTick?
+    /// The follower has read as far as the topic reached when it started
+    /// (or found the topic empty or missing).
+    private(set) var caughtUp = false
+    /// Where the topic ended when the follower started; caught up once applied there.
+    private var catchUpEnd: Int64 = 0
+    /// Additions of this daemon whose records are not applied yet.
+    private(set) var inFlight = 0
 
     init(capacity: Int) {
         self.capacity = capacity
     }
 
-    /// The tasks, in pool order (what `generate(tick, pool)` and `GET /tasks` see).
+    /// The tasks, in pool order (what `generate(tick, pool)` sees).
     var tasks: [TaskSpec] { entries.map(\.task) }
 
     /// Number of tasks in the pool.
     var count: Int { entries.count }
 
-    /// Takes a slot for a new task, or nil when the pool is full.
-    mutating func reserve() -> Reservation? {
-        guard entries.count + reserved < capacity else { return nil }
-        reserved += 1
-        defer { nextOrder += 1 }
-        return Reservation(order: nextOrder)
+    /// Requests may be answered: the topic was read to its end and seeded.
+    var isReady: Bool { caughtUp && seeded }
+
+    /// The entry with `id`, if the pool has it.
+    func entry(id: String) -> Entry? { entries.first { $0.id == id } }
+
+    /// Sets where the topic ended when the follower started reading it.
+    mutating func startFollowing(end: Int64) {
+        catchUpEnd = end
+        if nextOffset >= end { caughtUp = true }
     }
 
-    /// Turns a reservation into an entry (its record was acknowledged).
-    mutating func commit(_ reservation: Reservation, id: String, task: TaskSpec) {
-        reserved -= 1
-        insert(Entry(id: id, task: task, order: reservation.order))
-    }
-
-    /// Gives a reservation back (its record or its publication failed).
-    mutating func release(_ reservation: Reservation) {
-        reserved -= 1
-    }
-
-    /// Removes and returns the entry at `index` (0-based), or nil if there is none.
-    mutating func remove(at index: Int) -> Entry? {
-        guard entries.indices.contains(index) else { return nil }
-        return entries.remove(at: index)
-    }
-
-    /// Removes and returns every entry.
-    mutating func removeAll() -> [Entry] {
-        defer { entries.removeAll() }
-        return entries
-    }
-
-    /// Puts a removed entry back at its old position (its tombstone failed).
-    mutating func restore(_ entry: Entry) {
-        guard !entries.contains(where: { $0.id == entry.id }) else { return }
-        insert(entry)
-    }
-
-    /// Applies one record of the pool topic, read in offset order at start:
-    /// a task adds the entry (or replaces it in place if the id is known),
-    /// nil (a tombstone) removes it. Replay ignores `capacity`: what the
-    /// topic holds was accepted once and is not dropped.
-    mutating func replay(id: String, task: TaskSpec?) {
-        let existing = entries.firstIndex { $0.id == id }
-        switch (task, existing) {
-        case (let task?, let index?):
-            entries[index] = Entry(id: id, task: task, order: entries[index].order)
-        case (let task?, nil):
-            entries.append(Entry(id: id, task: task, order: nextOrder))
-            nextOrder += 1
-        case (nil, let index?):
-            entries.remove(at: index)
-        case (nil, nil):
+    /// Applies the record at `offset` (records come in offset order): a task
+    /// adds the entry at the end, or replaces it in place if its id is
+    /// known; a tombstone removes it; the markers are remembered. Nil (a
+    /// record that could not be read) only moves the offset on.
+    mutating func apply(_ record: PoolRecord?, offset: Int64) {
+        switch record {
+        case .task(let id, let task)?:
+            if let index = entries.firstIndex(where: { $0.id == id }) {
+                entries[index] = Entry(id: id, task: task)
+            } else {
+                entries.append(Entry(id: id, task: task))
+            }
+        case .removed(let id)?:
+            entries.removeAll { $0.id == id }
+        case .created?:
+            seeded = true
+        case .tick(let tick)?:
+            lastTick = tick
+        case nil:
             break
         }
+        reached(offset + 1)
     }
 
-    private mutating func insert(_ entry: Entry) {
-        // Usually the last position: acknowledgements mostly come in order.
-        let index = entries.lastIndex { $0.order < entry.order }.map { $0 + 1 } ?? 0
-        entries.insert(entry, at: index)
+    /// The follower reached `offset` (the end of the partition, or the
+    /// record before it was applied).
+    mutating func reached(_ offset: Int64) {
+        nextOffset = max(nextOffset, offset)
+        if nextOffset >= catchUpEnd { caughtUp = true }
+    }
+
+    /// The follower read the whole partition (end-of-partition event).
+    mutating func reachedEnd(_ offset: Int64) {
+        reached(offset)
+        caughtUp = true
+    }
+
+    /// Takes a slot for an addition of this daemon, or false when the pool
+    /// (its tasks plus the additions in flight here) is full.
+    mutating func reserve() -> Bool {
+        guard entries.count + inFlight < capacity else { return false }
+        inFlight += 1
+        return true
+    }
+
+    /// Gives a slot back: the addition was applied, or it failed.
+    mutating func release() {
+        inFlight = max(0, inFlight - 1)
     }
 }
