@@ -71,7 +71,11 @@ final class PoolElection: @unchecked Sendable {
     private func elect() throws {
         let handler = RebalanceHandler(
             assigned: { [self] partitions in
-                if partitions.contains(where: { $0.topic == topic && $0.partition == PoolRecord.partition }) { pendingElection = true }
+                if partitions.contains(where: { $0.topic == topic && $0.partition == PoolRecord.partition }) {
+                    pendingElection = true
+                } else {
+                    logger.info("joined the pool publishers' group; another daemon publishes", metadata: [LogKey.group: "\(group)"])
+                }
             },
             revoking: { [self] partitions, _ in
                 guard partitions.contains(where: { $0.topic == topic && $0.partition == PoolRecord.partition }) else { return }
