@@ -175,6 +175,34 @@ struct TaskPoolAPITests {
         }
     }
 
+    @Test("a publisher taking over a pool continues from its tick record: after a finished tick N it runs N + 1; after one begun and not finished it runs it again, counted as doubled",
+          arguments: [(PoolTick(tick: 7, done: true, dueMs: 0), 8, 0), (PoolTick(tick: 5, done: false, dueMs: 0), 5, 1)])
+    func takeoverFromTickRecord(last: PoolTick, firstTick: Int, doubled: Int) async throws {
+        let config = testConfig(intervalMs: 200)
+        let output = try TestBroker.freshTopic("takeover", partitions: 1)
+        // What a previous publisher left in the pool topic.
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 10_000)
+        for record in [PoolRecord.created, .tick(last)] { _ = try await producer.send(record.message(topic: config.producer.poolTopic)) }
+        await producer.close(timeoutMs: 5000)
+        let scripts = try makeScripts(["generate.lua": """
+            function generate(tick) return { { topic = "\(output)", message = "tick " .. tick } } end
+            """])
+        try await withApplication(config, scripts: scripts) { client throws in
+            let ticks = try await readAll(topic: output, partitions: 1, count: 3).map { $0.value.utf8String }
+            #expect(ticks == (firstTick..<firstTick + 3).map { "tick \($0)" })
+            let health = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/health", method: .get).body)) as? [String: Any]
+            let pool = try #require(health?["pool"] as? [String: Any])
+            #expect(pool["publisher"] as? Bool == true && pool["live"] as? Bool == true)
+            #expect((pool["ticks"] as? [String: Int])?["doubled"] == doubled)
+            #expect(((pool["ticks"] as? [String: Int])?["published"] ?? 0) >= 3)
+            #expect(((pool["last_tick"] as? Int) ?? 0) >= firstTick)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("scheduler_pool_publisher 1"))
+            #expect(metrics.contains(#"scheduler_pool_ticks_total{outcome="published"}"#))
+            #expect(metrics.contains(#"scheduler_pool_ticks_total{outcome="doubled"} 1"#) == (doubled == 1))
+        }
+    }
+
     @Test("DELETE needs the API token when one is set")
     func deletionNeedsToken() async throws {
         var config = testConfig()
