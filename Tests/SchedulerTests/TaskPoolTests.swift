@@ -27,6 +27,33 @@ struct TaskPoolTests {
         #expect(!refused)
     }
 
+    @Test("a large pool: removals leave holes that are compacted; order, index and id lookups stay right")
+    func largePool() {
+        var pool = TaskPool(capacity: 10)
+        var expected: [String] = []
+        var offset: Int64 = 0
+        func apply(_ record: PoolRecord) {
+            pool.apply(record, offset: offset)
+            offset += 1
+        }
+        for i in 0..<500 {
+            apply(.task(id: "t\(i)", TaskSpec(topic: "T", message: "\(i)")))
+            expected.append("t\(i)")
+        }
+        for i in 0..<450 where i % 3 == 0 || i % 2 == 0 {
+            apply(.removed(id: "t\(i)"))
+            expected.removeAll { $0 == "t\(i)" }
+        }
+        apply(.task(id: "t451", TaskSpec(topic: "T", message: "changed")))
+        apply(.task(id: "new", a))
+        expected.append("new")
+        #expect(pool.entries.map(\.id) == expected)
+        #expect(pool.count == expected.count && pool.tasks.count == expected.count)
+        for (index, id) in expected.enumerated() { #expect(pool.entry(at: index)?.id == id) }
+        #expect(pool.entry(at: expected.count) == nil && pool.entry(at: -1) == nil)
+        #expect(pool.entry(id: "t451")?.task.message == "changed" && pool.entry(id: "t0") == nil)
+    }
+
     @Test("two daemons applying the same records in the same order show the same pool, whatever the order of their writes")
     func sameOrderEverywhere() {
         let log: [PoolRecord] = [.task(id: "x", a), .task(id: "y", b), .removed(id: "x"), .task(id: "z", c), .created]

@@ -20,8 +20,12 @@ struct TaskPool: Sendable, Equatable {
     /// Most entries (in the topic plus in flight here) the pool takes; records
     /// read from the topic are never refused (they were accepted once).
     let capacity: Int
-    /// The entries, in the offset order of the records that added them.
-    private(set) var entries: [Entry] = []
+    /// The entries in the offset order of the records that added them, with
+    /// holes where entries were removed (compacted once they are the
+    /// majority), so that applying a record costs O(1) however large the pool.
+    private var slots: [Entry?] = []
+    /// Where each entry's id sits in `slots`.
+    private var slotOfID: [String: Int] = [:]
     /// The offset of the next record to apply: every record below it was applied.
     private(set) var nextOffset: Int64 = 0
     /// The topic was seeded (its marker record was read).
@@ -40,17 +44,31 @@ struct TaskPool: Sendable, Equatable {
         self.capacity = capacity
     }
 
+    /// The entries, in pool order.
+    var entries: [Entry] { slots.compactMap { $0 } }
+
     /// The tasks, in pool order (what `generate(tick, pool)` sees).
-    var tasks: [TaskSpec] { entries.map(\.task) }
+    var tasks: [TaskSpec] { slots.compactMap { $0?.task } }
 
     /// Number of tasks in the pool.
-    var count: Int { entries.count }
+    var count: Int { slotOfID.count }
 
     /// Requests may be answered: the topic was read to its end and seeded.
     var isReady: Bool { caughtUp && seeded }
 
     /// The entry with `id`, if the pool has it.
-    func entry(id: String) -> Entry? { entries.first { $0.id == id } }
+    func entry(id: String) -> Entry? { slotOfID[id].flatMap { slots[$0] } }
+
+    /// The entry at position `index` of the pool, if there is one.
+    func entry(at index: Int) -> Entry? {
+        guard index >= 0 && index < count else { return nil }
+        var seen = 0
+        for case let entry? in slots {
+            if seen == index { return entry }
+            seen += 1
+        }
+        return nil
+    }
 
     /// Sets where the topic ended when the follower started reading it.
     mutating func startFollowing(end: Int64) {
@@ -65,13 +83,17 @@ struct TaskPool: Sendable, Equatable {
     mutating func apply(_ record: PoolRecord?, offset: Int64) {
         switch record {
         case .task(let id, let task)?:
-            if let index = entries.firstIndex(where: { $0.id == id }) {
-                entries[index] = Entry(id: id, task: task)
+            if let slot = slotOfID[id] {
+                slots[slot] = Entry(id: id, task: task)
             } else {
-                entries.append(Entry(id: id, task: task))
+                slotOfID[id] = slots.count
+                slots.append(Entry(id: id, task: task))
             }
         case .removed(let id)?:
-            entries.removeAll { $0.id == id }
+            if let slot = slotOfID.removeValue(forKey: id) {
+                slots[slot] = nil
+                if slots.count > 64 && slots.count > 2 * slotOfID.count { compact() }
+            }
         case .created?:
             seeded = true
         case .tick(let tick)?:
@@ -95,10 +117,16 @@ struct TaskPool: Sendable, Equatable {
         caughtUp = true
     }
 
+    /// Drops the holes (amortised: at most once per as many removals as entries).
+    private mutating func compact() {
+        slots = slots.filter { $0 != nil }
+        slotOfID = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($0.element!.id, $0.offset) })
+    }
+
     /// Takes a slot for an addition of this daemon, or false when the pool
     /// (its tasks plus the additions in flight here) is full.
     mutating func reserve() -> Bool {
-        guard entries.count + inFlight < capacity else { return false }
+        guard count + inFlight < capacity else { return false }
         inFlight += 1
         return true
     }

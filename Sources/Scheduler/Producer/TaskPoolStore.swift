@@ -130,7 +130,7 @@ public final class TaskPoolStore: Sendable {
     /// acknowledged and applied here.
     func remove(at index: Int) async throws(PoolError) -> TaskSpec {
         try await loaded()
-        let entry = state.read { pool in pool.entries.indices.contains(index) ? pool.entries[index] : nil }
+        let entry = state.read { $0.entry(at: index) }
         guard let entry else { throw .noSuchTask(index: index, count: state.read(\.count)) }
         let report = try await write(.removed(id: entry.id))
         await showing(report)

@@ -5,15 +5,13 @@ import Foundation
 /// task suspends on a continuation that the change satisfying it resumes
 /// (`wait`). Nothing polls.
 final class WatchedValue<Value: Sendable>: @unchecked Sendable {
-    // Threading rule: `value`, `waiters`, `cancelled` and `nextWaiter` are
-    // only touched between `condition.lock()` and `condition.unlock()`;
-    // continuations are resumed after unlocking, tests run under the lock.
+    // Threading rule: `value`, `waiters`, `nextWaiter` and every
+    // `CancelMark.cancelled` are only touched between `condition.lock()` and
+    // `condition.unlock()`; continuations are resumed after unlocking, tests
+    // run under the lock.
     private let condition = NSCondition()
     private var value: Value
     private var waiters: [UInt64: (test: @Sendable (Value) -> Bool, done: OneShot<Bool>)] = [:]
-    /// Waits cancelled before they were registered (their task's cancel
-    /// handler ran first).
-    private var cancelled: Set<UInt64> = []
     private var nextWaiter: UInt64 = 0
 
     init(_ value: Value) {
@@ -51,12 +49,14 @@ final class WatchedValue<Value: Sendable>: @unchecked Sendable {
             nextWaiter += 1
             return nextWaiter
         }
+        // Set when the task is cancelled before its waiter is registered.
+        let mark = CancelMark()
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let done = OneShot(continuation)
                 let answer: Bool? = withLock {
                     if test(value) { return true }
-                    if cancelled.remove(id) != nil || Task.isCancelled { return false }
+                    if mark.cancelled || Task.isCancelled { return false }
                     waiters[id] = (test, done)
                     return nil
                 }
@@ -70,11 +70,8 @@ final class WatchedValue<Value: Sendable>: @unchecked Sendable {
             }
         } onCancel: {
             let waiter = withLock { () -> OneShot<Bool>? in
-                guard let waiter = waiters.removeValue(forKey: id) else {
-                    cancelled.insert(id)
-                    return nil
-                }
-                return waiter.done
+                mark.cancelled = true
+                return waiters.removeValue(forKey: id)?.done
             }
             waiter?.resume(false)
         }
@@ -96,4 +93,10 @@ final class WatchedValue<Value: Sendable>: @unchecked Sendable {
         defer { condition.unlock() }
         return body()
     }
+}
+
+/// Whether one `WatchedValue.wait` was cancelled (guarded by the value's lock).
+private final class CancelMark: @unchecked Sendable {
+    // Threading rule: `cancelled` is only touched under the owning WatchedValue's condition lock.
+    var cancelled = false
 }
