@@ -118,8 +118,8 @@ public final class TaskPoolStore: Sendable {
         do throws(PoolError) {
             written = try await write(.task(id: id, task))
         } catch {
-            // A record that timed out may still land: take it back (best effort).
-            _ = publisher.enqueue(PoolRecord.removed(id: id).message(topic: topic), checkSize: false)
+            // A record whose acknowledgement failed (timed out) may still land: take it back.
+            retract(id)
             throw error
         }
         await showing(written)
@@ -169,6 +169,24 @@ public final class TaskPoolStore: Sendable {
             throw firstError
         }
         return entries.count
+    }
+
+    /// Most attempts at a retraction's tombstone (each waits up to the producer timeout, then 1 s).
+    static let retractAttempts = 30
+
+    /// Writes the tombstone of an entry whose addition failed, retrying
+    /// until it is acknowledged (the client was told the addition failed,
+    /// so it must not find the task in the pool). Bounded: after
+    /// `retractAttempts` the entry may stay, and the log says how to remove it.
+    private func retract(_ id: String) {
+        Task { [self] in
+            for _ in 0..<Self.retractAttempts {
+                if (try? await write(.removed(id: id))) != nil { return }
+                try? await Task.sleep(for: .seconds(1))
+            }
+            logger.error("could not remove a pool entry whose addition failed; if it shows in GET /tasks, remove it with DELETE /tasks/\(id)",
+                         metadata: [LogKey.topic: "\(topic)"])
+        }
     }
 
     /// Writes the tick record (the publisher, before and after each tick).
