@@ -54,6 +54,38 @@ struct TaskPoolTests {
         #expect(pool.entry(id: "t451")?.task.message == "changed" && pool.entry(id: "t0") == nil)
     }
 
+    @Test("this daemon's acknowledged records apply as soon as every record before them did; the follower skips them later; another daemon's record in between holds them back")
+    func ownRecordsEarly() {
+        var pool = TaskPool(capacity: 10)
+        pool.startFollowing(end: 1)
+        pool.apply(.created, offset: 0)
+        // Acknowledged at 2 and 1 (out of order): both apply once 1 is there.
+        pool.acknowledge(.task(id: "b", b), offset: 2)
+        #expect(pool.count == 0 && pool.nextOffset == 1)
+        pool.acknowledge(.task(id: "a", a), offset: 1)
+        #expect(pool.tasks == [a, b] && pool.nextOffset == 3)
+        // Offset 3 is another daemon's: this daemon's record at 4 waits for it.
+        pool.acknowledge(.removed(id: "a"), offset: 4)
+        #expect(pool.tasks == [a, b])
+        pool.apply(.task(id: "c", c), offset: 3)
+        #expect(pool.tasks == [b, c] && pool.nextOffset == 5)
+        // The follower reads this daemon's records later: nothing changes (a stays removed).
+        pool.apply(.task(id: "a", a), offset: 1)
+        pool.apply(.task(id: "b", b), offset: 2)
+        #expect(pool.tasks == [b, c] && pool.nextOffset == 5)
+        pool.apply(.task(id: "c", c), offset: 3)
+        pool.apply(.removed(id: "a"), offset: 4)
+        #expect(pool.tasks == [b, c] && pool.nextOffset == 5)
+        // An acknowledgement for an offset already applied is ignored.
+        pool.acknowledge(.task(id: "x", a), offset: 2)
+        #expect(pool.tasks == [b, c])
+        // Passed by the end of the partition (e.g. after a gap): dropped, not applied.
+        pool.acknowledge(.task(id: "late", a), offset: 7)
+        pool.reachedEnd(8)
+        pool.apply(.task(id: "d", a), offset: 8)
+        #expect(pool.tasks == [b, c, a] && pool.entry(id: "late") == nil && pool.nextOffset == 9)
+    }
+
     @Test("two daemons applying the same records in the same order show the same pool, whatever the order of their writes")
     func sameOrderEverywhere() {
         let log: [PoolRecord] = [.task(id: "x", a), .task(id: "y", b), .removed(id: "x"), .task(id: "z", c), .created]

@@ -39,6 +39,12 @@ struct TaskPool: Sendable, Equatable {
     private var catchUpEnd: Int64 = 0
     /// Additions of this daemon whose records are not applied yet.
     private(set) var inFlight = 0
+    /// Records this daemon wrote, acknowledged by the broker at these
+    /// offsets, not applied yet: each is applied as soon as every record
+    /// before it was, without waiting for the follower's next fetch (on the
+    /// embedded broker an idle fetch is answered only after
+    /// `fetch.wait.max.ms`). The follower skips them when it reads them.
+    private var acknowledged: [Int64: PoolRecord] = [:]
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -81,6 +87,25 @@ struct TaskPool: Sendable, Equatable {
     /// known; a tombstone removes it; the markers are remembered. Nil (a
     /// record that could not be read) only moves the offset on.
     mutating func apply(_ record: PoolRecord?, offset: Int64) {
+        // Applied already, from this daemon's delivery report.
+        guard offset >= nextOffset else { return }
+        applyOne(record, offset: offset)
+        applyAcknowledged()
+    }
+
+    /// A record this daemon wrote was acknowledged at `offset`: applied at
+    /// once if it is the next record, else as soon as the records before it are.
+    mutating func acknowledge(_ record: PoolRecord, offset: Int64) {
+        guard offset >= nextOffset else { return }
+        acknowledged[offset] = record
+        applyAcknowledged()
+    }
+
+    private mutating func applyAcknowledged() {
+        while let record = acknowledged.removeValue(forKey: nextOffset) { applyOne(record, offset: nextOffset) }
+    }
+
+    private mutating func applyOne(_ record: PoolRecord?, offset: Int64) {
         switch record {
         case .task(let id, let task)?:
             if let slot = slotOfID[id] {
@@ -109,6 +134,10 @@ struct TaskPool: Sendable, Equatable {
     mutating func reached(_ offset: Int64) {
         nextOffset = max(nextOffset, offset)
         if nextOffset >= catchUpEnd { caughtUp = true }
+        if !acknowledged.isEmpty {
+            acknowledged = acknowledged.filter { $0.key >= nextOffset }
+            applyAcknowledged()
+        }
     }
 
     /// The follower read the whole partition (end-of-partition event).

@@ -90,9 +90,13 @@ public final class TaskPoolStore: Sendable {
     /// Call once the follower caught up; returns once the follower applied them.
     func seed(_ initial: [TaskSpec]) async throws(PoolError) {
         let writes = initial.enumerated().map { PoolRecord.task(id: "initial-\($0.offset)", $0.element) } + [.created]
-        var last: Int64 = 0
-        for record in writes { last = try await write(record).offset }
-        _ = await applied(last + 1, timeout: .milliseconds(waitMs))
+        var last: DeliveryReport?
+        for record in writes {
+            let report = try await write(record)
+            state.update { $0.acknowledge(record, offset: report.offset) }
+            last = report
+        }
+        if let last { _ = await applied(last.offset + 1, timeout: .milliseconds(waitMs)) }
         logger.info("task pool created from generate.lua's tasks", metadata: [LogKey.topic: "\(topic)", LogKey.count: "\(initial.count)"])
     }
 
@@ -114,15 +118,16 @@ public final class TaskPoolStore: Sendable {
             throw .publish(error)
         }
         let id = UUID().uuidString.lowercased()
+        let record = PoolRecord.task(id: id, task)
         let written: DeliveryReport
         do throws(PoolError) {
-            written = try await write(.task(id: id, task))
+            written = try await write(record)
         } catch {
             // A record whose acknowledgement failed (timed out) may still land: take it back.
             retract(id)
             throw error
         }
-        await showing(written)
+        await showing(record, written)
         return report
     }
 
@@ -133,7 +138,7 @@ public final class TaskPoolStore: Sendable {
         let entry = state.read { $0.entry(at: index) }
         guard let entry else { throw .noSuchTask(index: index, count: state.read(\.count)) }
         let report = try await write(.removed(id: entry.id))
-        await showing(report)
+        await showing(.removed(id: entry.id), report)
         return entry.task
     }
 
@@ -143,7 +148,7 @@ public final class TaskPoolStore: Sendable {
         try await loaded()
         guard let entry = state.read({ $0.entry(id: id) }) else { throw .noSuchID(id) }
         let report = try await write(.removed(id: id))
-        await showing(report)
+        await showing(.removed(id: id), report)
         return entry.task
     }
 
@@ -156,14 +161,16 @@ public final class TaskPoolStore: Sendable {
         let deliveries = entries.map { publisher.enqueue(PoolRecord.removed(id: $0.id).message(topic: topic), checkSize: false) }
         var firstError: PoolError?
         var last: DeliveryReport?
-        for delivery in deliveries {
+        for (entry, delivery) in zip(entries, deliveries) {
             do throws(PoolError) {
-                last = try await Self.acknowledged(delivery)
+                let report = try await Self.acknowledged(delivery)
+                state.update { $0.acknowledge(.removed(id: entry.id), offset: report.offset) }
+                last = report
             } catch {
                 firstError = firstError ?? error
             }
         }
-        if let last { await showing(last) }
+        if let last { _ = await applied(last.offset + 1, timeout: .milliseconds(waitMs)) }
         if let firstError {
             logger.warning("could not write to the pool topic: \(firstError)", metadata: [LogKey.topic: "\(topic)"])
             throw firstError
@@ -194,9 +201,11 @@ public final class TaskPoolStore: Sendable {
         _ = try await write(.tick(tick))
     }
 
-    /// Waits (bounded) until this daemon's follower applied `report`'s
-    /// record, so the answer's sender reads its own write.
-    private func showing(_ report: DeliveryReport) async {
+    /// Applies `record`, acknowledged with `report`, once every record
+    /// before it was; waits (bounded) for that, so the answer's sender
+    /// reads its own write.
+    private func showing(_ record: PoolRecord, _ report: DeliveryReport) async {
+        state.update { $0.acknowledge(record, offset: report.offset) }
         if await !applied(report.offset + 1, timeout: .milliseconds(waitMs)) {
             logger.warning("the pool topic follower has not read back a record this daemon wrote within \(waitMs) ms; GET /tasks may not show it yet",
                            metadata: [LogKey.topic: "\(topic)", LogKey.offset: "\(report.offset)"])
