@@ -31,6 +31,7 @@ struct TaskPoolService: Service {
         }
         // A service that returns ends the application: stay until shutdown.
         try? await gracefulShutdown()
+        store.stop()
         // Blocking (one poll): off the concurrency pool.
         let thread = DedicatedThread(name: "pool-follower-stop")
         await thread.run { store.follower.stop() }

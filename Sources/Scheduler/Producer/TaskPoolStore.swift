@@ -44,6 +44,8 @@ public final class TaskPoolStore: Sendable {
     /// the follower to apply a record this daemon wrote.
     private let waitMs: Int
     private let logger: Logger
+    /// Set at shutdown, before the producer closes: retractions stop.
+    private let stopped = LockedValue(false)
 
     init(topic: String, capacity: Int, loadWaitMs: Int, publisher: TaskPublisher, bootstrapServers: String,
          properties: [String: String], logger: Logger) {
@@ -188,12 +190,19 @@ public final class TaskPoolStore: Sendable {
     private func retract(_ id: String) {
         Task { [self] in
             for _ in 0..<Self.retractAttempts {
+                // The producer closes after the pool's service stopped: never write past that.
+                guard !stopped.withLock({ $0 }) else { break }
                 if (try? await write(.removed(id: id))) != nil { return }
                 try? await Task.sleep(for: .seconds(1))
             }
             logger.error("could not remove a pool entry whose addition failed; if it shows in GET /tasks, remove it with DELETE /tasks/\(id)",
                          metadata: [LogKey.topic: "\(topic)"])
         }
+    }
+
+    /// Stops the retractions still retrying (the daemon is stopping).
+    func stop() {
+        stopped.withLock { $0 = true }
     }
 
     /// Writes the tick record (the publisher, before and after each tick).
