@@ -1,12 +1,13 @@
 -- generate.lua: what the producer publishes.
 --
 -- The producer owns a task pool (GET /tasks). Its initial content is the
--- global `tasks` below; POST /tasks/generate adds to it, DELETE /tasks/<index>
--- removes from it. The pool is kept in a Kafka topic ([producer] pool_topic)
--- and read back at start, so `tasks` only seeds a pool that does not exist yet.
+-- global `tasks` below; POST /tasks/generate adds to it, DELETE /tasks/<id or
+-- index> removes from it. The pool is a Kafka topic ([producer] pool_topic)
+-- that every daemon follows, so `tasks` only seeds a pool that does not exist yet.
 --
 -- generate(tick, pool) is called every [producer] interval_ms (tick = 1, 2,
--- 3, ...) with a copy of the pool's tasks, in order. It returns a list of tasks
+-- 3, ...) with a copy of the pool's tasks, in order, on one daemon of those
+-- sharing the pool topic (the publisher). It returns a list of tasks
 -- to publish, or nil for none. A task is a table:
 --   { topic = "A", message = "...", key = "Key 0", headers = { name = "value" } }
 -- topic and message are required; key and headers are optional.

@@ -36,6 +36,13 @@ func readMatching(topic: String, partitions: Int = 4, count: Int, timeout: Durat
     }
 }
 
+/// A `GET /tasks` entry without its `id` (the seed's shape).
+func withoutID(_ entry: [String: Any]) -> NSDictionary {
+    var entry = entry
+    entry["id"] = nil
+    return entry as NSDictionary
+}
+
 func delete(_ client: some TestClientProtocol, _ uri: String, token: String? = nil) async throws -> TestResponse {
     try await client.execute(uri: uri, method: .delete, headers: token.map { [.authorization: "Bearer \($0)"] } ?? [:])
 }
@@ -49,10 +56,13 @@ struct TaskPoolAPITests {
             let response = try await post(client, #"{"topic": "E", "message": "EE"}"#)
             #expect(response.status == .ok && String(buffer: response.body) == "\"Success\"")
             let list = try await poolList(client)
-            #expect(list.map { $0 as NSDictionary } == [
+            #expect(list.map { withoutID($0) } == [
                 ["topic": "A", "message": "AA"], ["topic": "B", "message": "BB"], ["topic": "C", "message": "CC"],
                 ["topic": "D", "message": "DD"], ["topic": "E", "message": "EE"],
             ] as [NSDictionary])
+            // Seeded entries have ids derived from their position; posted ones a UUID.
+            #expect(list.prefix(4).map { $0["id"] as? String } == ["initial-0", "initial-1", "initial-2", "initial-3"])
+            #expect((list[4]["id"] as? String).flatMap(UUID.init(uuidString:)) != nil)
             let ticks = try await readMatching(topic: "E", count: 2) { $0.value.utf8String == "Message EE" }
             #expect(ticks.count == 2, "E was not published on two ticks")
             for message in ticks {
@@ -71,8 +81,8 @@ struct TaskPoolAPITests {
             #expect(try await post(client, #"{"topic": "K", "message": "keyed", "key": "k1", "headers": {"h": "v"}}"#).status == .ok)
             let list = try await poolList(client)
             #expect(list.count == 2)
-            #expect(Set(list[0].keys) == ["topic", "message"])
-            #expect(list[1] as NSDictionary == ["topic": "K", "message": "keyed", "key": "k1", "headers": ["h": "v"]] as NSDictionary)
+            #expect(Set(list[0].keys) == ["topic", "message", "id"])
+            #expect(withoutID(list[1]) == ["topic": "K", "message": "keyed", "key": "k1", "headers": ["h": "v"]] as NSDictionary)
         }
     }
 
@@ -126,6 +136,74 @@ struct TaskPoolAPITests {
             #expect(String(buffer: all.body) == #"{"removed":4}"#)
             #expect(try await poolList(client).isEmpty)
             #expect(errorText(try await delete(client, "/tasks/0")) == "no task at index 0: the pool is empty")
+        }
+    }
+
+    @Test("DELETE /tasks/<id> removes that entry whatever its index; an unknown id is a 404; a schedule id still goes to the schedules")
+    func deletionByID() async throws {
+        try await withApplication(testConfig()) { client throws in
+            #expect(try await post(client, #"{"topic": "E", "message": "EE"}"#).status == .ok)
+            let id = try #require(try await poolList(client).last?["id"] as? String)
+            let removed = try await delete(client, "/tasks/\(id.uppercased())")
+            #expect(removed.status == .ok)
+            #expect(try JSONSerialization.jsonObject(with: Data(buffer: removed.body)) as? NSDictionary == ["topic": "E", "message": "EE"])
+            #expect(try await delete(client, "/tasks/initial-2").status == .ok)
+            #expect(try await poolSummary(client) == ["A:AA", "B:BB", "D:DD"])
+            let again = try await delete(client, "/tasks/\(id)")
+            #expect(again.status == .notFound)
+            #expect(errorText(again) == "no task with id '\(id)' in the pool (it was removed, or never existed)")
+            // Not a pool id: a schedule's (schedules are off here: the schedule store answers).
+            #expect(try await delete(client, "/tasks/s-0-abc").status != .badRequest)
+        }
+    }
+
+    @Test("read-your-writes: right after each POST or DELETE answers, the same daemon's GET /tasks shows the change")
+    func readYourWrites() async throws {
+        let scripts = try makeScripts(["generate.lua": "function generate() end"])
+        try await withApplication(testConfig(), scripts: scripts) { client throws in
+            var expected: [String] = []
+            for round in 0..<15 {
+                #expect(try await post(client, #"{"topic": "R", "message": "m\#(round)"}"#).status == .ok)
+                expected.append("R:m\(round)")
+                #expect(try await poolSummary(client) == expected, "after post \(round)")
+                if round % 3 == 2 {
+                    #expect(try await delete(client, "/tasks/0").status == .ok)
+                    expected.removeFirst()
+                    #expect(try await poolSummary(client) == expected, "after delete \(round)")
+                }
+            }
+        }
+    }
+
+    @Test("a publisher taking over a pool continues from its tick record: after a finished tick N it runs N + 1; after one begun and not finished it runs it again, counted as doubled",
+          arguments: [(PoolTick(tick: 7, done: true, dueMs: 0), 8, 0), (PoolTick(tick: 5, done: false, dueMs: 0), 5, 1)])
+    func takeoverFromTickRecord(last: PoolTick, firstTick: Int, doubled: Int) async throws {
+        let config = testConfig(intervalMs: 200)
+        let output = try TestBroker.freshTopic("takeover", partitions: 1)
+        // What a previous publisher left in the pool topic.
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 10_000)
+        for record in [PoolRecord.created, .tick(last)] { _ = try await producer.send(record.message(topic: config.producer.poolTopic)) }
+        await producer.close(timeoutMs: 5000)
+        let scripts = try makeScripts(["generate.lua": """
+            function generate(tick) return { { topic = "\(output)", message = "tick " .. tick } } end
+            """])
+        try await withApplication(config, scripts: scripts) { client throws in
+            let ticks = try await readAll(topic: output, partitions: 1, count: 3).map { $0.value.utf8String }
+            #expect(ticks == (firstTick..<firstTick + 3).map { "tick \($0)" })
+            // The third tick's end (its count) may come just after its publications.
+            var pool: [String: Any] = [:]
+            #expect(try await eventually(timeout: .seconds(10)) {
+                let health = try JSONSerialization.jsonObject(with: Data(buffer: try await client.execute(uri: "/health", method: .get).body)) as? [String: Any]
+                pool = health?["pool"] as? [String: Any] ?? [:]
+                return ((pool["ticks"] as? [String: Int])?["published"] ?? 0) >= 3
+            })
+            #expect(pool["publisher"] as? Bool == true && pool["live"] as? Bool == true)
+            #expect((pool["ticks"] as? [String: Int])?["doubled"] == doubled)
+            #expect(((pool["last_tick"] as? Int) ?? 0) >= firstTick)
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains("scheduler_pool_publisher 1"))
+            #expect(metrics.contains(#"scheduler_pool_ticks_total{outcome="published"}"#))
+            #expect(metrics.contains(#"scheduler_pool_ticks_total{outcome="doubled"} 1"#) == (doubled == 1))
         }
     }
 
@@ -188,7 +266,7 @@ struct TaskPoolAPITests {
             """])
         try await withApplication(testConfig(), scripts: scripts) { client throws in
             let list = try await poolList(client)
-            #expect(list.map { $0 as NSDictionary } == [
+            #expect(list.map { withoutID($0) } == [
                 ["topic": "X", "message": "one", "key": "kx"], ["topic": "Y", "message": "two", "headers": ["a": "b"]],
             ] as [NSDictionary])
         }

@@ -6,6 +6,8 @@ struct HealthRoutes: Sendable {
     let embeddedBroker: Bool
     let publisher: TaskPublisher
     let schedules: ScheduleStore
+    let pool: TaskPoolStore
+    let election: PoolElection
 
     func add(to router: Router<BasicRequestContext>) {
         router.get("/health") { _, _ in
@@ -14,7 +16,8 @@ struct HealthRoutes: Sendable {
                 pending_tasks: publisher.pendingCount,
                 schedules: ScheduleHealthView(live: schedules.isLive, owned: schedules.book.read { $0.count },
                                               partitions: schedules.book.read { $0.partitions.keys.sorted() },
-                                              catalog: schedules.catalog.withLock { CatalogHealthView(live: $0.isLive, schedules: $0.count) })))
+                                              catalog: schedules.catalog.withLock { CatalogHealthView(live: $0.isLive, schedules: $0.count) }),
+                pool: PoolHealthView(pool: pool, role: election.role.read { $0 })))
         }
     }
 }
@@ -26,6 +29,7 @@ struct HealthView: Encodable {
     let embedded_broker: Bool
     let pending_tasks: Int
     let schedules: ScheduleHealthView
+    let pool: PoolHealthView
 }
 
 /// The `schedules` part of `GET /health`: whether this daemon holds schedule
@@ -43,4 +47,22 @@ struct ScheduleHealthView: Encodable {
 struct CatalogHealthView: Encodable {
     let live: Bool
     let schedules: Int
+}
+
+/// The `pool` part of `GET /health`: whether this daemon is the pool's
+/// publisher (runs the ticks), whether the pool was read (`live`), its size,
+/// the last tick recorded in the pool topic, and this daemon's ticks by outcome.
+struct PoolHealthView: Encodable {
+    let publisher: Bool
+    let live: Bool
+    let tasks: Int
+    let last_tick: Int?
+    let ticks: [String: Int]
+
+    init(pool: TaskPoolStore, role: PublisherRole) {
+        let state = pool.follower.state.read { ($0.isReady, $0.count, $0.lastTick?.tick) }
+        publisher = role.isPublisher
+        (live, tasks, last_tick) = state
+        ticks = ["published": role.published, "doubled": role.doubled, "skipped": role.skipped]
+    }
 }

@@ -1,7 +1,7 @@
 /// An entry of `GET /tasks`: a pool task in the seed's shape (`topic`,
-/// `message`, `key` and `headers` only when set), or a schedule, which adds
-/// its `id`, its schedule field(s), `next_due`, `fires` and `owner` (the
-/// daemon firing it, when one holds its partition).
+/// `message`, `key` and `headers` only when set) plus its stable `id`, or a
+/// schedule, which adds its `id`, its schedule field(s), `next_due`, `fires`
+/// and `owner` (the daemon firing it, when one holds its partition).
 struct TaskListEntry: Encodable, Sendable, Equatable {
     let topic: String
     let message: String
@@ -18,12 +18,13 @@ struct TaskListEntry: Encodable, Sendable, Equatable {
     let owner: String?
 
     /// A pool task.
-    init(pool task: TaskSpec) {
-        topic = task.topic
-        message = task.message
-        key = task.key
-        headers = task.headers
-        (id, at, after, every, cron, timezone, next_due, fires, owner) = (nil, nil, nil, nil, nil, nil, nil, nil, nil)
+    init(pool entry: TaskPool.Entry) {
+        topic = entry.task.topic
+        message = entry.task.message
+        key = entry.task.key
+        headers = entry.task.headers
+        id = entry.id
+        (at, after, every, cron, timezone, next_due, fires, owner) = (nil, nil, nil, nil, nil, nil, nil, nil)
     }
 
     /// A schedule, fired by daemon `owner`.

@@ -21,7 +21,7 @@ struct TaskRoutes: Sendable {
                 // when set; then every schedule of the cluster, earliest due
                 // first (`?limit=N`: the first N schedules).
                 let limit = try Self.scheduleLimit(request)
-                let tasks = try await pool.currentTasks().map(TaskListEntry.init(pool:))
+                let tasks = try await pool.currentEntries().map(TaskListEntry.init(pool:))
                 return JSONBody.response(tasks + scheduleEntries(limit: limit))
             } catch let error as PoolError {
                 throw Self.apiError(error)
@@ -40,11 +40,13 @@ struct TaskRoutes: Sendable {
                     throw Self.apiError(error)
                 }
             }
-            guard let index = Int(text), index >= 0 else {
-                throw APIError(.badRequest, "task index must be a non-negative integer (a position in GET /tasks) or a schedule id (s-...), got '\(text.prefix(64))'")
-            }
             do {
-                return JSONBody.response(try await pool.remove(at: index))
+                switch PoolTaskReference(text) {
+                case .index(let index): return JSONBody.response(try await pool.remove(at: index))
+                case .id(let id): return JSONBody.response(try await pool.remove(id: id))
+                case nil:
+                    throw APIError(.badRequest, "expected a pool task's id or index (a position in GET /tasks: a non-negative integer) or a schedule id (s-...), got '\(text.prefix(64))'")
+                }
             } catch let error as PoolError {
                 throw Self.apiError(error)
             }
@@ -124,7 +126,7 @@ struct TaskRoutes: Sendable {
         switch error {
         case .loading: APIError(.serviceUnavailable, error.description, headers: [.retryAfter: "1"])
         case .full: APIError(.conflict, error.description)
-        case .noSuchTask: APIError(.notFound, error.description)
+        case .noSuchTask, .noSuchID: APIError(.notFound, error.description)
         case .publish(let publish):
             switch publish {
             case .invalid(let reason): APIError(.badRequest, reason)
@@ -159,6 +161,27 @@ struct TaskRoutes: Sendable {
 struct PendingTaskView: Encodable {
     let topic: String
     let message: String
+}
+
+/// What `DELETE /tasks/<text>` names in the pool: an index (all digits) or
+/// an id (a UUID, or `initial-<n>` for a task seeded from generate.lua);
+/// nil for anything else. Schedule ids (`s-...`) are told apart before.
+enum PoolTaskReference: Equatable {
+    case index(Int)
+    case id(String)
+
+    init?(_ text: String) {
+        if !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            guard let index = Int(text) else { return nil }
+            self = .index(index)
+        } else if UUID(uuidString: text) != nil {
+            self = .id(text.lowercased())
+        } else if text.hasPrefix("initial-"), let n = Int(text.dropFirst("initial-".count)), n >= 0, String(n) == text.dropFirst("initial-".count) {
+            self = .id(text)
+        } else {
+            return nil
+        }
+    }
 }
 
 /// Body of `DELETE /tasks`.

@@ -94,17 +94,22 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         throw error
     }
     let pool = TaskPoolStore(topic: config.producer.poolTopic, capacity: config.producer.maxPoolTasks,
-                              loadWaitMs: config.producer.timeoutMs, publisher: publisher, logger: logger)
-    services.append(TaskPoolService(store: pool, initialTasks: script.initialTasks, bootstrapServers: bootstrapServers,
-                                    properties: config.kafka.properties, logger: logger))
-    services.append(TaskGeneratorService(script: script, publisher: publisher, pool: pool,
+                              loadWaitMs: config.producer.timeoutMs, publisher: publisher, bootstrapServers: bootstrapServers,
+                              properties: config.kafka.properties, logger: logger)
+    // Made, not started: the generator runs the election in its run().
+    let election = PoolElection(topic: config.producer.poolTopic, bootstrapServers: bootstrapServers,
+                                properties: config.kafka.properties, membership: config.kafka.membership, logger: logger)
+    services.append(TaskPoolService(store: pool, initialTasks: script.initialTasks, logger: logger))
+    // After the pool's service: on shutdown it stops ticking and leaves the
+    // publishers' group while the follower still runs.
+    services.append(TaskGeneratorService(script: script, publisher: publisher, pool: pool, election: election, metrics: metrics,
                                          intervalMs: config.producer.intervalMs, logger: logger))
     services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
 
     let cluster = ClusterBook(identity: DaemonIdentity(name: config.cluster.name), intervalMs: config.cluster.reportIntervalMs)
     let reportSource = ClusterReportSource(identity: cluster.identity, intervalMs: config.cluster.reportIntervalMs, groups: groups,
                                            schedules: schedules, catalog: catalog, metrics: metrics,
-                                           publishesPool: { false })  // pool publisher election sets this
+                                           publishesPool: { election.role.read { $0.isPublisher } })
     services.insert(ClusterService(book: cluster, topic: config.cluster.reportsTopic, bootstrapServers: bootstrapServers,
                                    properties: config.kafka.properties, source: reportSource, publisher: publisher, logger: logger),
                     at: clusterServiceIndex)
@@ -128,7 +133,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     ClusterRoutes(book: cluster).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
-    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher, schedules: schedules).add(to: router)
+    HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher, schedules: schedules,
+                 pool: pool, election: election).add(to: router)
 
     let (host, port) = config.api.hostAndPort
     let onListening = options.onListening

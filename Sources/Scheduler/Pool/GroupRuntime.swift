@@ -19,7 +19,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     private let started = LockedValue(false)
     /// Assignments received (rebalance callbacks), so a final commit refused
     /// during a rebalance can wait for the group's next generation.
-    private let assignments: WaitableValue<Int>
+    private let assignments: WatchedValue<Int>
     /// Closed while the group rebalances (the rotation state holds commits).
     private let commits: CommitGate
     /// Longest a stopping daemon waits for a rebalance to end before it
@@ -38,10 +38,10 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
         let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
         let emitBudget = EmitBudget(limit: group.maxInflightEmits)
-        let assignments = WaitableValue(0)
+        let assignments = WatchedValue(0)
         let rebalance = RebalanceHandler(
             assigned: { partitions in
-                defer { assignments.withLock { $0 += 1 } }
+                defer { assignments.update { $0 += 1 } }
                 guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
                 let feeds = partitions.compactMap { assigned -> PartitionFeed? in
                     guard let queue = consumer.partitionQueue(topic: assigned.topic, partition: assigned.partition) else { return nil }
@@ -129,7 +129,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     public static var defaultAssignmentStrategy: String { AssignorChoice.standard.strategy }
 
     private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace,
-                 assignments: WaitableValue<Int>, commits: CommitGate, settleWait: Duration) {
+                 assignments: WatchedValue<Int>, commits: CommitGate, settleWait: Duration) {
         self.grace = grace
         self.assignments = assignments
         self.commits = commits
@@ -230,7 +230,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     /// commit sent then is answered with the generation it replaces, which
     /// librdkafka takes as the loss of every partition, so it waits first.
     private func commitFinalAfterRebalance(_ feeds: [PartitionFeed]) {
-        let seen = assignments.withLock { $0 }
+        let seen = assignments.read { $0 }
         if commits.isOpen {
             guard let error = GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name, warnOnRebalance: false),
                   error.isRebalance else { return }
@@ -241,7 +241,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                         metadata: [LogKey.group: "\(group.name)"])
         }
         let deadline = Date(timeIntervalSinceNow: settleWait.seconds)
-        guard assignments.wait(until: deadline, { $0 > seen ? true : nil }) != nil else {
+        guard assignments.waitBlocking(until: deadline, { $0 > seen }) else {
             logger.warning("the group did not settle within \(settleWait); the next owner may process some messages again",
                            metadata: [LogKey.group: "\(group.name)"])
             return

@@ -15,9 +15,13 @@ enum PoolRecord: Sendable, Equatable {
     case removed(id: String)
     /// The pool exists (written once, when it is first seeded).
     case created
+    /// The publishing daemon began or finished a tick.
+    case tick(PoolTick)
 
     /// Key of the marker record.
     static let markerKey = "task-scheduler.pool.created"
+    /// Key of the tick record.
+    static let tickKey = "task-scheduler.pool.tick"
     /// The partition every pool record is written to and read from.
     static let partition: Int32 = 0
 
@@ -39,6 +43,9 @@ enum PoolRecord: Sendable, Equatable {
         case .created:
             return OutgoingMessage(topic: topic, key: Array(Self.markerKey.utf8), value: Array(#"{"created":true}"#.utf8),
                                    partition: Self.partition)
+        case .tick(let tick):
+            let value = (try? Self.encoder.encode(tick)).map { Array($0) } ?? Array("{}".utf8)
+            return OutgoingMessage(topic: topic, key: Array(Self.tickKey.utf8), value: value, partition: Self.partition)
         }
     }
 
@@ -50,6 +57,11 @@ enum PoolRecord: Sendable, Equatable {
         let id = key.utf8String
         if id == Self.markerKey {
             self = .created
+        } else if id == Self.tickKey {
+            guard let tick = try? JSONDecoder().decode(PoolTick.self, from: Data(value)) else {
+                throw PoolRecordError("tick record at offset \(offset) is not {\"tick\": n, \"done\": bool, \"due_ms\": ms}")
+            }
+            self = .tick(tick)
         } else if value.isEmpty {
             self = .removed(id: id)
         } else if let task = try? JSONDecoder().decode(TaskSpec.self, from: Data(value)) {
@@ -57,6 +69,19 @@ enum PoolRecord: Sendable, Equatable {
         } else {
             throw PoolRecordError("record '\(id.prefix(64))' at offset \(offset) is not a task (JSON with topic and message)")
         }
+    }
+}
+
+/// The tick record's value: tick `tick` (due at `due_ms`, Unix ms) was
+/// begun (`done` false: its publications may be partly made) or finished.
+struct PoolTick: Sendable, Equatable, Codable {
+    let tick: Int
+    let done: Bool
+    let dueMs: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case tick, done
+        case dueMs = "due_ms"
     }
 }
 

@@ -9,6 +9,8 @@ public enum PoolError: Error, CustomStringConvertible, Sendable, Equatable {
     case full(capacity: Int)
     /// No task at that index.
     case noSuchTask(index: Int, count: Int)
+    /// No task with that id.
+    case noSuchID(String)
     /// Publishing the task, or writing its pool record, failed.
     case publish(PublishError)
 
@@ -16,184 +18,227 @@ public enum PoolError: Error, CustomStringConvertible, Sendable, Equatable {
         switch self {
         case .loading(let topic): "the task pool is still being read from topic '\(topic)'; retry shortly"
         case .full(let capacity):
-            "the task pool is full (\(capacity) tasks, [producer] max_pool_tasks); remove tasks with DELETE /tasks/<index>, or post with \"once\": true"
+            "the task pool is full (\(capacity) tasks, [producer] max_pool_tasks); remove tasks with DELETE /tasks/<id or index>, or post with \"once\": true"
         case .noSuchTask(let index, let count):
             count == 0 ? "no task at index \(index): the pool is empty"
                        : "no task at index \(index): the pool has \(count) task(s), indexes 0 to \(count - 1)"
+        case .noSuchID(let id): "no task with id '\(id.prefix(80))' in the pool (it was removed, or never existed)"
         case .publish(let error): error.description
         }
     }
 }
 
-/// This daemon's task pool: a `TaskPool` in memory, every change written to
-/// the pool topic first (see `PoolRecord`), so what `GET /tasks` shows after an
-/// acknowledged change survives a restart on a real cluster.
+/// The task pool shared by every daemon on one pool topic. What it holds is
+/// what this daemon's `PoolFollower` has read of the topic; a change is a
+/// record written to the topic, and the call returns once the broker
+/// acknowledged it and the follower applied it, so the daemon that answered
+/// already shows the change (and the others within a fetch).
 public final class TaskPoolStore: Sendable {
-    // Threading rule: `pool` is only touched inside `state.withLock`; nil until
-    // `load` has replayed the topic.
-    private let state = LockedValue<TaskPool?>(nil)
+    let follower: PoolFollower
     private let publisher: TaskPublisher
     /// The pool topic.
     public let topic: String
     /// `[producer] max_pool_tasks`.
     public let capacity: Int
-    /// How long a request waits for the pool to be read at start.
-    private let loadWaitMs: Int
+    /// How long a request waits for the pool to be read at start, and for
+    /// the follower to apply a record this daemon wrote.
+    private let waitMs: Int
     private let logger: Logger
+    /// Set at shutdown, before the producer closes: retractions stop.
+    private let stopped = LockedValue(false)
 
-    init(topic: String, capacity: Int, loadWaitMs: Int, publisher: TaskPublisher, logger: Logger) {
+    init(topic: String, capacity: Int, loadWaitMs: Int, publisher: TaskPublisher, bootstrapServers: String,
+         properties: [String: String], logger: Logger) {
         self.topic = topic
         self.capacity = capacity
-        self.loadWaitMs = loadWaitMs
+        self.waitMs = loadWaitMs
         self.publisher = publisher
         self.logger = logger
+        follower = PoolFollower(topic: topic, capacity: capacity, bootstrapServers: bootstrapServers,
+                                properties: properties, logger: logger)
     }
+
+    private var state: WatchedValue<TaskPool> { follower.state }
 
     /// The pool's tasks in order, or nil while it is loading.
-    public var tasks: [TaskSpec]? { state.withLock { $0?.tasks } }
+    public var tasks: [TaskSpec]? { state.read { $0.isReady ? $0.tasks : nil } }
 
-    /// True once the pool was read from its topic.
-    public var isLoaded: Bool { state.withLock { $0 != nil } }
+    /// True once the pool was read from its topic (and seeded).
+    public var isLoaded: Bool { state.read(\.isReady) }
 
-    /// Waits up to `loadWaitMs` for the pool to be read (a request arriving
-    /// just after start), then throws `.loading`. Checks every 10 ms: this
-    /// only ever waits during the first moments of the daemon.
+    /// The last tick record the follower read.
+    var lastTick: PoolTick? { state.read(\.lastTick) }
+
+    /// Waits up to the producer timeout for the pool to be read (a request
+    /// arriving just after start), then throws `.loading`.
     func loaded() async throws(PoolError) {
-        let deadline = ContinuousClock.now + .milliseconds(loadWaitMs)
-        while !isLoaded {
-            guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(10))) != nil else {
-                throw .loading(topic: topic)
-            }
-        }
+        guard await state.wait(timeout: .milliseconds(waitMs), until: { $0.isReady }) else { throw .loading(topic: topic) }
     }
 
-    /// The pool's tasks, once loaded (see `loaded`).
-    func currentTasks() async throws(PoolError) -> [TaskSpec] {
+    /// The pool's entries, once loaded (see `loaded`).
+    func currentEntries() async throws(PoolError) -> [TaskPool.Entry] {
         try await loaded()
-        return tasks ?? []
+        return state.read(\.entries)
     }
 
-    /// Replays `records` (the pool topic, oldest first). A topic without the
-    /// marker record was never seeded: `initial` (generate.lua's `tasks`) is
-    /// written to it first, with ids derived from the position, so daemons
-    /// seeding one topic at the same moment write the same keys.
-    func load(records: [PoolRecord], initial: [TaskSpec]) async throws(PoolError) {
-        var pool = TaskPool(capacity: capacity)
-        var seeded = false
-        for record in records {
-            switch record {
-            case .task(let id, let task): pool.replay(id: id, task: task)
-            case .removed(let id): pool.replay(id: id, task: nil)
-            case .created: seeded = true
-            }
-        }
-        if !seeded {
-            let writes = initial.enumerated().map { PoolRecord.task(id: "initial-\($0.offset)", $0.element) } + [.created]
-            for record in writes {
-                try await write(record)
-                if case .task(let id, let task) = record { pool.replay(id: id, task: task) }
-            }
-            logger.info("task pool created from generate.lua's tasks", metadata: [LogKey.topic: "\(topic)", LogKey.count: "\(initial.count)"])
-        } else {
-            logger.info("task pool read back", metadata: [LogKey.topic: "\(topic)", LogKey.count: "\(pool.count)"])
-        }
-        state.withLock { $0 = pool }
+    /// Waits until the follower applied every record before `offset`; false after `timeout`.
+    func applied(_ offset: Int64, timeout: Duration) async -> Bool {
+        await state.wait(timeout: timeout) { $0.nextOffset >= offset }
     }
 
-    /// Adds `task` to the pool and publishes it once; returns once both its
-    /// pool record and the publication were acknowledged. On any failure the
-    /// task is not in the pool (a record already written is tombstoned).
+    /// Seeds a topic that has none of it yet: `initial` (generate.lua's
+    /// `tasks`) with ids derived from the position, then the marker, so
+    /// daemons seeding one topic at the same moment write the same keys.
+    /// Call once the follower caught up; returns once the follower applied them.
+    func seed(_ initial: [TaskSpec]) async throws(PoolError) {
+        let writes = initial.enumerated().map { PoolRecord.task(id: "initial-\($0.offset)", $0.element) } + [.created]
+        var last: DeliveryReport?
+        for record in writes {
+            let report = try await write(record)
+            state.update { $0.acknowledge(record, offset: report.offset) }
+            last = report
+        }
+        if let last { _ = await applied(last.offset + 1, timeout: .milliseconds(waitMs)) }
+        logger.info("task pool created from generate.lua's tasks", metadata: [LogKey.topic: "\(topic)", LogKey.count: "\(initial.count)"])
+    }
+
+    /// Publishes `task` once, then adds it to the pool; returns once both
+    /// were acknowledged and this daemon's follower shows it. A failed
+    /// publication writes nothing to the pool, so a client told it failed
+    /// never finds the task there. Capacity counts the shared pool plus this
+    /// daemon's additions in flight (daemons posting at once can overshoot
+    /// it by their additions in flight).
     func add(_ task: TaskSpec) async throws(PoolError) -> DeliveryReport {
         if let problem = publisher.problem(with: task) { throw .publish(.invalid(problem)) }
         try await loaded()
-        let id = UUID().uuidString
+        guard state.update({ $0.reserve() }) else { throw .full(capacity: capacity) }
+        defer { state.update { $0.release() } }
+        let report: DeliveryReport
+        do throws(PublishError) {
+            report = try await publisher.publish(task)
+        } catch {
+            throw .publish(error)
+        }
+        let id = UUID().uuidString.lowercased()
         let record = PoolRecord.task(id: id, task)
-        // Reserve and enqueue under one lock, so the order of the records in
-        // the topic is the order of the reservations.
-        let reserved: Result<(TaskPool.Reservation, Result<PendingDelivery, PublishError>), PoolError> = state.withLock { pool in
-            guard pool != nil else { return .failure(.loading(topic: topic)) }
-            guard let reservation = pool!.reserve() else { return .failure(.full(capacity: capacity)) }
-            return .success((reservation, publisher.enqueue(record.message(topic: topic), checkSize: false)))
+        let written: DeliveryReport
+        do throws(PoolError) {
+            written = try await write(record)
+        } catch {
+            // A record whose acknowledgement failed (timed out) may still land: take it back.
+            retract(id)
+            throw error
         }
-        let (reservation, delivery) = try reserved.get()
-        // The publication and the pool record travel together.
-        async let published = publisher.publishAll([task])
-        let written = await Self.acknowledged(delivery)
-        let result = await published[0]
-        switch (written, result) {
-        case (.success, .success(let report)):
-            state.withLock { $0?.commit(reservation, id: id, task: task) }
-            return report
-        case (.success, .failure(let error)):
-            state.withLock { $0?.release(reservation) }
-            // The client is told it failed and may retry: the record must go.
-            _ = publisher.enqueue(PoolRecord.removed(id: id).message(topic: topic), checkSize: false)
-            throw .publish(error)
-        case (.failure(let error), _):
-            state.withLock { $0?.release(reservation) }
-            logger.warning("could not write to the pool topic: \(error)", metadata: [LogKey.topic: "\(topic)"])
-            throw .publish(error)
-        }
+        await showing(record, written)
+        return report
     }
 
     /// Removes the task at `index`; returns it once its tombstone was
-    /// acknowledged. If the tombstone fails the task is put back.
+    /// acknowledged and applied here.
     func remove(at index: Int) async throws(PoolError) -> TaskSpec {
         try await loaded()
-        let taken: Result<TaskPool.Entry, PoolError> = state.withLock { pool in
-            guard pool != nil else { return .failure(.loading(topic: topic)) }
-            guard let entry = pool!.remove(at: index) else { return .failure(.noSuchTask(index: index, count: pool!.count)) }
-            return .success(entry)
-        }
-        let entry = try taken.get()
-        let delivery = publisher.enqueue(PoolRecord.removed(id: entry.id).message(topic: topic), checkSize: false)
-        if case .failure(let error) = await Self.acknowledged(delivery) {
-            state.withLock { $0?.restore(entry) }
-            logger.warning("could not write to the pool topic: \(error)", metadata: [LogKey.topic: "\(topic)"])
-            throw .publish(error)
-        }
+        let entry = state.read { $0.entry(at: index) }
+        guard let entry else { throw .noSuchTask(index: index, count: state.read(\.count)) }
+        let report = try await write(.removed(id: entry.id))
+        await showing(.removed(id: entry.id), report)
         return entry.task
     }
 
-    /// Removes every task; returns how many were removed. Tasks whose
-    /// tombstone failed are put back, and the error is thrown.
+    /// Removes the task with `id`; returns it once its tombstone was
+    /// acknowledged and applied here.
+    func remove(id: String) async throws(PoolError) -> TaskSpec {
+        try await loaded()
+        guard let entry = state.read({ $0.entry(id: id) }) else { throw .noSuchID(id) }
+        let report = try await write(.removed(id: id))
+        await showing(.removed(id: id), report)
+        return entry.task
+    }
+
+    /// Removes every task; returns how many were removed once their
+    /// tombstones were acknowledged and applied here. On a failure the
+    /// tasks whose tombstone failed stay, and the error is thrown.
     func removeAll() async throws(PoolError) -> Int {
         try await loaded()
-        let taken: Result<[TaskPool.Entry], PoolError> = state.withLock { pool in
-            guard pool != nil else { return .failure(.loading(topic: topic)) }
-            return .success(pool!.removeAll())
-        }
-        let entries = try taken.get()
+        let entries = state.read(\.entries)
         let deliveries = entries.map { publisher.enqueue(PoolRecord.removed(id: $0.id).message(topic: topic), checkSize: false) }
-        var firstError: PublishError?
+        var firstError: PoolError?
+        var last: DeliveryReport?
         for (entry, delivery) in zip(entries, deliveries) {
-            if case .failure(let error) = await Self.acknowledged(delivery) {
-                state.withLock { $0?.restore(entry) }
+            do throws(PoolError) {
+                let report = try await Self.acknowledged(delivery)
+                state.update { $0.acknowledge(.removed(id: entry.id), offset: report.offset) }
+                last = report
+            } catch {
                 firstError = firstError ?? error
             }
         }
-        if let firstError { throw .publish(firstError) }
+        if let last { _ = await applied(last.offset + 1, timeout: .milliseconds(waitMs)) }
+        if let firstError {
+            logger.warning("could not write to the pool topic: \(firstError)", metadata: [LogKey.topic: "\(topic)"])
+            throw firstError
+        }
         return entries.count
     }
 
-    private func write(_ record: PoolRecord) async throws(PoolError) {
-        let delivery = publisher.enqueue(record.message(topic: topic), checkSize: false)
-        if case .failure(let error) = await Self.acknowledged(delivery) {
-            logger.warning("could not write to the pool topic: \(error)", metadata: [LogKey.topic: "\(topic)"])
-            throw .publish(error)
+    /// Most attempts at a retraction's tombstone (each waits up to the producer timeout, then 1 s).
+    static let retractAttempts = 30
+
+    /// Writes the tombstone of an entry whose addition failed, retrying
+    /// until it is acknowledged (the client was told the addition failed,
+    /// so it must not find the task in the pool). Bounded: after
+    /// `retractAttempts` the entry may stay, and the log says how to remove it.
+    private func retract(_ id: String) {
+        Task { [self] in
+            for _ in 0..<Self.retractAttempts {
+                // The producer closes after the pool's service stopped: never write past that.
+                guard !stopped.withLock({ $0 }) else { break }
+                if (try? await write(.removed(id: id))) != nil { return }
+                try? await Task.sleep(for: .seconds(1))
+            }
+            logger.error("could not remove a pool entry whose addition failed; if it shows in GET /tasks, remove it with DELETE /tasks/\(id)",
+                         metadata: [LogKey.topic: "\(topic)"])
         }
     }
 
-    private static func acknowledged(_ delivery: Result<PendingDelivery, PublishError>) async -> Result<Void, PublishError> {
+    /// Stops the retractions still retrying (the daemon is stopping).
+    func stop() {
+        stopped.withLock { $0 = true }
+    }
+
+    /// Writes the tick record (the publisher, before and after each tick).
+    func writeTick(_ tick: PoolTick) async throws(PoolError) {
+        _ = try await write(.tick(tick))
+    }
+
+    /// Applies `record`, acknowledged with `report`, once every record
+    /// before it was; waits (bounded) for that, so the answer's sender
+    /// reads its own write.
+    private func showing(_ record: PoolRecord, _ report: DeliveryReport) async {
+        state.update { $0.acknowledge(record, offset: report.offset) }
+        if await !applied(report.offset + 1, timeout: .milliseconds(waitMs)) {
+            logger.warning("the pool topic follower has not read back a record this daemon wrote within \(waitMs) ms; GET /tasks may not show it yet",
+                           metadata: [LogKey.topic: "\(topic)", LogKey.offset: "\(report.offset)"])
+        }
+    }
+
+    private func write(_ record: PoolRecord) async throws(PoolError) -> DeliveryReport {
+        do throws(PoolError) {
+            return try await Self.acknowledged(publisher.enqueue(record.message(topic: topic), checkSize: false))
+        } catch {
+            logger.warning("could not write to the pool topic: \(error)", metadata: [LogKey.topic: "\(topic)"])
+            throw error
+        }
+    }
+
+    private static func acknowledged(_ delivery: Result<PendingDelivery, PublishError>) async throws(PoolError) -> DeliveryReport {
         switch delivery {
-        case .failure(let error): return .failure(error)
+        case .failure(let error): throw .publish(error)
         case .success(let pending):
             do {
-                _ = try await pending.report()
-                return .success(())
+                return try await pending.report()
             } catch {
                 let kafka = error as? KafkaError ?? KafkaError(code: -1, message: "\(error)")
-                return .failure(kafka.isTimeout ? .timedOut : .kafka(kafka))
+                throw .publish(kafka.isTimeout ? .timedOut : .kafka(kafka))
             }
         }
     }
