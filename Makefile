@@ -36,8 +36,10 @@ release: deps
 run: release
 	.build/release/task-scheduler --config $(CONFIG) $(ARGS)
 
-check: build
-	.build/debug/task-scheduler check --config $(CONFIG)
+# The same options as `run` (CONFIG, ARGS such as --scripts DIR), on the
+# same release build: checking what `make run` would start.
+check: release
+	.build/release/task-scheduler check --config $(CONFIG) $(ARGS)
 
 # Builds the executable too (a test runs the daemon as a process), and the
 # dependency tree once: `swift build --build-tests`, then the tests without

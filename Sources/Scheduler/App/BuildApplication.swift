@@ -8,6 +8,8 @@ import ServiceLifecycle
 public func buildApplication(_ options: LaunchOptions) async throws -> some ApplicationProtocol {
     let config = options.config
     let logger = options.logger
+    // Before anything connects to Kafka: a taken port fails in one line.
+    try ListenCheck.check(host: config.api.hostAndPort.host, port: config.api.hostAndPort.port, address: config.api.listen)
     var services: [any Service] = []
     let metrics = SchedulerMetrics()
 
