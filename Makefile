@@ -10,7 +10,7 @@ BENCH_PACKAGES := python3-confluent-kafka
 CONFIG ?= config.toml
 ARGS ?=
 
-.PHONY: deps test-deps apt-install build release run test test-hostile check bench loadtest chaos clean
+.PHONY: deps test-deps apt-install build release run test test-hostile check bench loadtest chaos clean install deb test-deploy
 
 # Installs the Debian packages the build (and, for test-deps, the tests) need, when missing.
 deps:
@@ -30,14 +30,19 @@ apt-install:
 build: deps
 	$(SWIFT) build
 
+# The Swift runtime (standard library, Foundation, Dispatch) is linked
+# statically: it is not packaged in Debian, so the binary (and the .deb)
+# needs only librdkafka, Lua and the C/C++ runtime from the system.
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 run: release
 	.build/release/task-scheduler --config $(CONFIG) $(ARGS)
 
-check: build
-	.build/debug/task-scheduler check --config $(CONFIG)
+# The same options as `run` (CONFIG, ARGS such as --scripts DIR), on the
+# same release build: checking what `make run` would start.
+check: release
+	.build/release/task-scheduler check --config $(CONFIG) $(ARGS)
 
 # Builds the executable too (a test runs the daemon as a process), and the
 # dependency tree once: `swift build --build-tests`, then the tests without
@@ -123,6 +128,53 @@ CHAOS_ARGS ?=
 chaos: release
 	@$(MAKE) --no-print-directory apt-install PACKAGES="python3-confluent-kafka"
 	/usr/bin/python3 tools/chaos.py --binary .build/release/task-scheduler $(CHAOS_ARGS)
+
+# `make install` (PREFIX=/usr/local, DESTDIR for staging): the release
+# binary, the config and scripts under SYSCONFDIR/task-scheduler (kept if
+# already there: they are the admin's), the systemd unit with the paths
+# rewritten for PREFIX, the dashboard, the alert rules and the docs.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SHAREDIR ?= $(PREFIX)/share/task-scheduler
+DOCDIR ?= $(PREFIX)/share/doc/task-scheduler
+ETCDIR = $(DESTDIR)$(SYSCONFDIR)/task-scheduler
+install: release
+	install -D -m 0755 .build/release/task-scheduler $(DESTDIR)$(BINDIR)/task-scheduler
+	install -d $(ETCDIR)/scripts/policies
+	@for f in config.toml scripts/*.lua scripts/policies/*.lua; do \
+	  if [ -e $(ETCDIR)/$$f ]; then echo "kept $(ETCDIR)/$$f"; else install -m 0644 $$f $(ETCDIR)/$$f; fi; done
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/bin/task-scheduler|$(BINDIR)/task-scheduler|g' -e 's|/etc/task-scheduler|$(SYSCONFDIR)/task-scheduler|g' \
+	  deploy/systemd/task-scheduler.service > $(DESTDIR)$(UNITDIR)/task-scheduler.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/task-scheduler.service
+	install -D -m 0644 -t $(DESTDIR)$(DOCDIR) README.md docs/deploy.md
+	install -D -m 0644 deploy/grafana/task-scheduler.json $(DESTDIR)$(SHAREDIR)/grafana/task-scheduler.json
+	install -D -m 0644 deploy/prometheus/alerts.yml $(DESTDIR)$(SHAREDIR)/prometheus/alerts.yml
+
+# The Debian package, built with dpkg-deb from a staged `make install`
+# (PREFIX=/usr); dpkg-shlibdeps (dpkg-dev) computes its Depends.
+DEB_VERSION ?= 0.1.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+DEB_DIR := .build/deb
+DEB_FILE = $(DEB_DIR)/task-scheduler_$(DEB_VERSION)_$(shell dpkg --print-architecture).deb
+deb: release
+	@$(MAKE) --no-print-directory apt-install PACKAGES="dpkg-dev"
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_DIR)/root PREFIX=/usr
+	strip --strip-debug $(DEB_DIR)/root/usr/bin/task-scheduler
+	deploy/debian/build-deb.sh $(DEB_DIR)/root $(DEB_FILE) $(DEB_VERSION)
+	@ls -l $(DEB_FILE)
+
+# Installs the package on this machine (as root), checks it and removes it:
+# dpkg -i, the installed binary checks the installed config, systemd-analyze
+# verify and security, dpkg -r (only conffiles left), dpkg --purge (nothing).
+# Then promtool (Debian's prometheus package) checks the alert rules.
+test-deploy: deb
+	deploy/test-deploy.sh $(DEB_FILE)
+	@$(MAKE) --no-print-directory apt-install PACKAGES="prometheus"
+	promtool check rules deploy/prometheus/alerts.yml
 
 clean:
 	rm -rf .build

@@ -29,20 +29,33 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides [log] level).")
     var logLevel: String?
 
+    @Option(help: "Log line format: text or json (one JSON object per line; overrides [log] format).")
+    var logFormat: String?
+
     var chosenConfig: String? { config ?? configPath }
 
     func validate() throws {
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
+        if let logFormat, LogFormat(rawValue: logFormat) == nil {
+            throw ValidationError("--log-format '\(logFormat)' is not one of text, json")
+        }
     }
 }
 
-func bootstrapLogging(_ level: Logger.Level) {
+func bootstrapLogging(_ level: Logger.Level, format: LogFormat = .text) {
     LoggingSystem.bootstrap { label in
-        var handler = DeferredLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
+        switch format {
+        case .text:
+            var handler = DeferredLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        case .json:
+            var handler = JSONLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
 }
 
@@ -65,7 +78,8 @@ extension TaskSchedulerCommand {
                 FileHandle.standardError.write(Data("task-scheduler: \(error)\n".utf8))
                 throw ExitCode(2)
             }
-            bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? config.log.level) ?? .info)
+            bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? config.log.level) ?? .info,
+                             format: LogFormat(rawValue: options.logFormat ?? config.log.format) ?? .text)
             let logger = Logger(label: "task-scheduler")
             // SIGINT/SIGTERM shut down gracefully (stop intake, finish in-flight
             // messages, commit, flush); a second SIGINT during that exits at once.
@@ -133,7 +147,8 @@ extension TaskSchedulerCommand {
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
-            bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? "warning") ?? .warning)
+            bootstrapLogging(Logger.Level(rawValue: options.logLevel ?? "warning") ?? .warning,
+                             format: LogFormat(rawValue: options.logFormat ?? "text") ?? .text)
             let result = await ConfigCheck.run(
                 configPath: options.chosenConfig, scriptsDirectory: options.scripts, logger: Logger(label: "task-scheduler.check"))
             for line in result.summary { print(line) }

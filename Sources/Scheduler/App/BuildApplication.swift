@@ -8,6 +8,8 @@ import ServiceLifecycle
 public func buildApplication(_ options: LaunchOptions) async throws -> some ApplicationProtocol {
     let config = options.config
     let logger = options.logger
+    // Before anything connects to Kafka: a taken port fails in one line.
+    try ListenCheck.check(host: config.api.hostAndPort.host, port: config.api.hostAndPort.port, address: config.api.listen)
     var services: [any Service] = []
     let metrics = SchedulerMetrics()
 
@@ -119,7 +121,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     router.add(middleware: HTTPMetricsMiddleware(metrics: metrics))
     router.add(middleware: JSONErrorMiddleware(routes: [
         "/tasks/generate": [.post], "/tasks": [.get, .delete], "/tasks/pending": [.get], "/health": [.get], "/groups": [.get],
-        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/cluster": [.get], "/": [.get],
+        "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/cluster": [.get], "/": [.get], "/dlq": [.get],
     ]))
     if !config.api.token.isEmpty {
         router.add(middleware: TokenMiddleware(token: Array(config.api.token.utf8)))
@@ -130,6 +132,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     }
     DashboardRoute().add(to: router)
     GroupRoutes(groups: groups).add(to: router)
+    DeadLetterRoutes(groups: config.groups, inspector: DeadLetterInspector(
+        bootstrapServers: bootstrapServers, properties: config.kafka.properties, timeoutMs: config.producer.timeoutMs)).add(to: router)
     ClusterRoutes(book: cluster).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)

@@ -133,7 +133,8 @@ public enum ConfigLoader {
         for (key, value) in table {
             switch key {
             case "level": section.level = try reader.string(value, "log.level", table: "log")
-            default: throw reader.unknownKey(key, table: "log", allowed: ["level"])
+            case "format": section.format = try reader.string(value, "log.format", table: "log")
+            default: throw reader.unknownKey(key, table: "log", allowed: ["level", "format"])
             }
         }
     }

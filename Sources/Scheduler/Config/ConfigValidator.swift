@@ -54,6 +54,9 @@ enum ConfigValidator {
             throw reader.error("log.level", table: "log",
                                "'\(config.log.level)' is not one of trace, debug, info, notice, warning, error, critical")
         }
+        if LogFormat(rawValue: config.log.format) == nil {
+            throw reader.error("log.format", table: "log", "'\(config.log.format)' is not one of text, json")
+        }
         var seen: Set<String> = []
         for (index, group) in config.groups.enumerated() {
             let table = "groups#\(index)"

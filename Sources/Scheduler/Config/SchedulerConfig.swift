@@ -151,6 +151,9 @@ public struct ScriptsSection: Sendable, Equatable {
 public struct LogSection: Sendable, Equatable {
     /// One of trace, debug, info, notice, warning, error, critical. Default info.
     public var level = "info"
+    /// `text` (default: swift-log's lines) or `json` (one JSON object per
+    /// line, `JSONLogLine`); see `LogFormat`.
+    public var format = LogFormat.text.rawValue
 }
 
 /// One `[[groups]]` entry: a Kafka consumer group with a pool of workers.

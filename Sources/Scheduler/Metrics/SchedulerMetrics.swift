@@ -85,6 +85,7 @@ enum MetricName {
     static let failed = "scheduler_messages_failed_total"
     static let deadLettered = "scheduler_messages_dead_lettered_total"
     static let lag = "scheduler_partition_lag"
+    static let emitsInFlight = "scheduler_emits_in_flight"
     static let handoffGap = "scheduler_handoff_gap_seconds"
     static let slices = "scheduler_slices_total"
     static let busy = "scheduler_worker_busy_seconds_total"

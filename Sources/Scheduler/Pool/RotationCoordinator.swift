@@ -116,6 +116,7 @@ final class RotationCoordinator: @unchecked Sendable {
                 metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
                     .record(lag(partition))
             }
+            metrics.gauge(MetricName.emitsInFlight, [("group", group.name)]).record(workers.first?.environment.emitBudget.current ?? 0)
         }
     }
 
