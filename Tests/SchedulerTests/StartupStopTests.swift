@@ -125,16 +125,17 @@ struct StartupStopTests {
         print("start-up stops (\(kept) closed before their first assignment, handle kept): " + stops.map(\.description).joined(separator: "; "))
     }
 
-    @Test("SIGTERM at 12 moments of start-up (0.2 s to 6.5 s) with the default assignor: every exit 0, every held partition committed", .timeLimit(.minutes(3)))
+    @Test("SIGTERM at 12 moments of start-up (0.2 s to 6.5 s) with the default assignor (cooperative-sticky): every exit 0, every held partition committed", .timeLimit(.minutes(3)))
     func defaultAssignor() async throws {
-        // Assigned 2-3 s after start: half the stops find it working (6 or 7 measured).
-        Self.check(try await Self.run(strategy: nil), minWorked: 3)
+        // Two rounds to the first assignment (5-6 s after start): most stops
+        // come before it (8 to 10 of 12 measured), the point of this test:
+        // librdkafka 2.0.2 aborted closing such a consumer.
+        Self.check(try await Self.run(strategy: nil), minWorked: 1)
     }
 
-    @Test("the same with cooperative-sticky set in [kafka.properties]: no abort either", .timeLimit(.minutes(3)))
-    func cooperativeSticky() async throws {
-        // Two rounds to the first assignment (5-6 s after start): most stops
-        // come before it (10 of 12 measured), the point of this test.
-        Self.check(try await Self.run(strategy: "cooperative-sticky"), minWorked: 1)
+    @Test("the same with the eager assignor set in [kafka.properties]: every exit 0, every held partition committed", .timeLimit(.minutes(3)))
+    func eager() async throws {
+        // Assigned 2-3 s after start: half the stops find it working (6 or 7 measured).
+        Self.check(try await Self.run(strategy: "range,roundrobin"), minWorked: 3)
     }
 }

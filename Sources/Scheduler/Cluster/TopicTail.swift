@@ -12,7 +12,7 @@ import Logging
 /// partitions between daemons and costs the group nothing.
 final class TopicTail: @unchecked Sendable {
     // Threading rule: the consumer is created, polled and closed on the
-    // thread only, and `reportedMissing` used there only; `running` is guarded by `lock`.
+    // thread only, and `reportedMissing` used there only.
     /// One record as read: `value` nil for a tombstone.
     struct Record: Sendable {
         let partition: Int32
@@ -39,7 +39,6 @@ final class TopicTail: @unchecked Sendable {
         }
     }
 
-    private let name: String
     private let topic: String
     private let startAt: Start
     private let bootstrapServers: String
@@ -48,11 +47,8 @@ final class TopicTail: @unchecked Sendable {
     private let onRecord: @Sendable (Record) -> Void
     private let onEnd: @Sendable (Int32) -> Void
     private let onPartitions: @Sendable ([Int32]) -> Void
-    private let lock = NSLock()
-    private var running = true
+    private let loop: RetryLoop
     private var reportedMissing = false
-    private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
 
     /// A follower of `topic` on thread `name`. `onRecord` gets each record in
     /// offset order per partition; `onEnd` each time a partition's end is
@@ -61,7 +57,7 @@ final class TopicTail: @unchecked Sendable {
     init(name: String, topic: String, start: Start, bootstrapServers: String, properties: [String: String], logger: Logger,
          onPartitions: @escaping @Sendable ([Int32]) -> Void = { _ in },
          onRecord: @escaping @Sendable (Record) -> Void, onEnd: @escaping @Sendable (Int32) -> Void = { _ in }) {
-        self.name = name
+        self.loop = RetryLoop(name: name)
         self.topic = topic
         self.startAt = start
         self.bootstrapServers = bootstrapServers
@@ -80,37 +76,19 @@ final class TopicTail: @unchecked Sendable {
         self.onEnd = onEnd
     }
 
-    private var isRunning: Bool { lock.withLock { running } }
+    private var isRunning: Bool { loop.isRunning }
 
     /// Starts the thread; it retries every second while the brokers do not answer or the topic is missing.
     func start() {
-        let thread = Thread { [self] in
-            while isRunning {
-                do {
-                    try follow()
-                } catch {
-                    logger.warning("following \(topic) failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(topic)"])
-                    sleepWhileRunning(seconds: 1)
-                }
-            }
-            finished.signal()
-        }
-        thread.name = name
-        lock.withLock { self.thread = thread }
-        thread.start()
+        let (logger, topic) = (logger, topic)
+        loop.start({ [self] in try follow() }, onFailure: { error in
+            logger.warning("following \(topic) failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(topic)"])
+        })
     }
 
     /// Ends the thread (blocking for at most a poll and a close: call it off the concurrency pool).
     func stop() {
-        let (wasRunning, started) = lock.withLock {
-            defer { running = false }
-            return (running, thread != nil)
-        }
-        if wasRunning && started { finished.wait() }
-    }
-
-    private func sleepWhileRunning(seconds: Int) {
-        for _ in 0..<(seconds * 10) where isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        loop.stop()
     }
 
     private func follow() throws {
@@ -138,7 +116,7 @@ final class TopicTail: @unchecked Sendable {
             reportedMissing = true
             logger.warning("topic \(topic) does not exist yet; following it once it does", metadata: [LogKey.topic: "\(topic)"])
         }
-        sleepWhileRunning(seconds: 1)
+        loop.pause(seconds: RetryLoop.retryDelay)
         return nil
     }
 

@@ -12,17 +12,15 @@ import Logging
 final class PoolElection: @unchecked Sendable {
     // Threading rule: the consumer is created, polled and closed on the
     // election thread only, and `pendingElection` used there only (also by
-    // the rebalance callbacks, which run on it); `running` is guarded by `lock`.
+    // the rebalance callbacks, which run on it).
     let role = WatchedValue(PublisherRole())
     let topic: String
     let group: String
     private let bootstrapServers: String
     private let properties: [String: String]
     private let logger: Logger
-    private let lock = NSLock()
-    private var running = false
+    private let loop = RetryLoop(name: "pool-election")
     private var pendingElection = false
-    private let finished = DispatchSemaphore(value: 0)
     /// Longest a revoke waits for the tick in progress.
     static let revokeWaitMs = 10_000
 
@@ -37,35 +35,20 @@ final class PoolElection: @unchecked Sendable {
         self.logger = logger
     }
 
-    private var isRunning: Bool { lock.withLock { running } }
+    private var isRunning: Bool { loop.isRunning }
 
     /// Starts the election thread; it retries every second while the brokers do not answer.
     func start() {
-        lock.withLock { running = true }
-        let thread = Thread { [self] in
-            while isRunning {
-                do {
-                    try elect()
-                } catch {
-                    logger.warning("pool publisher election failed, retrying in 1 s: \(error)", metadata: [LogKey.group: "\(group)"])
-                    Thread.sleep(forTimeInterval: 1)
-                }
-            }
-            role.update { $0.resign() }
-            finished.signal()
-        }
-        thread.name = "pool-election"
-        thread.start()
+        let (logger, group, role) = (logger, group, role)
+        loop.start({ [self] in try elect() }, onFailure: { error in
+            logger.warning("pool publisher election failed, retrying in 1 s: \(error)", metadata: [LogKey.group: "\(group)"])
+        }, onExit: { role.update { $0.resign() } })
     }
 
     /// Leaves the group (after the tick in progress) and ends the thread, so
     /// another daemon takes over after a join. Blocking.
     func stop() {
-        let wasRunning = lock.withLock {
-            defer { running = false }
-            return running
-        }
-        if wasRunning { finished.wait() }
+        loop.stop()
     }
 
     private func elect() throws {

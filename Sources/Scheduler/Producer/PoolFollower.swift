@@ -10,17 +10,15 @@ import Logging
 /// the publisher catching up) are woken by the record they wait for.
 final class PoolFollower: @unchecked Sendable {
     // Threading rule: the consumer is created, polled and closed on the
-    // follower's thread only; `running` is guarded by `lock`;
+    // follower's thread only;
     // `reportedMissingTopic` is used on the follower's thread only.
     let state: WatchedValue<TaskPool>
     let topic: String
     private let bootstrapServers: String
     private let properties: [String: String]
     private let logger: Logger
-    private let lock = NSLock()
-    private var running = false
+    private let loop = RetryLoop(name: "pool-follower")
     private var reportedMissingTopic = false
-    private let finished = DispatchSemaphore(value: 0)
 
     init(topic: String, capacity: Int, bootstrapServers: String, properties: [String: String], logger: Logger) {
         self.topic = topic
@@ -30,33 +28,19 @@ final class PoolFollower: @unchecked Sendable {
         self.logger = logger
     }
 
-    private var isRunning: Bool { lock.withLock { running } }
+    private var isRunning: Bool { loop.isRunning }
 
     /// Starts the follower's thread; it retries every second while the brokers do not answer.
     func start() {
-        lock.withLock { running = true }
-        let thread = Thread { [self] in
-            while isRunning {
-                do {
-                    try follow()
-                } catch {
-                    logger.warning("pool topic follower failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(topic)"])
-                    Thread.sleep(forTimeInterval: 1)
-                }
-            }
-            finished.signal()
-        }
-        thread.name = "pool-follower"
-        thread.start()
+        let (logger, topic) = (logger, topic)
+        loop.start({ [self] in try follow() }, onFailure: { error in
+            logger.warning("pool topic follower failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(topic)"])
+        })
     }
 
     /// Ends the thread (within one poll) and waits for it. Blocking.
     func stop() {
-        let wasRunning = lock.withLock {
-            defer { running = false }
-            return running
-        }
-        if wasRunning { finished.wait() }
+        loop.stop()
     }
 
     private func follow() throws {

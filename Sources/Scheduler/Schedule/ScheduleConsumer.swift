@@ -10,17 +10,15 @@ import Logging
 /// written their state, so the next owner starts from it.
 final class ScheduleConsumer: @unchecked Sendable {
     // Threading rule: `consumer` is created, polled and closed on the loop's
-    // thread only, and `reportedMissingTopic` used there only; `running` is guarded by `lock`.
+    // thread only, and `reportedMissingTopic` used there only.
     private let store: ScheduleStore
     private let bootstrapServers: String
     private let properties: [String: String]
     private let membership: GroupMembership
     private let group: String
-    private let lock = NSLock()
-    private var running = true
+    private let loop = RetryLoop(name: "schedule-consumer")
     /// The missing-topic error was logged (once is enough: it repeats at every metadata refresh).
     private var reportedMissingTopic = false
-    private let finished = DispatchSemaphore(value: 0)
     /// Longest a revoke waits for fires in flight.
     static let revokeWaitMs = 5000
 
@@ -34,32 +32,20 @@ final class ScheduleConsumer: @unchecked Sendable {
         self.membership = membership
     }
 
-    private var isRunning: Bool { lock.withLock { running } }
+    private var isRunning: Bool { loop.isRunning }
 
     /// Starts the consumer thread; it retries every second while the brokers do not answer.
     func start() {
-        let thread = Thread { [self] in
-            while isRunning {
-                do {
-                    try consume()
-                } catch {
-                    store.logger.warning("schedule consumer failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(store.topic)"])
-                    Thread.sleep(forTimeInterval: 1)
-                }
-            }
-            finished.signal()
-        }
-        thread.name = "schedule-consumer"
-        thread.start()
+        let logger = store.logger
+        let topic = store.topic
+        loop.start({ [self] in try consume() }, onFailure: { error in
+            logger.warning("schedule consumer failed, retrying in 1 s: \(error)", metadata: [LogKey.topic: "\(topic)"])
+        })
     }
 
     /// Leaves the group (revoking, so fires in flight settle first) and ends the thread.
     func stop() {
-        let wasRunning = lock.withLock {
-            defer { running = false }
-            return running
-        }
-        if wasRunning { finished.wait() }
+        loop.stop()
     }
 
     private func consume() throws {
