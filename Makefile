@@ -118,7 +118,7 @@ loadtest: release
 	grep -E "Requests/sec|Non-2xx|Socket errors|requests in" $$dir/soak.txt
 
 # Chaos run (benchmark-style, not part of make test, which runs its --short
-# version): 3 daemons x 2 workers on one broker, 20,000 keyed messages whose
+# version): 3 daemons x 2 workers on one broker, 60,000 keyed messages (300 keys) whose
 # process() burns 3 ms and emits a follow-up; one daemon stopped every 10 s
 # (SIGTERM and SIGKILL in turn) and started again 1 s later. An independent
 # reader prints missing, order violations, duplicates per stop and the longest

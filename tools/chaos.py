@@ -67,7 +67,7 @@ def parse_args():
     p.add_argument("--daemons", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--partitions", type=int, default=12)
-    p.add_argument("--messages", type=int, default=20000)
+    p.add_argument("--messages", type=int, default=60000)
     p.add_argument("--keys", type=int, default=300)
     p.add_argument("--work-ms", type=float, default=3.0)
     p.add_argument("--stop-every", type=float, default=10.0)
