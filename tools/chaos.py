@@ -90,12 +90,17 @@ def parse_args():
         a.daemons, a.workers, a.partitions, a.messages, a.keys = 2, 2, 6, 6000, 60
         a.stop_every, a.timeout = 4.0, 240.0
         a.session_timeout_ms, a.heartbeat_ms = 3000, 500
-        a.max_duplicates_percent = max(a.max_duplicates_percent, 5.0)
+        # Few stops: one lost assignment (a few per cent of rebalances) can
+        # redo 6 % alone. 15 % still fails the old behaviour (25-31 %).
+        a.max_duplicates_percent = max(a.max_duplicates_percent, 15.0)
     if a.max_idle_s is None:
         # A killed member's partitions wait for its session to expire, then
         # for a join, which the embedded broker holds for the session timeout
         # less 1 s; 2 s of margin.
         a.max_idle_s = 2 * a.session_timeout_ms / 1000 + 2
+        if a.short:
+            # A second join can follow the first within a short run's stops.
+            a.max_idle_s += a.session_timeout_ms / 1000
     return a
 
 
