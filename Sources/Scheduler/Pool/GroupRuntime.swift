@@ -124,8 +124,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
 
     /// The group consumers' assignor unless [kafka.properties] names one:
     /// cooperative-sticky (incremental rebalancing: when a daemon joins or
-    /// leaves only the partitions that move stop) on librdkafka 2.3.0 and
-    /// later; before, the eager `range,roundrobin` (`AssignorChoice`).
+    /// leaves only the partitions that move stop; `AssignorChoice`).
     public static var defaultAssignmentStrategy: String { AssignorChoice.standard.strategy }
 
     private init(group: GroupConfig, logger: Logger, consumer: KafkaConsumer, coordinator: RotationCoordinator, workers: [Worker], grace: ShutdownGrace,
@@ -225,10 +224,10 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     /// next owner redo everything since the last accepted commit: the member
     /// is still in the group, so it waits (signalled by the next assignment,
     /// at most `settleWait`) and commits again with the new generation. The
-    /// poll thread keeps serving the rebalance meanwhile.
-    /// While commits are held the rebalance is known to be under way: a
-    /// commit sent then is answered with the generation it replaces, which
-    /// librdkafka takes as the loss of every partition, so it waits first.
+    /// poll thread keeps serving the rebalance meanwhile. While commits are
+    /// held the rebalance is known to be under way (a commit sent then is
+    /// answered with the generation it replaces, which librdkafka takes as the
+    /// loss of every partition), so it waits before the first try.
     private func commitFinalAfterRebalance(_ feeds: [PartitionFeed]) {
         let seen = assignments.read { $0 }
         if commits.isOpen {
