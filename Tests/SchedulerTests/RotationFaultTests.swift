@@ -96,13 +96,21 @@ struct RotationFaultTests {
             (.end(1, .revoked), ["release #1 A0"]),
             (.assign(["A0"]), ["resume commits", "grant w0 A0"]),
         ]),
-        Rule("commits wait while the group rebalances and go out once it assigned again (even nothing)", eager: false, [
+        Rule("commits wait while the group rebalances and go out as soon as it assigned again (even nothing)", eager: false, [
             (.assignIdle(["A0"]), []),
             (.position("A0", 7, 5), []),
             (.refused(rebalance: true), ["resend A0", "hold commits", "commits held"]),
             (.tick(afterMs: 1000), []),
-            (.assignIdle([]), ["resume commits"]),
+            (.assignIdle([]), ["resume commits", "commit A0@7"]),
+            (.tick(afterMs: 10), []),
+        ]),
+        Rule("held commits go out at the assignment even right after an idle commit", eager: false, [
+            (.assignIdle(["A0"]), []),
+            (.position("A0", 7, 5), []),
             (.tick(afterMs: 1000), ["commit A0@7"]),
+            (.position("A0", 9, 5), []),
+            (.refused(rebalance: true), ["resend A0", "hold commits", "commits held"]),
+            (.assignIdle([]), ["resume commits", "commit A0@9"]),
         ]),
     ])
     func refusedCommits(_ rule: Rule) { rule.run() }

@@ -171,6 +171,12 @@ struct RotationState: Sendable {
         rebalancingSince = nil
         pausedForRebalance = false
         step.decisions.append(.holdCommits(false))
+        // The held positions go out now, not at the next tick: on a busy
+        // group the next round can start within milliseconds of this
+        // assignment, and a position not committed by then waits for that
+        // round too (a member killed meanwhile costs all of it).
+        lastIdleCommit = nil
+        commitIdle(&step)
     }
 
     private mutating func tick(_ step: inout Step) {
