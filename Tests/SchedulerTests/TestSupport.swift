@@ -68,6 +68,9 @@ func testConfig(intervalMs: Int = 3_600_000) -> SchedulerConfig {
     // Reports of its own: GET /cluster shows this app alone.
     config.cluster.reportsTopic = "reports-\(UUID().uuidString.prefix(8))"
     try? TestBroker.shared.createTopic(config.cluster.reportsTopic, partitions: 1)
+    // A redrive ledger of its own: redrives of one test are not another's.
+    config.cluster.redriveTopic = "redrive-\(UUID().uuidString.prefix(8))"
+    try? TestBroker.shared.createTopic(config.cluster.redriveTopic, partitions: 1)
     config.groups = []
     return config
 }

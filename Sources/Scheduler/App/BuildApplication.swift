@@ -25,6 +25,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         try started.createTopic(config.producer.poolTopic, partitions: 1)
         try started.createTopic(config.schedules.topic, partitions: config.schedules.partitions)
         try started.createTopic(config.cluster.reportsTopic, partitions: 1)
+        // One partition: it orders the claims of every redrive.
+        try started.createTopic(config.cluster.redriveTopic, partitions: 1)
         logger.notice("embedded Kafka broker (in memory, lost on exit) listening",
                       metadata: [LogKey.bootstrap: "\(started.bootstrapServers)"])
         broker = started
@@ -133,7 +135,9 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     DashboardRoute().add(to: router)
     GroupRoutes(groups: groups).add(to: router)
     DeadLetterRoutes(groups: config.groups, inspector: DeadLetterInspector(
-        bootstrapServers: bootstrapServers, properties: config.kafka.properties, timeoutMs: config.producer.timeoutMs)).add(to: router)
+        bootstrapServers: bootstrapServers, properties: config.kafka.properties, timeoutMs: config.producer.timeoutMs),
+                     redriver: Redriver(bootstrapServers: bootstrapServers, properties: config.kafka.properties, producer: producer,
+                                        ledgerTopic: config.cluster.redriveTopic, timeoutMs: config.producer.timeoutMs, logger: logger)).add(to: router)
     ClusterRoutes(book: cluster).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)

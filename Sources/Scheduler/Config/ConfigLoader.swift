@@ -170,9 +170,10 @@ public enum ConfigLoader {
             let path = "cluster.\(key)"
             switch key {
             case "reports_topic": section.reportsTopic = try reader.string(value, path, table: "cluster")
+            case "redrive_topic": section.redriveTopic = try reader.string(value, path, table: "cluster")
             case "report_interval_ms": section.reportIntervalMs = try reader.int(value, path, table: "cluster")
             case "name": section.name = try reader.string(value, path, table: "cluster")
-            default: throw reader.unknownKey(key, table: "cluster", allowed: ["reports_topic", "report_interval_ms", "name"])
+            default: throw reader.unknownKey(key, table: "cluster", allowed: ["reports_topic", "report_interval_ms", "name", "redrive_topic"])
             }
         }
     }

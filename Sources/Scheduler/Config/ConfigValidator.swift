@@ -41,6 +41,12 @@ enum ConfigValidator {
         if [config.producer.poolTopic, config.schedules.topic].contains(config.cluster.reportsTopic) {
             throw reader.error("cluster.reports_topic", table: "cluster", "must differ from producer.pool_topic and schedules.topic")
         }
+        if let problem = TopicName.problem(config.cluster.redriveTopic) {
+            throw reader.error("cluster.redrive_topic", table: "cluster", problem)
+        }
+        if [config.producer.poolTopic, config.schedules.topic, config.cluster.reportsTopic].contains(config.cluster.redriveTopic) {
+            throw reader.error("cluster.redrive_topic", table: "cluster", "must differ from producer.pool_topic, schedules.topic and cluster.reports_topic")
+        }
         if config.cluster.reportIntervalMs < 100 || config.cluster.reportIntervalMs > 60_000 {
             throw reader.error("cluster.report_interval_ms", table: "cluster", "must be between 100 and 60000, got \(config.cluster.reportIntervalMs)")
         }

@@ -131,6 +131,9 @@ public struct ClusterSection: Sendable, Equatable {
     /// This daemon's id in the reports. Empty (the default):
     /// `<host>:<pid>:<start time in ms>`, new at every start.
     public var name = ""
+    /// The dead-letter redrive ledger: one partition (it orders every
+    /// redrive's claims), compacted. Default `task-scheduler.redrive`.
+    public var redriveTopic = "task-scheduler.redrive"
 }
 
 /// `[scripts]`: what one Lua call and one Lua state may use. Going over
