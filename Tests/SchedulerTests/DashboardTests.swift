@@ -62,6 +62,30 @@ struct DashboardTests {
         }
     }
 
+    @Test("in headless Chromium the dead-letter topics are listed with their count and newest error, each with a redrive button",
+          .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"), .timeLimit(.minutes(3)))
+    func rendersDeadLetters() async throws {
+        let topic = try TestBroker.freshTopic("dash-dlq", partitions: 1)
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": #"function process(msg) error("no " .. msg.payload) end"#])
+        var config = poolConfig(topics: [topic], workers: 1, sliceMs: 10)
+        config.groups[0].maxAttempts = 1
+        config.groups[0].retryBackoffMs = 0
+        let app = try await buildApplication(LaunchOptions(config: config, scriptsDirectory: scripts, logger: quietLogger))
+        try await app.test(.live) { client in
+            #expect(try await post(client, #"{"topic": "\#(topic)", "message": "thing", "key": "k"}"#).status == .ok)
+            #expect(try await eventually(timeout: .seconds(60)) {
+                let body = String(buffer: try await client.execute(uri: "/dlq", method: .get).body)
+                return body.contains(#""messages":1"#)
+            })
+            let port = try #require(client.port)
+            let dom = try await runChromium(["--dump-dom", "--virtual-time-budget=3000"], url: "http://127.0.0.1:\(port)/")
+            #expect(dom.contains("data-dlq=\"\(topic).dlq\""), "dead-letter topic missing from the dashboard")
+            #expect(dom.contains("<td>\(topic).dlq</td><td>\(topic)</td><td>1</td>"))
+            #expect(dom.contains("no thing"), "newest error missing")
+            #expect(dom.components(separatedBy: "class=\"redrive\"").count - 1 == 1, "one redrive button")
+        }
+    }
+
     @Test("in headless Chromium the group, its workers and a lease appear; a screenshot is saved",
           .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))
     func rendersInChromium() async throws {

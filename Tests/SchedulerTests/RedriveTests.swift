@@ -8,7 +8,8 @@ import Testing
 /// A ledger record at `atMs` (claimed unless said otherwise).
 private func record(_ offset: Int64, _ state: RedriveRecord.State = .claimed, job: String, at atMs: Int64) -> RedriveRecord {
     // The target's ends at a claim: the claim's second, as an offset.
-    RedriveRecord(marker: "X.dlq/0/\(offset)", state: state, job: job, at_ms: atMs, target_from: state == .claimed ? [atMs / 1000, 7] : nil)
+    RedriveRecord(topic: "X.dlq", partition: 0, offsets: [[offset, offset]], state: state, job: job, at_ms: atMs,
+                  target_from: state == .claimed ? [atMs / 1000, 7] : nil)
 }
 
 private let marker = RedriveMarker(topic: "X.dlq", partition: 0, offset: 1)
@@ -61,6 +62,18 @@ struct RedriveRulesTests {
         ledger.apply(record(1, job: "b", at: 100_001))
         #expect(ledger.afterClaim(marker, job: "a") == .publish)
         #expect(ledger.afterClaim(marker, job: "b") == .busyElsewhere)
+    }
+
+    @Test("a ledger record names dead letters of one partition as offset ranges, one record per partition and target")
+    func rangeRecords() {
+        #expect(RedriveRecord.ranges([7, 3, 4, 5, 9, 10]) == [[3, 5], [7, 7], [9, 10]])
+        let markers = [("A", 0, 1), ("A", 0, 2), ("A", 1, 5), ("A", 0, 4)].map { RedriveMarker(topic: $0.0, partition: Int32($0.1), offset: Int64($0.2)) }
+        let records = RedriveRecord.records(markers, state: .claimed, job: "j", atMs: 1) { $0.offset == 4 ? [9] : [8] }
+        #expect(records.map(\.offsets) == [[[1, 2]], [[4, 4]], [[5, 5]]])
+        #expect(records.map(\.target_from) == [[8], [9], [8]])
+        #expect(records.flatMap(\.markers).sorted() == markers.sorted())
+        #expect(RedriveRecord(topic: "A", partition: 0, offsets: [[5, 2], [1]], state: .done, job: "j", at_ms: 1).markers.isEmpty,
+                "malformed ranges name nothing")
     }
 
     @Test("a dead letter goes back as it first was: dlq.* headers dropped, marked and counted")
@@ -180,10 +193,9 @@ struct RedriveTests {
         func write(_ record: RedriveRecord) async throws {
             _ = try await producer.send(OutgoingMessage(topic: ledger, key: nil, value: Array(try encoder.encode(record)), headers: [], partition: 0))
         }
-        for offset in 0..<6 {
-            try await write(RedriveRecord(marker: "\(dlq)/0/\(offset)", state: .claimed, job: "dead", at_ms: now - 20_000, target_from: [0, 0]))
-        }
-        try await write(RedriveRecord(marker: "\(dlq)/0/9", state: .claimed, job: "alive", at_ms: now))
+        try await write(RedriveRecord(topic: dlq, partition: 0, offsets: [[0, 5]], state: .claimed, job: "dead", at_ms: now - 20_000,
+                                      target_from: [0, 0]))
+        try await write(RedriveRecord(topic: dlq, partition: 0, offsets: [[9, 9]], state: .claimed, job: "alive", at_ms: now))
         for offset in 0..<3 {
             _ = try await producer.send(OutgoingMessage(topic: source, key: Array("k\(offset % 3)".utf8), value: Array("m\(offset)".utf8),
                                                         headers: [KafkaHeader("x-redrive-of", "\(dlq)/0/\(offset)")]))

@@ -68,20 +68,58 @@ struct RedriveFilter: Sendable, Equatable {
     }
 }
 
-/// One record of the redrive ledger (a one-partition topic, keyed by marker):
-/// a job claims a dead letter before publishing it, and marks it done (or
-/// releases it) after the broker answered.
+/// One record of the redrive ledger (a one-partition topic): a job claims
+/// dead letters before publishing them, and marks them done (or releases
+/// them) after the broker answered. One record names many dead letters of one
+/// partition as offset ranges, so the ledger stays small (a broker's retention
+/// or the embedded broker's 5 MB per partition must not drop its records).
 struct RedriveRecord: Codable, Sendable, Equatable {
     enum State: String, Codable, Sendable { case claimed, done, released }
-    var marker: String
+    /// The dead-letter topic and partition.
+    var topic: String
+    var partition: Int32
+    /// Inclusive ranges `[first, last]` of dead-letter offsets.
+    var offsets: [[Int64]]
     var state: State
     var job: String
     var at_ms: Int64
-    /// Where the redriven message went (`topic/partition/offset`), for `done`.
-    var to: String?
     /// For `claimed`: the end offset of each partition of the target topic
     /// before the claim (nothing its job published can be before them).
     var target_from: [Int64]?
+
+    /// The dead letters it names.
+    var markers: [RedriveMarker] {
+        offsets.flatMap { range -> [RedriveMarker] in
+            guard range.count == 2, range[0] <= range[1], range[1] - range[0] < 1_000_000 else { return [] }
+            return (range[0]...range[1]).map { RedriveMarker(topic: topic, partition: partition, offset: $0) }
+        }
+    }
+
+    /// One record per partition for `markers`, their offsets as ranges.
+    static func records(_ markers: [RedriveMarker], state: State, job: String, atMs: Int64,
+                        targetFrom: (RedriveMarker) -> [Int64]? = { _ in nil }) -> [RedriveRecord] {
+        let byPartition = Dictionary(grouping: markers) { PartitionKey(topic: $0.topic, partition: $0.partition) }
+        return byPartition.keys.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }.flatMap { key -> [RedriveRecord] in
+            let group = byPartition[key]!.sorted()
+            // Dead letters of one batch with different targets get a record each.
+            let byTarget = Dictionary(grouping: group) { targetFrom($0) ?? [] }
+            return byTarget.keys.sorted { $0.lexicographicallyPrecedes($1) }.map { target in
+                RedriveRecord(topic: key.topic, partition: key.partition, offsets: ranges(byTarget[target]!.map(\.offset)),
+                              state: state, job: job, at_ms: atMs, target_from: state == .claimed ? target : nil)
+            }
+        }
+    }
+
+    /// Sorted offsets as inclusive ranges.
+    static func ranges(_ offsets: [Int64]) -> [[Int64]] {
+        var ranges: [[Int64]] = []
+        for offset in offsets.sorted() {
+            if let last = ranges.last, last[1] + 1 == offset { ranges[ranges.count - 1][1] = offset } else { ranges.append([offset, offset]) }
+        }
+        return ranges
+    }
+
+    private struct PartitionKey: Hashable { let topic: String; let partition: Int32 }
 }
 
 /// What the ledger says of each dead letter, folded in log order. The
@@ -103,7 +141,10 @@ struct RedriveLedger: Sendable {
     init(staleAfterMs: Int64) { self.staleAfterMs = staleAfterMs }
 
     mutating func apply(_ record: RedriveRecord) {
-        guard let marker = RedriveMarker(record.marker) else { return }
+        for marker in record.markers { apply(record, to: marker) }
+    }
+
+    private mutating func apply(_ record: RedriveRecord, to marker: RedriveMarker) {
         switch (record.state, entries[marker]) {
         case (_, .done?):
             return
@@ -177,7 +218,9 @@ public struct RedriveResult: Sendable, Codable, Equatable {
     public var filtered_out = 0
     /// Without a `dlq.topic` header: nowhere to send them.
     public var no_source = 0
-    /// Publishing failed (released: a later redrive takes them).
+    /// Publishing failed: a later redrive takes them (at once if they
+    /// surely were not written, else once `stale_after_ms` passed, after
+    /// searching the target).
     public var failed = 0
     /// The end offsets the redrive stopped at (per partition: `[partition, end]`);
     /// dead letters written after the redrive began are left for the next.

@@ -58,9 +58,13 @@ final class Redriver: Sendable {
     }
 
     fileprivate func consumer() throws -> KafkaConsumer {
-        // Assigned partitions only, no group membership, no commits.
+        // Assigned partitions only, no group membership, no commits. The
+        // ledger is read back after every batch's claims: a fetch that found
+        // the end is not held back (librdkafka waits fetch.error.backoff.ms,
+        // 500 ms by default, before fetching again).
         try KafkaConsumer.make(bootstrapServers: bootstrapServers, groupID: "task-scheduler-redrive",
-                               properties: properties.merging(["enable.partition.eof": "true"]) { _, new in new })
+                               properties: properties.merging(["enable.partition.eof": "true", "fetch.wait.max.ms": "100",
+                                                               "fetch.error.backoff.ms": "10"]) { _, new in new })
     }
 
     fileprivate var producerTimeoutMs: Int { timeoutMs }
@@ -127,9 +131,8 @@ private struct RedriveJob {
         guard !candidates.isEmpty else { return }
         // Taken before the claims: whatever this job publishes comes after.
         let ends = try TargetSearch.ends(Set(candidates.map(\.2.topic)), consumer: endsConsumer, timeoutMs: redriver.producerTimeoutMs)
-        let lastClaim = try write(candidates.map {
-            RedriveRecord(marker: $0.0.description, state: .claimed, job: id, at_ms: now, target_from: ends[$0.2.topic])
-        })
+        let targets = Dictionary(candidates.map { ($0.0, $0.2.topic) }, uniquingKeysWith: { first, _ in first })
+        let lastClaim = try write(RedriveRecord.records(candidates.map(\.0), state: .claimed, job: id, atMs: now) { ends[targets[$0] ?? ""] })
         try ledger.read(through: lastClaim)
 
         var toPublish: [(RedriveMarker, OutgoingMessage)] = []
@@ -142,12 +145,13 @@ private struct RedriveJob {
             default: result.busy_elsewhere += 1
             }
         }
-        var records: [RedriveRecord] = []
+        var done: [RedriveMarker] = []
+        var released: [RedriveMarker] = []
         if !searches.isEmpty {
             let found = try TargetSearch.find(searches, consumer: try redriver.consumer(), timeoutMs: redriver.producerTimeoutMs)
             for (marker, (message, _)) in searches.sorted(by: { $0.key < $1.key }) {
-                if let location = found[marker] {
-                    records.append(RedriveRecord(marker: marker.description, state: .done, job: id, at_ms: now, to: location))
+                if found[marker] != nil {
+                    done.append(marker)
                     result.found_moved += 1
                 } else {
                     toPublish.append((marker, message))
@@ -156,19 +160,24 @@ private struct RedriveJob {
         }
         // Enqueued one after another: each key keeps the dead letters' order.
         let deliveries = toPublish.map { (marker, message) in (marker, redriver.kafka.enqueue(message)) }
-        let at = Int64(Date().timeIntervalSince1970 * 1000)
         for (marker, delivery) in deliveries {
             switch delivery.wait() {
-            case .success(let report):
-                records.append(RedriveRecord(marker: marker.description, state: .done, job: id, at_ms: at,
-                                             to: "\(report.topic)/\(report.partition)/\(report.offset)"))
+            case .success:
+                done.append(marker)
                 result.moved += 1
             case .failure(let error):
-                records.append(RedriveRecord(marker: marker.description, state: .released, job: id, at_ms: at))
+                // Refused before sending (queue full, too large): surely not
+                // published, taken by the next redrive. Anything else (a
+                // timeout) may have been written: the claim stays, and once
+                // stale the next redrive searches the target first.
+                if error.isQueueFull || error.isMessageTooLarge { released.append(marker) }
                 result.failed += 1
                 if result.error == nil { result.error = "publishing \(marker): \(error)" }
             }
         }
+        let at = Int64(Date().timeIntervalSince1970 * 1000)
+        let records = RedriveRecord.records(done, state: .done, job: id, atMs: at)
+            + RedriveRecord.records(released, state: .released, job: id, atMs: at)
         _ = try write(records)
     }
 
@@ -177,7 +186,7 @@ private struct RedriveJob {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let deliveries = try records.map { record in
-            redriver.kafka.enqueue(OutgoingMessage(topic: redriver.ledger, key: Array(record.marker.utf8),
+            redriver.kafka.enqueue(OutgoingMessage(topic: redriver.ledger, key: Array("\(record.topic)/\(record.partition)".utf8),
                                                    value: Array(try encoder.encode(record)), headers: [], partition: 0))
         }
         var last: Int64 = -1
