@@ -188,12 +188,18 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         await closer.run { [self] in
             commitFinalAfterRebalance(feeds)
             pollLoop.withLock { $0 }?.stop()
+        }
+        // An assignment that came while the final commit waited for the
+        // rebalance made feeds of its own (nothing processed on them).
+        let late = await coordinator.inspect(within: .seconds(1)) { Array($0.feeds.values) } ?? []
+        let all = feeds + late.filter { feed in !feeds.contains { $0 === feed } }
+        await closer.run { [self] in
             // A worker left behind may still use the consumer when its call
             // returns: keep it open (the group's session expires instead).
             // librdkafka's order (INTRODUCTION.md, "Termination"): partition
             // queues are destroyed before the consumer is closed.
             if stuck.isEmpty {
-                feeds.forEach { $0.queue.destroy() }
+                all.forEach { $0.queue.destroy() }
                 consumer.close()
             }
         }
