@@ -98,7 +98,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
         let coordinator: RotationCoordinator
         do {
-            coordinator = try await RotationCoordinator.start(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger,
+            coordinator = try await RotationCoordinator.start(group: group, workers: workers, environment: environment, catalog: catalog, logger: logger,
                                                               cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
         } catch {
             for worker in workers { await worker.close() }

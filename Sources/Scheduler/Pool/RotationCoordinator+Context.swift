@@ -77,8 +77,8 @@ extension RotationCoordinator {
                 LeaseSpanView(worker: workers[span.worker].id, topic: span.partition.topic, partition: span.partition.partition,
                               start_ms_ago: Int((now - span.start) / .milliseconds(1)), end_ms_ago: Int((now - span.end) / .milliseconds(1)))
             },
-            emits_in_flight: workers.first?.environment.emitBudget.current ?? 0,
-            emits_in_flight_peak: workers.first?.environment.emitBudget.peak ?? 0,
+            emits_in_flight: environment.emitBudget.current,
+            emits_in_flight_peak: environment.emitBudget.peak,
             max_inflight_emits: group.maxInflightEmits)
     }
 

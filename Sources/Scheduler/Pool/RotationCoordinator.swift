@@ -11,6 +11,9 @@ final class RotationCoordinator: @unchecked Sendable {
     let group: GroupConfig
     let logger: Logger
     let workers: [Worker]
+    /// What the group's workers share (emit budget, commit gate): the
+    /// coordinator reads and sets it for the whole group.
+    let environment: WorkerEnvironment
     let consumer: KafkaConsumer
     let thread: DedicatedThread
     var policy: LuaState?
@@ -35,9 +38,9 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Starts the coordinator's thread and loads `rotate.lua` from the
     /// catalog on it, if there is one. `cooperative`: the group uses an
     /// incremental assignor (see `RotationRules.cooperative`).
-    static func start(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger,
+    static func start(group: GroupConfig, workers: [Worker], environment: WorkerEnvironment, catalog: ScriptCatalog, logger: Logger,
                       cooperative: Bool = false, sessionTimeoutMs: Int = 10_000) async throws -> RotationCoordinator {
-        let coordinator = RotationCoordinator(group: group, workers: workers, consumer: consumer, catalog: catalog, logger: logger,
+        let coordinator = RotationCoordinator(group: group, workers: workers, environment: environment, catalog: catalog, logger: logger,
                                               cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
         do {
             try await coordinator.thread.run { [coordinator] in try coordinator.loadPolicy(strict: true) }
@@ -48,11 +51,13 @@ final class RotationCoordinator: @unchecked Sendable {
         return coordinator
     }
 
-    private init(group: GroupConfig, workers: [Worker], consumer: KafkaConsumer, catalog: ScriptCatalog, logger: Logger, cooperative: Bool, sessionTimeoutMs: Int) {
+    private init(group: GroupConfig, workers: [Worker], environment: WorkerEnvironment, catalog: ScriptCatalog, logger: Logger,
+                 cooperative: Bool, sessionTimeoutMs: Int) {
         self.group = group
         self.catalog = catalog
         self.workers = workers
-        self.consumer = consumer
+        self.environment = environment
+        self.consumer = environment.consumer
         self.logger = logger
         self.activity = workers.map { _ in WorkerActivity() }
         var rules = RotationRules(group: group.name, topics: group.topics, workers: workers.map(\.id), sliceMs: group.sliceMs)
@@ -116,7 +121,7 @@ final class RotationCoordinator: @unchecked Sendable {
                 metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
                     .record(lag(partition))
             }
-            metrics.gauge(MetricName.emitsInFlight, [("group", group.name)]).record(workers.first?.environment.emitBudget.current ?? 0)
+            metrics.gauge(MetricName.emitsInFlight, [("group", group.name)]).record(environment.emitBudget.current)
         }
     }
 
@@ -194,7 +199,7 @@ final class RotationCoordinator: @unchecked Sendable {
             decisions = state.handle(event, at: .now, facts: facts, policy: DefaultPolicy())
         }
         decisions.forEach(carryOut)
-        workers.first?.environment.fetchedElsewhere.set(state.fetchedWaiting(facts: facts))
+        environment.fetchedElsewhere.set(state.fetchedWaiting(facts: facts))
     }
 
     private func carryOut(_ decision: RotationDecision) {
@@ -217,7 +222,7 @@ final class RotationCoordinator: @unchecked Sendable {
         case .resendCommits(let slots):
             for slot in slots { feeds[slot.partition]?.committedOffset = -1 }
         case .holdCommits(let held):
-            workers.first?.environment.commits.hold(held)
+            environment.commits.hold(held)
         case .release(let ticket, let slots):
             // Every lane of a partition is in the same revocation.
             let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }
