@@ -57,6 +57,11 @@ struct ScheduleTable: Sendable {
     /// Ids whose tombstone was read: a later record for one comes from a
     /// fire that raced the cancel and is tombstoned again.
     private var tombstoned: Set<String> = []
+    /// One-shots whose fire this daemon acknowledged (its tombstone is being
+    /// written), with their partitions: until the tombstone is read back,
+    /// records for them are older than it (their creation, read back after
+    /// the fire) and must not make them fire again.
+    private var removing: [String: Int32] = [:]
     private var inFlight: [Int32: Int] = [:]
     private var generation: UInt64 = 0
 
@@ -100,6 +105,7 @@ struct ScheduleTable: Sendable {
     mutating func drop(_ partition: Int32) {
         partitions[partition] = nil
         entries = entries.filter { $0.value.partition != partition }
+        removing = removing.filter { $0.value != partition }
         inFlight[partition] = nil
     }
 
@@ -110,10 +116,12 @@ struct ScheduleTable: Sendable {
         switch record {
         case .removed(let id):
             tombstoned.insert(id)
+            removing[id] = nil
             entries[id] = nil
             return []
         case .schedule(let schedule):
             if tombstoned.contains(schedule.id) { return [schedule.id] }
+            if removing[schedule.id] != nil { return [] }
             if var entry = entries[schedule.id] {
                 // Our own state coming back, or older: keep the newest.
                 guard schedule.fires >= entry.schedule.fires, schedule != entry.schedule else { return [] }
@@ -175,6 +183,7 @@ struct ScheduleTable: Sendable {
         entry.inFlight = false
         guard let next = entry.schedule.afterFire(due: fire.due, now: now) else {
             entries[fire.id] = nil
+            removing[fire.id] = fire.partition
             return .remove(id: fire.id, partition: fire.partition)
         }
         entry.schedule = next
