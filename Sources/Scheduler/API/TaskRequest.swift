@@ -3,9 +3,11 @@ import Foundation
 /// Reads the body of `POST /tasks/generate`:
 /// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?, "once": true?}`,
 /// or with one schedule field: `"at"` (RFC 3339), `"after"`, `"every"` (durations
-/// such as `"90s"`) or `"cron"` (with an optional `"timezone"`).
+/// such as `"90s"`) or `"cron"` (with an optional `"timezone"`), and then
+/// optionally `"id"` (a client-chosen schedule id: creates or changes that
+/// schedule) and `"catchup"` (`skip`, `once`, `all`).
 enum TaskRequest {
-    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone"]
+    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone", "id", "catchup"]
 
     /// A parsed body: the task, and whether it is published once instead of
     /// joining the pool, or when it is scheduled.
@@ -13,6 +15,9 @@ enum TaskRequest {
         var task: TaskSpec
         var once: Bool
         var schedule: ScheduleKind? = nil
+        /// A client-chosen schedule id.
+        var id: String? = nil
+        var catchup: CatchUpPolicy? = nil
     }
 
     /// The task, or an `APIError` (400) saying what is wrong with the body.
@@ -31,7 +36,7 @@ enum TaskRequest {
         }
         let unknown = Set(fields.keys).subtracting(Self.fields).sorted()
         if !unknown.isEmpty {
-            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone")
+            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone, id, catchup")
         }
         let topic = try string(fields, "topic", required: true)!
         let message = try string(fields, "message", required: true)!
@@ -71,7 +76,20 @@ enum TaskRequest {
             throw APIError(.badRequest, error.description)
         }
         if schedule != nil && once { throw APIError(.badRequest, "field 'once' cannot be combined with a schedule (at, after, every, cron)") }
-        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once, schedule: schedule)
+        let id = try string(fields, "id", required: false)
+        let catchupText = try string(fields, "catchup", required: false)
+        if schedule == nil, let field = id != nil ? "id" : catchupText != nil ? "catchup" : nil {
+            throw APIError(.badRequest, "field '\(field)' applies to a schedule: give one of at, after, every, cron")
+        }
+        if let id, let problem = ScheduleStore.problem(withID: id) { throw APIError(.badRequest, problem) }
+        let catchup: CatchUpPolicy?
+        do {
+            catchup = try ScheduleRequest.catchup(catchupText)
+        } catch {
+            throw APIError(.badRequest, error.description)
+        }
+        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once, schedule: schedule,
+                      id: id, catchup: catchup)
     }
 
     private static func string(_ fields: [String: Any], _ name: String, required: Bool) throws(APIError) -> String? {

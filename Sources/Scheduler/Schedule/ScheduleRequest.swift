@@ -6,6 +6,15 @@ enum ScheduleRequest {
     /// Shortest `every`: a tighter loop is a busy loop, not a schedule.
     static let minimumEveryMs: Int64 = 100
 
+    /// The `catchup` field: `skip`, `once` or `all` (nil when absent).
+    static func catchup(_ text: String?) throws(ScheduleFieldError) -> CatchUpPolicy? {
+        guard let text else { return nil }
+        guard let policy = CatchUpPolicy(rawValue: text) else {
+            throw ScheduleFieldError("catchup", "must be one of skip, once, all (got '\(text.prefix(64))')")
+        }
+        return policy
+    }
+
     /// The schedule kind the fields ask for, or nil when none of `at`,
     /// `after`, `every`, `cron` is given. Throws naming the field at fault.
     static func kind(at: String?, after: String?, every: String?, cron: String?, timezone: String?,

@@ -1,0 +1,121 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+@testable import Scheduler
+
+/// `GET /schedules[...]` or `/schedules/<id>`: the JSON answer and its status.
+func scheduleCall(_ client: some TestClientProtocol, _ uri: String, _ method: HTTPRequest.Method = .get, body: String? = nil) async throws -> (HTTPResponse.Status, Any?) {
+    let response = try await client.execute(uri: uri, method: method, headers: [.contentType: "application/json"],
+                                            body: body.map { ByteBuffer(string: $0) })
+    return (response.status, try? JSONSerialization.jsonObject(with: Data(buffer: response.body)))
+}
+
+@Suite("Schedules by id over HTTP: client-chosen ids, PUT, pause, resume, trigger, DELETE, catch-up policy")
+struct ScheduleControlAPITests {
+    @Test("the same id posted twice is one schedule; PUT changes it in place; pause stops fires, trigger fires once while paused, resume fires again; DELETE removes it")
+    func lifecycle() async throws {
+        let topic = try TestBroker.freshTopic("sched-ctl")
+        try await withApplication(schedulingConfig()) { client throws in
+            #expect(try await eventually { try await schedulesLive(client) })
+            let body = #"{"id": "nightly-report", "topic": "\#(topic)", "message": "v1", "every": "300ms"}"#
+            let first = try await postSchedule(client, body)
+            let second = try await postSchedule(client, body)
+            #expect(first["id"] as? String == "nightly-report" && second["id"] as? String == "nightly-report")
+            #expect(first["next_due"] as? String == second["next_due"] as? String, "posting it again moved its cadence")
+            let (listStatus, list) = try await scheduleCall(client, "/schedules")
+            #expect(listStatus == .ok)
+            let ids = (list as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            #expect(ids.filter { $0 == "nightly-report" }.count == 1, "\(ids)")
+            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).filter { $0.message == "v1" }.count >= 2 })
+
+            // PUT: the new message fires from now on, on the same schedule.
+            let (putStatus, put) = try await scheduleCall(client, "/schedules/nightly-report", .put,
+                                                          body: #"{"topic": "\#(topic)", "message": "v2", "every": "300ms"}"#)
+            #expect(putStatus == .ok && (put as? [String: Any])?["message"] as? String == "v2")
+            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).contains { $0.message == "v2" } })
+
+            // Pause: nothing due after the answer fires (one fire may have been in flight).
+            let (pauseStatus, paused) = try await scheduleCall(client, "/schedules/nightly-report/pause", .post)
+            let pausedAt = RFC3339.nowMs
+            #expect(pauseStatus == .ok && (paused as? [String: Any])?["state"] as? String == "paused")
+            let (_, pausedList) = try await scheduleCall(client, "/schedules?state=paused")
+            #expect((pausedList as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["nightly-report"])
+            // Trigger while paused: exactly one extra fire.
+            let (triggerStatus, _) = try await scheduleCall(client, "/schedules/nightly-report/trigger", .post)
+            #expect(triggerStatus == .ok)
+            var fired: [FiredTask] = []
+            #expect(try await eventually {
+                fired = try await firedTasks(topic: topic, for: .seconds(1))
+                return fired.contains { $0.dueMs >= pausedAt }
+            })
+            try await Task.sleep(for: .seconds(1))
+            fired = try await firedTasks(topic: topic, for: .seconds(1))
+            // Due after the pause answered: only the trigger (due when it was asked for).
+            let whilePaused = fired.filter { $0.dueMs >= pausedAt }
+            #expect(whilePaused.count == 1, "fires while paused: \(whilePaused.map { $0.dueMs - pausedAt })")
+            let (_, shown) = try await scheduleCall(client, "/schedules/nightly-report")
+            let view = shown as? [String: Any] ?? [:]
+            #expect(view["state"] as? String == "paused" && view["trigger_pending"] as? Bool == false)
+            #expect((view["fires"] as? Int ?? 0) == fired.count, "fires shown \(view["fires"] ?? "nil"), fired \(fired.count)")
+            #expect(view["last_fire"] is String && view["last_fire_delay_ms"] is Int && view["source"] as? String == "api")
+
+            // Resume: fires again.
+            let resumedAt = RFC3339.nowMs
+            #expect(try await scheduleCall(client, "/schedules/nightly-report/resume", .post).0 == .ok)
+            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).filter { $0.dueMs > resumedAt }.count >= 2 })
+
+            // DELETE: gone everywhere; again 404.
+            #expect(try await scheduleCall(client, "/schedules/nightly-report", .delete).0 == .ok)
+            #expect(try await scheduleCall(client, "/schedules/nightly-report", .delete).0 == .notFound)
+            #expect(try await scheduleCall(client, "/schedules/nightly-report").0 == .notFound)
+            #expect(try await scheduleCall(client, "/schedules/nightly-report/pause", .post).0 == .notFound)
+            let dues = try await firedTasks(topic: topic, for: .seconds(1)).map(\.dueMs)
+            #expect(Set(dues).count == dues.count, "a due fired twice")
+        }
+    }
+
+    @Test("bad ids, filters and policies get 400 naming what is wrong", arguments: [
+        ("/tasks/generate", #"{"id": "a b", "topic": "t", "message": "m", "every": "1s"}"#, "field 'id'"),
+        ("/tasks/generate", #"{"id": "x", "topic": "t", "message": "m"}"#, "field 'id' applies to a schedule"),
+        ("/tasks/generate", #"{"topic": "t", "message": "m", "every": "1s", "catchup": "twice"}"#, "field 'catchup'"),
+        ("/schedules/x", #"{"topic": "t", "message": "m"}"#, "give one of"),
+        ("/schedules/x", #"{"id": "y", "topic": "t", "message": "m", "every": "1s"}"#, "differs"),
+    ])
+    func badRequests(_ uri: String, _ body: String, _ expected: String) async throws {
+        try await withApplication(testConfig()) { client throws in
+            let response = try await client.execute(uri: uri, method: uri.hasPrefix("/schedules") ? .put : .post,
+                                                    headers: [.contentType: "application/json"], body: ByteBuffer(string: body))
+            #expect(response.status == .badRequest)
+            #expect(errorText(response)?.contains(expected) == true, "got \(errorText(response) ?? "nil")")
+            let filter = try await client.execute(uri: "/schedules?source=robot", method: .get)
+            #expect(filter.status == .badRequest)
+        }
+    }
+
+    @Test("catchup skip across a restart: the missed slots are counted, none fires late; the metric counts them")
+    func skipAcrossRestart() async throws {
+        let topic = try TestBroker.freshTopic("skip")
+        let config = schedulingConfig()
+        try await withApplication(config) { client throws in
+            #expect(try await eventually { try await schedulesLive(client) })
+            _ = try await postSchedule(client, #"{"id": "skip-\#(topic)", "topic": "\#(topic)", "message": "s", "every": "500ms", "catchup": "skip"}"#)
+            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).count >= 1 })
+        }
+        let stopped = RFC3339.nowMs
+        try await Task.sleep(for: .seconds(3))
+        try await withApplication(config) { client throws in
+            #expect(try await eventually { try await schedulesLive(client) })
+            let restarted = RFC3339.nowMs
+            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).filter { $0.timestampMs > restarted }.count >= 2 })
+            let fired = try await firedTasks(topic: topic, for: .seconds(1))
+            // Nothing due while down fired after the restart.
+            #expect(fired.filter { $0.dueMs > stopped + 500 && $0.dueMs < restarted }.isEmpty,
+                    "late fires: \(fired.filter { $0.dueMs < restarted && $0.timestampMs > restarted }.map { $0.timestampMs - $0.dueMs })")
+            let (_, shown) = try await scheduleCall(client, "/schedules/skip-\(topic)")
+            #expect(((shown as? [String: Any])?["misses"] as? Int ?? 0) >= 4, "\(String(describing: shown))")
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains(#"scheduler_schedule_misses_total{reason="skipped"}"#))
+        }
+    }
+}
