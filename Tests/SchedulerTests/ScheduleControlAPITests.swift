@@ -118,4 +118,29 @@ struct ScheduleControlAPITests {
             #expect(metrics.contains(#"scheduler_schedule_misses_total{reason="skipped"}"#))
         }
     }
+
+    @Test("jitter over HTTP: every fire is taken no earlier than its slot plus its jitter, and within the bound plus the usual delay")
+    func jitterBounds() async throws {
+        let topic = try TestBroker.freshTopic("jitter")
+        try await withApplication(schedulingConfig()) { client throws in
+            #expect(try await eventually { try await schedulesLive(client) })
+            let id = "jitter-\(topic)"
+            _ = try await postSchedule(client, #"{"id": "\#(id)", "topic": "\#(topic)", "message": "j", "every": "200ms", "jitter": "150ms"}"#)
+            var fired: [FiredTask] = []
+            #expect(try await eventually {
+                fired = try await firedTasks(topic: topic, for: .seconds(1))
+                return fired.count >= 15
+            })
+            let (_, shown) = try await scheduleCall(client, "/schedules/\(id)")
+            #expect((shown as? [String: Any])?["jitter"] as? String == "150ms")
+            var schedule = try Schedule(id: id, task: TaskSpec(topic: topic, message: "j"), kind: .every(ms: 200, anchor: 0), now: 0)
+            schedule.jitterMs = 150
+            let offsets = fired.map { schedule.jitterOffset($0.dueMs) }
+            for (task, offset) in zip(fired, offsets) {
+                #expect(task.timestampMs >= task.dueMs + offset, "fired \(task.dueMs + offset - task.timestampMs) ms before its jittered time")
+                #expect(task.timestampMs - task.dueMs < 150 + 2000, "fired \(task.timestampMs - task.dueMs) ms after its slot")
+            }
+            #expect(Set(offsets).count > 3, "no spread: \(offsets)")
+        }
+    }
 }

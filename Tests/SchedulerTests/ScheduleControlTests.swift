@@ -195,7 +195,7 @@ struct ScheduleControlTests {
             "past": .table(["topic": "h", "message": "p", "at": "2020-01-01T00:00:00Z"]),
         ])
         let declared = try ScriptSchedules.read(value, now: now)
-        #expect(declared["beat"]?.kind == .every(ms: 30_000, anchor: 0) && declared["beat"]?.catchup == .skip)
+        #expect(declared["beat"]?.kind == .every(ms: 30_000, anchor: 0) && declared["beat"]?.policy.catchup == .skip)
         #expect(declared["nightly"]?.source == .script)
         for (bad, expected) in [
             (LuaValue.table(["x": .table(["topic": "t", "message": "m"])]), #"schedules["x"]': give one of"#),
@@ -212,7 +212,7 @@ struct ScheduleControlTests {
         // Existing: nightly as declared, beat changed, old (script) gone from the script, api (API) untouched.
         func existing(_ id: String, _ definition: ScheduleStore.Definition) -> Schedule {
             var schedule = try! Schedule(id: id, task: definition.task, kind: definition.kind, now: now - 5000)
-            schedule.catchup = definition.catchup
+            schedule.policyFields = definition.policy
             schedule.source = definition.source == .api ? nil : definition.source
             return schedule
         }
@@ -226,5 +226,47 @@ struct ScheduleControlTests {
         #expect(plan.put == ["beat"], "a past 'at' missing is not made again; nightly is unchanged")
         #expect(plan.remove == ["old"])
         #expect(ScriptSchedules.plan(declared: declared, existing: [], now: now).put == ["beat", "nightly"])
+    }
+
+    @Test("jitter: each slot is taken at a fixed offset within the bound (the same on every computation), spread over it; x-schedule-due stays the slot")
+    func jitter() {
+        var table = liveTable()
+        var schedule = every("j")
+        schedule.jitterMs = 300
+        _ = table.apply(.schedule(schedule), partition: 0)
+        var offsets: [Int64] = []
+        for slot in 1...60 {
+            let due = Self.base + Int64(slot) * 1000
+            let offset = schedule.jitterOffset(due)
+            #expect(offset == schedule.jitterOffset(due) && (0...300).contains(offset))
+            #expect(table.takeDue(now: due + offset - 1).isEmpty, "slot \(slot) taken before its jitter")
+            let fires = fire(&table, at: due + offset)
+            #expect(fires.map(\.due) == [due] && fires.first?.jitterMs == offset)
+            offsets.append(offset)
+        }
+        #expect(Set(offsets).count > 20 && offsets.max()! > 200 && offsets.min()! < 100, "offsets not spread: \(offsets)")
+    }
+
+    @Test("window and limit: nothing before start, done after end or after limit regular fires (triggers not counted)")
+    func windowAndLimit() {
+        var table = liveTable()
+        var windowed = every("w")
+        windowed.startMs = Self.base + 10_500
+        windowed.endMs = Self.base + 13_000
+        windowed.moveIntoWindow()
+        #expect(windowed.nextDueMs == Self.base + 11_000)
+        var limited = every("l")
+        limited.limit = 3
+        limited.triggers = 1
+        limited.triggerAtMs = Self.base + 500
+        _ = table.apply(.schedule(windowed), partition: 0)
+        _ = table.apply(.schedule(limited), partition: 0)
+        var fired: [String: [Int64]] = [:]
+        for now in stride(from: Self.base, through: Self.base + 20_000, by: 100) {
+            for fire in fire(&table, at: now) { fired[fire.id, default: []].append(fire.due - Self.base) }
+        }
+        #expect(fired["w"] == [11_000, 12_000, 13_000])
+        #expect(fired["l"] == [500, 1000, 2000, 3000], "a trigger, then three regular fires")
+        #expect(table.count == 0, "both done and removed")
     }
 }

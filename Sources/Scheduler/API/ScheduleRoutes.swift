@@ -74,7 +74,7 @@ struct ScheduleRoutes: Sendable {
             throw APIError(.internalServerError, "on_task() failed: \(error)")
         }
         do throws(ScheduleError) {
-            let put = try await schedules.put(id: id, .init(task: accepted, kind: kind, catchup: posted.catchup))
+            let put = try await schedules.put(id: id, .init(task: accepted, kind: kind, policy: posted.policy))
             let partition = ScheduleRecord.partition(of: id, partitions: schedules.placement.partitions)
             return JSONBody.response(status: put.created ? .created : .ok,
                                      views([.init(schedule: put.schedule, partition: partition, local: false)])[0])
@@ -115,6 +115,10 @@ struct ScheduleView: Encodable, Sendable, Equatable {
     let cron: String?
     let timezone: String?
     let catchup: String
+    let jitter: String?
+    let start: String?
+    let end: String?
+    let limit: Int64?
     let topic: String
     let message: String
     let key: String?
@@ -135,6 +139,10 @@ struct ScheduleView: Encodable, Sendable, Equatable {
         let fields = schedule.kind.fields
         (at, after, every, cron, timezone) = (fields["at"], fields["after"], fields["every"], fields["cron"], fields["timezone"])
         catchup = schedule.policy.rawValue
+        jitter = schedule.jitterMs.map(ScheduleDuration.format)
+        start = schedule.startMs.map(RFC3339.format)
+        end = schedule.endMs.map(RFC3339.format)
+        limit = schedule.limit
         topic = schedule.task.topic
         message = schedule.task.message
         key = schedule.task.key

@@ -7,7 +7,8 @@ import Foundation
 /// optionally `"id"` (a client-chosen schedule id: creates or changes that
 /// schedule) and `"catchup"` (`skip`, `once`, `all`).
 enum TaskRequest {
-    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone", "id", "catchup"]
+    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone", "id", "catchup",
+                                      "jitter", "start", "end", "limit"]
 
     /// A parsed body: the task, and whether it is published once instead of
     /// joining the pool, or when it is scheduled.
@@ -17,7 +18,7 @@ enum TaskRequest {
         var schedule: ScheduleKind? = nil
         /// A client-chosen schedule id.
         var id: String? = nil
-        var catchup: CatchUpPolicy? = nil
+        var policy = SchedulePolicy()
     }
 
     /// The task, or an `APIError` (400) saying what is wrong with the body.
@@ -36,7 +37,7 @@ enum TaskRequest {
         }
         let unknown = Set(fields.keys).subtracting(Self.fields).sorted()
         if !unknown.isEmpty {
-            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone, id, catchup")
+            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone, id, catchup, jitter, start, end, limit")
         }
         let topic = try string(fields, "topic", required: true)!
         let message = try string(fields, "message", required: true)!
@@ -77,19 +78,30 @@ enum TaskRequest {
         }
         if schedule != nil && once { throw APIError(.badRequest, "field 'once' cannot be combined with a schedule (at, after, every, cron)") }
         let id = try string(fields, "id", required: false)
-        let catchupText = try string(fields, "catchup", required: false)
-        if schedule == nil, let field = id != nil ? "id" : catchupText != nil ? "catchup" : nil {
+        var named: [String?] = []
+        for field in ["catchup", "jitter", "start", "end"] { named.append(try string(fields, field, required: false)) }
+        var limit: Int64?
+        if let raw = fields["limit"], !(raw is NSNull) {
+            // A JSON integer (not a boolean, not a fraction).
+            guard let number = raw as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue == Double(number.int64Value) else {
+                throw APIError(.badRequest, "field 'limit' must be a whole number")
+            }
+            limit = number.int64Value
+        }
+        if schedule == nil, let field = id != nil ? "id" : zip(["catchup", "jitter", "start", "end"], named).first(where: { $0.1 != nil })?.0 ?? (limit != nil ? "limit" : nil) {
             throw APIError(.badRequest, "field '\(field)' applies to a schedule: give one of at, after, every, cron")
         }
         if let id, let problem = ScheduleStore.problem(withID: id) { throw APIError(.badRequest, problem) }
-        let catchup: CatchUpPolicy?
-        do {
-            catchup = try ScheduleRequest.catchup(catchupText)
-        } catch {
-            throw APIError(.badRequest, error.description)
+        var policy = SchedulePolicy()
+        if let schedule {
+            do {
+                policy = try SchedulePolicy(catchup: named[0], jitter: named[1], start: named[2], end: named[3], limit: limit, kind: schedule)
+            } catch {
+                throw APIError(.badRequest, error.description)
+            }
         }
         return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once, schedule: schedule,
-                      id: id, catchup: catchup)
+                      id: id, policy: policy)
     }
 
     private static func string(_ fields: [String: Any], _ name: String, required: Bool) throws(APIError) -> String? {

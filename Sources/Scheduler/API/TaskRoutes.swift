@@ -96,10 +96,10 @@ struct TaskRoutes: Sendable {
             context.logger.error("on_task() failed: \(error)", metadata: [LogKey.script: "\(error.script)"])
             throw APIError(.internalServerError, "on_task() failed: \(error)")
         }
-        if let kind = posted.schedule, posted.id != nil || posted.catchup != nil {
+        if let kind = posted.schedule, posted.id != nil || !posted.policy.isEmpty {
             let id = posted.id ?? "s-" + UUID().uuidString.lowercased()
             do {
-                let put = try await schedules.put(id: id, .init(task: accepted, kind: kind, catchup: posted.catchup))
+                let put = try await schedules.put(id: id, .init(task: accepted, kind: kind, policy: posted.policy))
                 return JSONBody.response(ScheduledView(id: id, next_due: RFC3339.format(put.schedule.nextDueMs), kind: kind.name))
             } catch {
                 throw Self.apiError(error)

@@ -40,6 +40,15 @@ struct Schedule: Sendable, Equatable, Codable {
     /// When the last fire was acknowledged, and how late it was (due to acknowledgement).
     var lastFiredAtMs: Int64?
     var lastFireDelayMs: Int64?
+    /// Each fire is taken up to this much after its due time, by an amount
+    /// fixed per slot (see `jitterOffset`).
+    var jitterMs: Int64?
+    /// A window for a recurring schedule: no slot before `startMs`; done
+    /// (removed) once its next slot would be after `endMs`.
+    var startMs: Int64?
+    var endMs: Int64?
+    /// Done (removed) after this many regular fires (triggers not counted).
+    var limit: Int64?
 
     /// A new schedule of `kind` for `task`, created at `now`; throws naming
     /// the field when it would never fire.
@@ -63,7 +72,7 @@ struct Schedule: Sendable, Equatable, Codable {
     /// When the timer should take it next: a pending trigger, else the next
     /// due time unless paused; nil when nothing is to fire.
     var effectiveDueMs: Int64? {
-        let regular = isPaused ? nil : nextDueMs
+        let regular = isPaused ? nil : nextDueMs + jitterOffset(nextDueMs)
         guard triggerPending, let at = triggerAtMs else { return regular }
         return min(at, regular ?? .max)
     }
@@ -73,12 +82,12 @@ struct Schedule: Sendable, Equatable, Codable {
     /// record is then tombstoned). `misses`: slots folded into this fire.
     func afterFire(due: Int64, now: Int64, ackedAt: Int64? = nil) -> Schedule? {
         let plan = CatchUp.plan(kind: kind, policy: policy, due: due, now: now)
-        guard let next = plan.next else { return nil }
+        guard let next = plan.next, !isOver(next: next, regularFires: fires - (triggered ?? 0) + 1) else { return nil }
         var fired = self
         fired.fires += 1
         fired.lastFiredDueMs = due
         fired.nextDueMs = next
-        fired.noteFire(due: due, ackedAt: ackedAt)
+        fired.noteFire(due: due + jitterOffset(due), ackedAt: ackedAt)
         if plan.missed > 0 { fired.misses = (misses ?? 0) + Int64(plan.missed) }
         return fired
     }
@@ -99,7 +108,7 @@ struct Schedule: Sendable, Equatable, Codable {
     /// goes on at its next slot; nil for a one-shot (it is removed).
     func afterSkip(due: Int64, now: Int64) -> Schedule? {
         let plan = CatchUp.plan(kind: kind, policy: .skip, due: due, now: now)
-        guard let next = plan.next else { return nil }
+        guard let next = plan.next, !isOver(next: next, regularFires: fires - (triggered ?? 0)) else { return nil }
         var skipped = self
         skipped.nextDueMs = next
         skipped.misses = (misses ?? 0) + 1 + Int64(plan.missed)
@@ -110,6 +119,31 @@ struct Schedule: Sendable, Equatable, Codable {
     /// fired only grow, so of two states of one revision the one with more
     /// progress is the newer.
     var progress: Int64 { fires + (misses ?? 0) }
+
+    /// Done: `next` is past the window's end, or the limit of regular fires is reached.
+    func isOver(next: Int64, regularFires: Int64) -> Bool {
+        if let endMs, next > endMs { return true }
+        if let limit, regularFires >= limit { return true }
+        return false
+    }
+
+    /// How long after slot `due` the timer takes it: 0 to `jitterMs`, a hash
+    /// of the id and the slot (the same on every daemon and after a restart).
+    func jitterOffset(_ due: Int64) -> Int64 {
+        guard let jitterMs, jitterMs > 0 else { return 0 }
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in id.utf8 + withUnsafeBytes(of: due.littleEndian, Array.init) {
+            hash ^= UInt64(byte)
+            hash = hash &* 1_099_511_628_211
+        }
+        return Int64(hash % UInt64(jitterMs + 1))
+    }
+
+    /// The first slot of a recurring schedule at or after its window's start.
+    mutating func moveIntoWindow() {
+        guard kind.isRecurring, let startMs, nextDueMs < startMs, let next = kind.nextDue(after: startMs - 1, now: startMs - 1) else { return }
+        nextDueMs = next
+    }
 
     private mutating func noteFire(due: Int64, ackedAt: Int64?) {
         guard let ackedAt else { return }

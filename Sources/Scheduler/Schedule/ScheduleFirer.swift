@@ -119,7 +119,8 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
         }
         fires.increment()
         // Due time to acknowledgement, in microseconds (the due time is whole ms).
-        let late = max(Int64(Date().timeIntervalSince1970 * 1_000_000) - fire.due * 1000, 0)
+        // From when it was to be taken: the slot plus its jitter.
+        let late = max(Int64(Date().timeIntervalSince1970 * 1_000_000) - (fire.due + fire.jitterMs) * 1000, 0)
         delay.recordNanoseconds(late * 1000)
         store.recentDelays.withLock { delays in
             if delays.count >= 200_000 { delays.removeFirst(100_000) }

@@ -40,3 +40,54 @@ enum ScheduleRequest {
         return nil
     }
 }
+
+/// A schedule's policies as a request gives them (all optional).
+struct SchedulePolicy: Sendable, Equatable {
+    var catchup: CatchUpPolicy?
+    var jitterMs: Int64?
+    var startMs: Int64?
+    var endMs: Int64?
+    var limit: Int64?
+
+    var isEmpty: Bool { self == SchedulePolicy() }
+
+    /// Longest `jitter`.
+    static let maxJitterMs: Int64 = 86_400_000
+
+    /// Reads `catchup`, `jitter` (a duration), `start`/`end` (RFC 3339, for
+    /// `every` and `cron`) and `limit` (fires, at least 1); throws naming the field.
+    init(catchup: String?, jitter: String?, start: String?, end: String?, limit: Int64?, kind: ScheduleKind) throws(ScheduleFieldError) {
+        self.catchup = try ScheduleRequest.catchup(catchup)
+        if let jitter {
+            let ms = try ScheduleDuration.parse(jitter, field: "jitter")
+            guard ms <= Self.maxJitterMs else { throw ScheduleFieldError("jitter", "must be at most 1d") }
+            jitterMs = ms
+        }
+        for (field, given) in [("start", start), ("end", end), ("limit", limit.map(String.init))] where given != nil && !kind.isRecurring {
+            throw ScheduleFieldError(field, "applies to 'every' and 'cron' (a one-shot fires once)")
+        }
+        if let start { startMs = try RFC3339.parse(start, field: "start") }
+        if let end { endMs = try RFC3339.parse(end, field: "end") }
+        if let startMs, let endMs, endMs <= startMs { throw ScheduleFieldError("end", "must be after 'start'") }
+        if let limit {
+            guard limit >= 1 else { throw ScheduleFieldError("limit", "must be a whole number of fires, at least 1") }
+            self.limit = limit
+        }
+    }
+
+    init() {}
+}
+
+extension Schedule {
+    /// Its policies, as `SchedulePolicy` (what `put` compares and sets).
+    var policyFields: SchedulePolicy {
+        get {
+            var policy = SchedulePolicy()
+            (policy.catchup, policy.jitterMs, policy.startMs, policy.endMs, policy.limit) = (catchup, jitterMs, startMs, endMs, limit)
+            return policy
+        }
+        set {
+            (catchup, jitterMs, startMs, endMs, limit) = (newValue.catchup, newValue.jitterMs, newValue.startMs, newValue.endMs, newValue.limit)
+        }
+    }
+}

@@ -12,14 +12,14 @@ extension ScheduleStore {
     struct Definition: Sendable, Equatable {
         var task: TaskSpec
         var kind: ScheduleKind
-        var catchup: CatchUpPolicy?
+        var policy = SchedulePolicy()
         var source: ScheduleSource = .api
 
         /// `schedule` already is this: the same task, timing (as the API
         /// shows it: an `every` keeps its grid, an `after` its due time),
         /// policy and source.
         func matches(_ schedule: Schedule) -> Bool {
-            schedule.task == task && schedule.kind.fields == kind.fields && schedule.catchup == catchup
+            schedule.task == task && schedule.kind.fields == kind.fields && schedule.policyFields == policy
                 && (schedule.source ?? .api) == source
         }
     }
@@ -88,7 +88,11 @@ extension ScheduleStore {
                 throw .invalid(error.description)
             }
         }
-        schedule.catchup = definition.catchup
+        schedule.policyFields = definition.policy
+        schedule.moveIntoWindow()
+        if let end = schedule.endMs, schedule.nextDueMs > end {
+            throw .invalid("field 'end': the schedule's next slot (\(RFC3339.format(schedule.nextDueMs))) is after it")
+        }
         schedule.source = definition.source == .api ? nil : definition.source
         schedule.revision = Self.nextRevision(after: base, now: now)
         try await store(schedule)

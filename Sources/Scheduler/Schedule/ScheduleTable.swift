@@ -47,6 +47,8 @@ struct ScheduleTable: Sendable {
         /// (`all` past its maximum); for the misses metric.
         var missed = 0
         var policy: CatchUpPolicy = .once
+        /// The slot's jitter: the fire is taken at `due + jitterMs`.
+        var jitterMs: Int64 = 0
     }
 
     /// What to write to the schedule topic after an acknowledged fire.
@@ -233,12 +235,13 @@ struct ScheduleTable: Sendable {
         var fire = Fire(id: schedule.id, partition: entry.partition, due: schedule.nextDueMs, takenAt: now,
                         task: schedule.task, kind: schedule.kind.name)
         fire.policy = schedule.policy
+        fire.jitterMs = schedule.jitterOffset(schedule.nextDueMs)
         if schedule.triggerPending, let at = schedule.triggerAtMs, at <= now, schedule.isPaused || at <= schedule.nextDueMs {
             fire = Fire(id: schedule.id, partition: entry.partition, due: at, takenAt: now, task: schedule.task,
                         kind: schedule.kind.name, trigger: true)
             return fire
         }
-        if schedule.policy == .skip && CatchUp.isLate(kind: schedule.kind, due: schedule.nextDueMs, now: now) {
+        if schedule.policy == .skip && CatchUp.isLate(kind: schedule.kind, due: schedule.nextDueMs + fire.jitterMs, now: now) {
             fire.skip = true
         }
         if schedule.kind.isRecurring && now - schedule.nextDueMs > 0 {

@@ -16,7 +16,8 @@ import Foundation
 /// `ScriptScheduleService` applies the plan at start and after each reload.
 enum ScriptSchedules {
     /// The fields an entry may have.
-    static let fields: Set<String> = ["topic", "message", "key", "headers", "at", "after", "every", "cron", "timezone", "catchup"]
+    static let fields: Set<String> = ["topic", "message", "key", "headers", "at", "after", "every", "cron", "timezone", "catchup",
+                                      "jitter", "start", "end", "limit"]
 
     /// The global `schedules`: nil for none; throws naming the entry and field.
     static func read(_ value: LuaValue, now: Int64) throws(ScheduleFieldError) -> [String: ScheduleStore.Definition] {
@@ -61,11 +62,11 @@ enum ScriptSchedules {
             case .string(let value): return value
             case .integer, .number:
                 // As scheduler.schedule takes them: seconds (for `at`, since the epoch).
-                guard ["at", "after", "every"].contains(field), case let seconds? = entry[field].numberValue, seconds.isFinite, abs(seconds) < 1e11 else {
+                guard ["at", "after", "every", "jitter", "start", "end"].contains(field), case let seconds? = entry[field].numberValue, seconds.isFinite, abs(seconds) < 1e11 else {
                     throw ScheduleFieldError(field, "must be a string")
                 }
                 let ms = Int64((seconds * 1000).rounded())
-                return field == "at" ? RFC3339.format(ms) : "\(ms)ms"
+                return field == "at" || field == "start" || field == "end" ? RFC3339.format(ms) : "\(ms)ms"
             default: throw ScheduleFieldError(field, "must be a string, got \(entry[field].typeName)")
             }
         }
@@ -78,7 +79,14 @@ enum ScriptSchedules {
         // (`every = "1h"` fires on the hour, UTC): two daemons storing it at
         // once store the same cadence.
         if case .every(let ms, _) = kind { timing = .every(ms: ms, anchor: 0) }
-        return ScheduleStore.Definition(task: task, kind: timing, catchup: try ScheduleRequest.catchup(text("catchup")), source: .script)
+        var limit: Int64?
+        if case let value = entry["limit"], value != .nil {
+            guard let count = value.intValue else { throw ScheduleFieldError("limit", "must be a whole number, got \(value.typeName)") }
+            limit = count
+        }
+        let policy = try SchedulePolicy(catchup: text("catchup"), jitter: text("jitter"), start: text("start"), end: text("end"),
+                                        limit: limit, kind: kind)
+        return ScheduleStore.Definition(task: task, kind: timing, policy: policy, source: .script)
     }
 
     /// What to change so the cluster's script schedules are `declared`:
