@@ -16,8 +16,11 @@ struct ScheduleRoutes: Sendable {
         router.get("/schedules") { request, _ in
             let source = try Self.filter(request, "source", ScheduleSource.allCases.map(\.rawValue))
             let state = try Self.filter(request, "state", ["active", "paused"])
-            let views = views(schedules.clusterSchedules())
-            return JSONBody.response(views.filter { (source == nil || $0.source == source) && (state == nil || $0.state == state) })
+            // `?limit=N`: the N due first (only those decoded when nothing is filtered).
+            let limit = try TaskRoutes.scheduleLimit(request)
+            let listed = schedules.clusterSchedules(limit: source == nil && state == nil ? limit : .max)
+            let views = views(listed).filter { (source == nil || $0.source == source) && (state == nil || $0.state == state) }
+            return JSONBody.response(Array(views.prefix(limit)))
         }
         router.get("/schedules/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
