@@ -68,7 +68,7 @@ struct ScheduleTable: Sendable {
     /// fire that raced the cancel and is tombstoned again.
     /// (The revision of the schedule the tombstone removed: a record of a
     /// higher revision is a new schedule of the same id, created after it.)
-    private var tombstoned: [String: Gone] = [:]
+    private var tombstoned: [String: Tomb] = [:]
     /// Tombstones this daemon wrote and applied before reading them back (a
     /// one-shot's fire acknowledged, a cancel through its API), oldest first:
     /// until one is read back, records of no higher revision are older than
@@ -82,6 +82,13 @@ struct ScheduleTable: Sendable {
     private struct Gone: Sendable {
         let partition: Int32
         var revisions: [Int64]
+    }
+
+    /// A tombstone read: the schedule's partition and the revision it
+    /// removed (no array: one is kept per id ever tombstoned, see `tombstoned`).
+    private struct Tomb: Sendable {
+        let partition: Int32
+        let revision: Int64
     }
 
     /// Schedules held (in every partition state).
@@ -170,19 +177,19 @@ struct ScheduleTable: Sendable {
             removedHere[id] = mine.revisions.isEmpty ? nil : mine
             if let entry = entries[id], (entry.schedule.revision ?? 0) > revision { return }
             entries[id] = nil
-            tombstoned[id] = Gone(partition: partition, revisions: [revision])
+            tombstoned[id] = Tomb(partition: partition, revision: revision)
             return
         }
-        let revision = max(entries[id]?.schedule.revision ?? 0, tombstoned[id]?.revisions.first ?? 0)
+        let revision = max(entries[id]?.schedule.revision ?? 0, tombstoned[id]?.revision ?? 0)
         entries[id] = nil
-        tombstoned[id] = Gone(partition: partition, revisions: [revision])
+        tombstoned[id] = Tomb(partition: partition, revision: revision)
     }
 
     private mutating func applyNew(_ schedule: Schedule, partition: Int32) -> [ScheduleRecord] {
         let revision = schedule.revision ?? 0
         // Older than a tombstone of ours not read back yet: already gone.
         if let mine = removedHere[schedule.id]?.revisions.last, revision <= mine { return [] }
-        if let gone = tombstoned[schedule.id]?.revisions.first {
+        if let gone = tombstoned[schedule.id]?.revision {
             if revision <= gone { return [.removed(id: schedule.id)] }
             tombstoned[schedule.id] = nil
         }
