@@ -269,4 +269,23 @@ struct ScheduleControlTests {
         #expect(fired["l"] == [500, 1000, 2000, 3000], "a trigger, then three regular fires")
         #expect(table.count == 0, "both done and removed")
     }
+
+    @Test("a one-shot moved to another time while its fire is in flight is not removed by that fire: the new time still fires")
+    func oneShotMovedInFlight() {
+        var table = liveTable()
+        let original = try! Schedule(id: "o", task: TaskSpec(topic: "t", message: "m"), kind: .at(Self.base), now: Self.base - 1000)
+        _ = table.apply(.schedule(original), partition: 0)
+        let fires = table.takeDue(now: Self.base)
+        var moved = original
+        moved.kind = .at(Self.base + 5000)
+        moved.nextDueMs = Self.base + 5000
+        moved.revision = 7
+        _ = table.apply(.schedule(moved), partition: 0)
+        guard case .write(let state, _) = table.acknowledged(fires[0], at: Self.base) else { Issue.record("removed by the old fire"); return }
+        table.settled(0)
+        #expect(state.nextDueMs == Self.base + 5000 && state.fires == 1)
+        #expect(table.takeDue(now: Self.base + 4999).isEmpty)
+        #expect(fire(&table, at: Self.base + 5000).map(\.due) == [Self.base + 5000])
+        #expect(table.count == 0, "done after its new time fired")
+    }
 }

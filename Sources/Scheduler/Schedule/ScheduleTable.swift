@@ -49,6 +49,9 @@ struct ScheduleTable: Sendable {
         var policy: CatchUpPolicy = .once
         /// The slot's jitter: the fire is taken at `due + jitterMs`.
         var jitterMs: Int64 = 0
+        /// The schedule's revision when taken: a one-shot changed to another
+        /// time while this fire was in flight is not done with it.
+        var revision: Int64 = 0
     }
 
     /// What to write to the schedule topic after an acknowledged fire.
@@ -242,6 +245,7 @@ struct ScheduleTable: Sendable {
         var fire = Fire(id: schedule.id, partition: entry.partition, due: schedule.nextDueMs, takenAt: now,
                         task: schedule.task, kind: schedule.kind.name)
         fire.policy = schedule.policy
+        fire.revision = schedule.revision ?? 0
         fire.jitterMs = schedule.jitterOffset(schedule.nextDueMs)
         if schedule.triggerPending, let at = schedule.triggerAtMs, at <= now, schedule.isPaused || at <= schedule.nextDueMs {
             fire = Fire(id: schedule.id, partition: entry.partition, due: at, takenAt: now, task: schedule.task,
@@ -279,6 +283,12 @@ struct ScheduleTable: Sendable {
             after = entry.schedule.afterTrigger(due: fire.due, ackedAt: ackedAt)
         } else if fire.skip {
             after = entry.schedule.afterSkip(due: fire.due, now: now)
+        } else if !entry.schedule.kind.isRecurring && (entry.schedule.revision ?? 0) != fire.revision && entry.schedule.nextDueMs != fire.due {
+            // Moved to another time while this fire was in flight: that time still fires.
+            var fired = entry.schedule
+            fired.fires += 1
+            fired.lastFiredDueMs = fire.due
+            after = fired
         } else {
             after = entry.schedule.afterFire(due: fire.due, now: now, ackedAt: ackedAt)
         }
