@@ -67,10 +67,9 @@ struct ScheduleTable: Sendable {
     private(set) var partitions: [Int32: PartitionState] = [:]
     private(set) var entries: [String: Entry] = [:]
     private var heap = TimerHeap()
-    /// Ids whose tombstone was read: a later record for one comes from a
-    /// fire that raced the cancel and is tombstoned again.
-    /// (The revision of the schedule the tombstone removed: a record of a
-    /// higher revision is a new schedule of the same id, created after it.)
+    /// Ids whose tombstone was read, with the revision it removed: a later
+    /// record of no higher revision comes from a fire that raced the cancel
+    /// and is tombstoned again; a higher one is a new schedule of the same id.
     private var tombstoned: [String: Tomb] = [:]
     /// Tombstones this daemon wrote and applied before reading them back (a
     /// one-shot's fire acknowledged, a cancel through its API), oldest first:
@@ -248,9 +247,8 @@ struct ScheduleTable: Sendable {
         fire.revision = schedule.revision ?? 0
         fire.jitterMs = schedule.jitterOffset(schedule.nextDueMs)
         if schedule.triggerPending, let at = schedule.triggerAtMs, at <= now, schedule.isPaused || at <= schedule.nextDueMs {
-            fire = Fire(id: schedule.id, partition: entry.partition, due: at, takenAt: now, task: schedule.task,
+            return Fire(id: schedule.id, partition: entry.partition, due: at, takenAt: now, task: schedule.task,
                         kind: schedule.kind.name, trigger: true)
-            return fire
         }
         if schedule.policy == .skip && CatchUp.isLate(kind: schedule.kind, due: schedule.nextDueMs + fire.jitterMs, now: now) {
             fire.skip = true
