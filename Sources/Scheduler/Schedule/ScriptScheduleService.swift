@@ -14,7 +14,7 @@ struct ScriptScheduleService: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             guard await store.catalogLive.wait(until: { $0 }) else { return }
             var applied = 0
             while !Task.isCancelled {
