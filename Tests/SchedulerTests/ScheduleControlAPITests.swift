@@ -93,13 +93,14 @@ struct ScheduleControlAPITests {
         }
     }
 
-    @Test("catchup skip across a restart: the missed slots are counted, none fires late; the metric counts them")
-    func skipAcrossRestart() async throws {
-        let topic = try TestBroker.freshTopic("skip")
+    @Test("catch-up policies across a daemon stop of six slots: skip fires none of them late and counts them; all fires every one, once", arguments: [CatchUpPolicy.skip, .all])
+    func policyAcrossRestart(_ policy: CatchUpPolicy) async throws {
+        let topic = try TestBroker.freshTopic("catchup-\(policy.rawValue)")
+        let id = "\(policy.rawValue)-\(topic)"
         let config = schedulingConfig()
         try await withApplication(config) { client throws in
             #expect(try await eventually { try await schedulesLive(client) })
-            _ = try await postSchedule(client, #"{"id": "skip-\#(topic)", "topic": "\#(topic)", "message": "s", "every": "500ms", "catchup": "skip"}"#)
+            _ = try await postSchedule(client, #"{"id": "\#(id)", "topic": "\#(topic)", "message": "s", "every": "500ms", "catchup": "\#(policy.rawValue)"}"#)
             #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).count >= 1 })
         }
         let stopped = RFC3339.nowMs
@@ -107,15 +108,27 @@ struct ScheduleControlAPITests {
         try await withApplication(config) { client throws in
             #expect(try await eventually { try await schedulesLive(client) })
             let restarted = RFC3339.nowMs
-            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).filter { $0.timestampMs > restarted }.count >= 2 })
+            #expect(try await eventually { try await firedTasks(topic: topic, for: .seconds(1)).filter { $0.dueMs > restarted }.count >= 2 })
             let fired = try await firedTasks(topic: topic, for: .seconds(1))
-            // Nothing due while down fired after the restart.
-            #expect(fired.filter { $0.dueMs > stopped + 500 && $0.dueMs < restarted }.isEmpty,
-                    "late fires: \(fired.filter { $0.dueMs < restarted && $0.timestampMs > restarted }.map { $0.timestampMs - $0.dueMs })")
-            let (_, shown) = try await scheduleCall(client, "/schedules/skip-\(topic)")
-            #expect(((shown as? [String: Any])?["misses"] as? Int ?? 0) >= 4, "\(String(describing: shown))")
+            let dues = fired.map(\.dueMs).sorted()
+            #expect(Set(dues).count == dues.count, "a slot fired twice")
+            let whileDown = fired.filter { $0.dueMs > stopped + 500 && $0.dueMs < restarted - 500 }
+            let (_, shown) = try await scheduleCall(client, "/schedules/\(id)")
+            let misses = (shown as? [String: Any])?["misses"] as? Int ?? -1
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
-            #expect(metrics.contains(#"scheduler_schedule_misses_total{reason="skipped"}"#))
+            switch policy {
+            case .skip:
+                #expect(whileDown.isEmpty, "late fires: \(whileDown.map { $0.timestampMs - $0.dueMs })")
+                #expect(misses >= 4, "\(String(describing: shown))")
+                #expect(metrics.contains(#"scheduler_schedule_misses_total{reason="skipped"}"#))
+            case .all:
+                // Every slot on the grid from the first fire to the last, none left out.
+                #expect(zip(dues, dues.dropFirst()).allSatisfy { $1 - $0 == 500 }, "gaps in \(dues.map { $0 - stopped })")
+                #expect(whileDown.count >= 3, "slots while down fired: \(whileDown.count)")
+                #expect(misses == 0, "\(String(describing: shown))")
+            case .once:
+                break
+            }
         }
     }
 
