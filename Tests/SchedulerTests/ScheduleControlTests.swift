@@ -288,4 +288,37 @@ struct ScheduleControlTests {
         #expect(fire(&table, at: Self.base + 5000).map(\.due) == [Self.base + 5000])
         #expect(table.count == 0, "done after its new time fired")
     }
+
+    /// A state for the merge table: revision, fires, message.
+    static func state(_ revision: Int64, fires: Int64, message: String = "m") -> Schedule {
+        var schedule = try! Schedule(id: "x", task: TaskSpec(topic: "t", message: message), kind: .every(ms: 1000, anchor: base), now: base)
+        schedule.revision = revision
+        schedule.fires = fires
+        schedule.nextDueMs = base + (fires + 1) * 1000
+        schedule.lastFiredDueMs = fires > 0 ? base + fires * 1000 : nil
+        return schedule
+    }
+
+    @Test("ScheduleMerge, rule by rule", arguments: [
+        // held, incoming, expected: "ignore", "replace" or "merged:<fires>:<message>"
+        (state(1, fires: 3), state(1, fires: 3), "ignore"),
+        (state(1, fires: 3), state(1, fires: 2), "ignore"),
+        (state(1, fires: 3), state(1, fires: 4), "replace"),
+        (state(1, fires: 3), state(2, fires: 3, message: "new"), "replace"),
+        (state(1, fires: 3), state(2, fires: 1, message: "new"), "merged:3:new"),
+        (state(2, fires: 3, message: "new"), state(1, fires: 4), "merged:4:new"),
+        (state(2, fires: 3, message: "new"), state(1, fires: 3), "ignore"),
+        (state(0, fires: 0), state(5, fires: 0, message: "new"), "replace"),
+    ])
+    func mergeRules(_ held: Schedule, _ incoming: Schedule, _ expected: String) {
+        let result = ScheduleMerge.apply(held: held, incoming: incoming)
+        switch result {
+        case .ignore: #expect(expected == "ignore")
+        case .replace(let schedule): #expect(expected == "replace" && schedule == incoming)
+        case .merged(let schedule):
+            #expect(expected == "merged:\(schedule.fires):\(schedule.task.message)", "\(schedule)")
+            // Never behind the fires either side made, never a slot already fired.
+            #expect(schedule.nextDueMs > (schedule.lastFiredDueMs ?? .min))
+        }
+    }
 }
