@@ -48,3 +48,14 @@ end
 --   if task.topic:sub(1, 9) == "internal." then return nil, "reserved topic" end
 --   return task
 -- end
+
+-- schedules (optional, not set here): recurring tasks kept in this file,
+-- keyed by name (the schedule's id), each as POST /tasks/generate takes one.
+-- Applied at start and at every reload: created, changed in place, or
+-- removed when gone from the table (GET /schedules?source=script lists them).
+-- For example:
+--
+-- schedules = {
+--   ["nightly-report"] = { topic = "reports", message = "nightly", cron = "0 2 * * *", timezone = "Europe/Berlin" },
+--   heartbeat = { topic = "health", message = "ping", every = "30s", catchup = "skip" },
+-- }

@@ -37,6 +37,17 @@ struct ConfigCheckTests {
         #expect(result.problems.contains { $0.contains("generate.lua: tasks[2]: task field 'topic' must be a string") })
     }
 
+    @Test("a wrong entry of generate.lua's schedules table is reported naming the entry and field")
+    func malformedSchedules() async throws {
+        let scripts = try makeScripts([
+            "generate.lua": "schedules = { nightly = { topic = 'r', message = 'n', cron = '61 * * * *' } }\nfunction generate() end",
+            "process.lua": "function process(msg) end",
+        ])
+        let result = await ConfigCheck.run(configPath: nil, scriptsDirectory: scripts, logger: quietLogger)
+        #expect(result.problems.count == 1)
+        #expect(result.problems.contains { $0.contains(#"global 'schedules': field 'schedules["nightly"].cron': minute '61'"#) }, "\(result.problems)")
+    }
+
     @Test("a process.lua without process() and a policy without rotate() are reported")
     func missingHooks() async throws {
         let scripts = try makeScripts([

@@ -56,6 +56,8 @@ struct DashboardTests {
             #expect(dom.contains("data-schedule=\"\(id)\""), "schedule missing from the dashboard")
             #expect(dom.contains("cron 0 9 * * MON (Europe/Berlin)"))
             #expect(dom.components(separatedBy: "class=\"cancel\"").count - 1 == 1)
+            // Pause and trigger beside it (resume once paused).
+            #expect(dom.components(separatedBy: "class=\"pause\"").count - 1 == 1 && dom.components(separatedBy: "class=\"trigger\"").count - 1 == 1)
             for index in 0..<5 { #expect(dom.contains("data-index=\"\(index)\""), "pool task \(index) missing") }
             #expect(dom.components(separatedBy: "class=\"remove\"").count - 1 == 5, "one remove button per task")
             #expect(dom.contains("<td>EE</td><td>k9</td>"))

@@ -71,6 +71,29 @@ struct ScheduleAPITests {
         }
     }
 
+    @Test("a past-due at posted to the live owner of every partition fires once (its creation read back after the fire is not a new schedule)")
+    func pastDueFiresOnce() async throws {
+        let topic = try TestBroker.freshTopic("pastdue")
+        try await withApplication(schedulingConfig()) { client throws in
+            #expect(try await eventually { try await schedulesLive(client) })
+            var ids: [String] = []
+            for index in 0..<10 {
+                let posted = try await postSchedule(client, #"{"topic": "\#(topic)", "message": "m\#(index)", "at": "2020-01-01T00:00:00Z"}"#)
+                ids.append(posted["id"] as? String ?? "")
+            }
+            var fired: [FiredTask] = []
+            #expect(try await eventually {
+                fired = try await firedTasks(topic: topic, for: .seconds(1))
+                return Set(fired.map(\.id)).isSuperset(of: ids)
+            })
+            // Read again after every record written so far was read back by the owner.
+            try await Task.sleep(for: .seconds(1))
+            fired = try await firedTasks(topic: topic, for: .seconds(2))
+            let doubled = ids.filter { id in fired.filter { $0.id == id }.count != 1 }
+            #expect(doubled.isEmpty, "fired other than once: \(doubled.count) of \(ids.count)")
+        }
+    }
+
     @Test("bad schedule fields get 400 naming the field", arguments: [
         (#""after": "soon""#, "field 'after'"),
         (#""every": "10ms""#, "field 'every'"),

@@ -41,6 +41,27 @@ struct ScheduleTableTests {
         #expect(table.nextDue() == Self.base + 6000)
     }
 
+    @Test("a past-due one-shot stored on its owner fires once: its creation read back after the fire does not bring it back")
+    func oneShotEchoAfterFire() {
+        var table = ScheduleTable()
+        table.assign([0])
+        table.markLive(0)
+        let created = at("a", Self.base - 60_000)
+        // The API applies its acknowledged record at once; the timer takes it.
+        _ = table.apply(.schedule(created), partition: 0)
+        let fires = table.takeDue(now: Self.base)
+        #expect(fires.map(\.id) == ["a"])
+        #expect(table.acknowledged(fires[0]) == .remove(id: "a", partition: 0))
+        // The creation record comes back from the broker only now.
+        #expect(table.apply(.schedule(created), partition: 0).isEmpty)
+        #expect(table.takeDue(now: Self.base + 1000).isEmpty, "the one-shot fired a second time")
+        #expect(table.count == 0)
+        // Then its tombstone; a state record landing after it is tombstoned again.
+        _ = table.apply(.removed(id: "a"), partition: 0)
+        #expect(table.apply(.schedule(created), partition: 0) == [.removed(id: "a")])
+        #expect(table.takeDue(now: Self.base + 2000).isEmpty)
+    }
+
     @Test("records of partitions not held are ignored; revoke stops fires and drop forgets")
     func ownership() {
         var table = ScheduleTable()
@@ -90,7 +111,7 @@ struct ScheduleTableTests {
         #expect(table.inFlight(0) == 0)
         var raced = every("e")
         raced.fires = 1
-        #expect(table.apply(.schedule(raced), partition: 0) == ["e"])
+        #expect(table.apply(.schedule(raced), partition: 0) == [.removed(id: "e")])
         #expect(table.count == 0)
     }
 

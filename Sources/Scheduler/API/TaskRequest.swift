@@ -3,9 +3,12 @@ import Foundation
 /// Reads the body of `POST /tasks/generate`:
 /// `{"topic": "E", "message": "EE", "key": "k"?, "headers": {"name": "value"}?, "once": true?}`,
 /// or with one schedule field: `"at"` (RFC 3339), `"after"`, `"every"` (durations
-/// such as `"90s"`) or `"cron"` (with an optional `"timezone"`).
+/// such as `"90s"`) or `"cron"` (with an optional `"timezone"`), and then
+/// optionally `"id"` (a client-chosen schedule id: creates or changes that
+/// schedule) and `"catchup"` (`skip`, `once`, `all`).
 enum TaskRequest {
-    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone"]
+    static let fields: Set<String> = ["topic", "message", "key", "headers", "once", "at", "after", "every", "cron", "timezone", "id", "catchup",
+                                      "jitter", "start", "end", "limit"]
 
     /// A parsed body: the task, and whether it is published once instead of
     /// joining the pool, or when it is scheduled.
@@ -13,6 +16,9 @@ enum TaskRequest {
         var task: TaskSpec
         var once: Bool
         var schedule: ScheduleKind? = nil
+        /// A client-chosen schedule id.
+        var id: String? = nil
+        var policy = SchedulePolicy()
     }
 
     /// The task, or an `APIError` (400) saying what is wrong with the body.
@@ -31,7 +37,7 @@ enum TaskRequest {
         }
         let unknown = Set(fields.keys).subtracting(Self.fields).sorted()
         if !unknown.isEmpty {
-            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone")
+            throw APIError(.badRequest, "unknown field(s): \(unknown.map { "'\($0.prefix(64))'" }.joined(separator: ", ")); allowed: topic, message, key, headers, once, at, after, every, cron, timezone, id, catchup, jitter, start, end, limit")
         }
         let topic = try string(fields, "topic", required: true)!
         let message = try string(fields, "message", required: true)!
@@ -71,7 +77,31 @@ enum TaskRequest {
             throw APIError(.badRequest, error.description)
         }
         if schedule != nil && once { throw APIError(.badRequest, "field 'once' cannot be combined with a schedule (at, after, every, cron)") }
-        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once, schedule: schedule)
+        let id = try string(fields, "id", required: false)
+        var named: [String?] = []
+        for field in ["catchup", "jitter", "start", "end"] { named.append(try string(fields, field, required: false)) }
+        var limit: Int64?
+        if let raw = fields["limit"], !(raw is NSNull) {
+            // A JSON integer (not a boolean, not a fraction).
+            guard let number = raw as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue == Double(number.int64Value) else {
+                throw APIError(.badRequest, "field 'limit' must be a whole number")
+            }
+            limit = number.int64Value
+        }
+        if schedule == nil, let field = id != nil ? "id" : zip(["catchup", "jitter", "start", "end"], named).first(where: { $0.1 != nil })?.0 ?? (limit != nil ? "limit" : nil) {
+            throw APIError(.badRequest, "field '\(field)' applies to a schedule: give one of at, after, every, cron")
+        }
+        if let id, let problem = ScheduleStore.problem(withID: id) { throw APIError(.badRequest, problem) }
+        var policy = SchedulePolicy()
+        if let schedule {
+            do {
+                policy = try SchedulePolicy(catchup: named[0], jitter: named[1], start: named[2], end: named[3], limit: limit, kind: schedule)
+            } catch {
+                throw APIError(.badRequest, error.description)
+            }
+        }
+        return Posted(task: TaskSpec(topic: topic, message: message, key: key, headers: headers), once: once, schedule: schedule,
+                      id: id, policy: policy)
     }
 
     private static func string(_ fields: [String: Any], _ name: String, required: Bool) throws(APIError) -> String? {

@@ -96,6 +96,15 @@ struct TaskRoutes: Sendable {
             context.logger.error("on_task() failed: \(error)", metadata: [LogKey.script: "\(error.script)"])
             throw APIError(.internalServerError, "on_task() failed: \(error)")
         }
+        if let kind = posted.schedule, posted.id != nil || !posted.policy.isEmpty {
+            let id = posted.id ?? "s-" + UUID().uuidString.lowercased()
+            do {
+                let put = try await schedules.put(id: id, .init(task: accepted, kind: kind, policy: posted.policy))
+                return JSONBody.response(ScheduledView(id: id, next_due: RFC3339.format(put.schedule.nextDueMs), kind: kind.name))
+            } catch {
+                throw Self.apiError(error)
+            }
+        }
         if let kind = posted.schedule {
             do {
                 let schedule = try await schedules.create(task: accepted, kind: kind)
@@ -143,6 +152,7 @@ struct TaskRoutes: Sendable {
         case .full: APIError(.conflict, error.description)
         case .noSuchSchedule: APIError(.notFound, error.description)
         case .publish(let publish): apiError(PoolError.publish(publish))
+        case .loading: APIError(.serviceUnavailable, error.description, headers: [.retryAfter: "1"])
         }
     }
 

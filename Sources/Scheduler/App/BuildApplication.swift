@@ -109,6 +109,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     services.append(TaskGeneratorService(script: script, publisher: publisher, pool: pool, election: election, metrics: metrics,
                                          intervalMs: config.producer.intervalMs, logger: logger))
     services.append(ReloadOnHangupService(catalog: catalog, logger: logger))
+    services.append(ScriptScheduleService(store: schedules, script: script, catalog: catalog, logger: logger))
 
     let cluster = ClusterBook(identity: DaemonIdentity(name: config.cluster.name), intervalMs: config.cluster.reportIntervalMs)
     let reportSource = ClusterReportSource(identity: cluster.identity, intervalMs: config.cluster.reportIntervalMs, groups: groups,
@@ -124,6 +125,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     router.add(middleware: JSONErrorMiddleware(routes: [
         "/tasks/generate": [.post], "/tasks": [.get, .delete], "/tasks/pending": [.get], "/health": [.get], "/groups": [.get],
         "/scripts": [.get], "/scripts/reload": [.post], "/metrics": [.get], "/cluster": [.get], "/": [.get], "/dlq": [.get],
+        "/schedules": [.get],
     ]))
     if !config.api.token.isEmpty {
         router.add(middleware: TokenMiddleware(token: Array(config.api.token.utf8)))
@@ -141,6 +143,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     ClusterRoutes(book: cluster).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
+    ScheduleRoutes(schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)
     HealthRoutes(bootstrapServers: bootstrapServers, embeddedBroker: broker != nil, publisher: publisher, schedules: schedules,
                  pool: pool, election: election).add(to: router)
 

@@ -39,6 +39,13 @@ public enum ConfigCheck {
                 do {
                     if URL(fileURLWithPath: path).lastPathComponent == ScriptCatalog.generate {
                         _ = try await host.withState { try GenerateScript.readTasks($0.global("tasks"), path: path).count }
+                        // Its named schedules too (at start they are only logged: the daemon runs on).
+                        let schedules = try await host.withState { $0.global("schedules") }
+                        do {
+                            _ = try ScriptSchedules.read(schedules, now: RFC3339.nowMs)
+                        } catch {
+                            throw LuaError(script: path, line: nil, message: "global 'schedules': \(error)")
+                        }
                     }
                     tasksProblem = nil
                 } catch {

@@ -101,6 +101,13 @@ public final class GenerateScript: Sendable {
         }
     }
 
+    /// The global `schedules` of the current version (switching to a
+    /// reloaded one first): the script's named schedules.
+    func scheduleTable() async throws -> LuaValue {
+        await refresh()
+        return try await host.withState { $0.global("schedules") }
+    }
+
     /// Path of the loaded script.
     public var path: String { host.path }
 

@@ -28,6 +28,8 @@ public final class ScriptCatalog: Sendable {
     /// Where `scheduler.schedule` writes (nil: scripts cannot schedule).
     let schedules: SchedulePlacement?
     private let generationCounter = Atomic<Int>(1)
+    /// The generation again, for waiting on a reload (the script schedules).
+    let generationWatch = WatchedValue(1)
 
     struct CatalogState {
         var sources: [String: ScriptSource] = [:]
@@ -91,7 +93,8 @@ public final class ScriptCatalog: Sendable {
                 current.sources = sources
                 return changed
             }
-            generationCounter.add(1, ordering: .releasing)
+            let generation = generationCounter.add(1, ordering: .releasing).newValue
+            generationWatch.update { $0 = max($0, generation) }
             result = ReloadResult(at: now, ok: true, changed: changed, error: nil)
             logger.notice("scripts reloaded", metadata: ["changed": "\(changed.joined(separator: ","))"])
         } catch {

@@ -100,6 +100,7 @@ enum MetricName {
     static let scheduleFires = "scheduler_schedule_fires_total"
     static let scheduleFireErrors = "scheduler_schedule_fire_errors_total"
     static let scheduleFireDelay = "scheduler_schedule_fire_delay_seconds"
+    static let scheduleMisses = "scheduler_schedule_misses_total"
     /// Pool ticks this daemon ran, by outcome (published, doubled, skipped).
     static let poolTicks = "scheduler_pool_ticks_total"
     /// 1 while this daemon is the task pool's publisher.

@@ -37,6 +37,9 @@ struct ScheduleCatalog: Sendable {
     struct Entry: Sendable, Equatable {
         let partition: Int32
         let nextDueMs: Int64
+        /// The schedule's revision: a record of a lower one is a fire's state
+        /// under an older definition, superseded (its owner writes the merge).
+        let revision: Int64
         /// The record's value (the schedule as JSON).
         let record: [UInt8]
     }
@@ -72,7 +75,9 @@ struct ScheduleCatalog: Sendable {
             return true
         }
         guard let schedule = try? JSONDecoder().decode(Schedule.self, from: Data(value)), schedule.id == id else { return false }
-        entries[Key(id)] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, record: value)
+        let revision = schedule.revision ?? 0
+        if let held = entries[Key(id)], held.revision > revision { return true }
+        entries[Key(id)] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, revision: revision, record: value)
         return true
     }
 
@@ -84,9 +89,17 @@ struct ScheduleCatalog: Sendable {
         case .removed(let id):
             entries[Key(id)] = nil
         case .schedule(let schedule):
+            let revision = schedule.revision ?? 0
+            if let held = entries[Key(schedule.id)], held.revision > revision { return }
             let message = record.message(topic: "", partitions: count)
-            entries[Key(schedule.id)] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, record: message.value)
+            entries[Key(schedule.id)] = Entry(partition: partition, nextDueMs: schedule.nextDueMs, revision: revision, record: message.value)
         }
+    }
+
+    /// Schedule `id` as last read, and its partition.
+    func schedule(id: String) -> (schedule: Schedule, partition: Int32)? {
+        guard let entry = entries[Key(id)], let schedule = try? JSONDecoder().decode(Schedule.self, from: Data(entry.record)) else { return nil }
+        return (schedule, entry.partition)
     }
 
     /// The first `limit` schedules due, outside the partitions in

@@ -25,7 +25,13 @@ struct ScheduleCatalogFollower: Service {
                                        metadata: [LogKey.topic: "\(store.topic)", LogKey.offset: "\(record.offset)"])
                 }
             },
-            onEnd: { partition in store.catalog.withLock { $0.markLive(partition) } })
+            onEnd: { partition in
+                let live = store.catalog.withLock { catalog in
+                    catalog.markLive(partition)
+                    return catalog.isLive
+                }
+                if live { store.catalogLive.update { $0 = true } }
+            })
         tail.start()
         try? await gracefulShutdown()
         let thread = DedicatedThread(name: "schedule-catalog-stop")

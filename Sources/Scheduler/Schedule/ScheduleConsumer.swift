@@ -129,9 +129,10 @@ final class ScheduleConsumer: @unchecked Sendable {
             return
         }
         let again = store.book.update { $0.apply(record, partition: partition) }
-        for id in again {
-            // A fire's state landed after the cancel's tombstone: cancel again.
-            _ = store.publisher.enqueue(store.placement.cancel(id: id), checkSize: false)
+        for record in again {
+            // A fire's state landed after the cancel's tombstone (cancel
+            // again), or a record left out this owner's newer state (merged).
+            _ = store.publisher.enqueue(record.message(topic: store.topic, partitions: store.placement.partitions), checkSize: false)
         }
     }
 }

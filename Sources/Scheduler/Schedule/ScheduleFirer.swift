@@ -71,6 +71,12 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
     private var isRunning: Bool { runLock.withLock { running } }
 
     private func publish(_ fire: ScheduleTable.Fire) {
+        if fire.skip {
+            // Late under `skip`: counted, not published; the schedule moves on.
+            countMisses(fire)
+            advance(fire, ackedAt: nil)
+            return
+        }
         var message = fire.task.outgoing
         message.headers.append(KafkaHeader(Self.idHeader, fire.id))
         message.headers.append(KafkaHeader(Self.dueHeader, RFC3339.format(fire.due)))
@@ -113,13 +119,29 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
         }
         fires.increment()
         // Due time to acknowledgement, in microseconds (the due time is whole ms).
-        let late = max(Int64(Date().timeIntervalSince1970 * 1_000_000) - fire.due * 1000, 0)
+        // From when it was to be taken: the slot plus its jitter.
+        let late = max(Int64(Date().timeIntervalSince1970 * 1_000_000) - (fire.due + fire.jitterMs) * 1000, 0)
         delay.recordNanoseconds(late * 1000)
         store.recentDelays.withLock { delays in
             if delays.count >= 200_000 { delays.removeFirst(100_000) }
             delays.append(late)
         }
-        let outcome = store.book.update { $0.acknowledged(fire) }
+        countMisses(fire)
+        advance(fire, ackedAt: now)
+    }
+
+    /// `scheduler_schedule_misses_total`: slots a fire dropped (`skip`),
+    /// stood for (`once`) or left out (`all`, past its maximum).
+    private func countMisses(_ fire: ScheduleTable.Fire) {
+        let count = fire.skip ? 1 + fire.missed : fire.missed
+        guard count > 0 else { return }
+        let reason = fire.skip ? "skipped" : fire.policy == .all ? "over_limit" : "folded"
+        store.metrics.counter(MetricName.scheduleMisses, [("reason", reason)]).increment(by: count)
+    }
+
+    /// Advances the schedule after its fire and writes its new state.
+    private func advance(_ fire: ScheduleTable.Fire, ackedAt: Int64?) {
+        let outcome = store.book.update { $0.acknowledged(fire, at: ackedAt) }
         let record: ScheduleRecord
         switch outcome {
         case .nothing: return

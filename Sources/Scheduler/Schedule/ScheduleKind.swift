@@ -42,7 +42,8 @@ enum ScheduleKind: Sendable, Equatable, Codable {
         switch self {
         case .at(let ms): ms
         case .after(_, let due): due
-        case .every(let ms, let anchor): anchor + ms
+        // The first slot after now (a schedule made now: one interval later).
+        case .every(let ms, let anchor): anchor + max(WallClock.floorDiv(now - anchor, ms) + 1, 1) * ms
         case .cron(let cron): cron.next(after: now)
         }
     }

@@ -11,6 +11,8 @@ public enum ScheduleError: Error, CustomStringConvertible, Sendable, Equatable {
     case noSuchSchedule(id: String)
     /// Writing the record failed (503).
     case publish(PublishError)
+    /// The schedule topic was not read to its end yet, so an id not found may still exist (503).
+    case loading
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum ScheduleError: Error, CustomStringConvertible, Sendable, Equatable {
         case .full(let capacity): "this daemon holds \(capacity) schedules ([schedules] max_schedules); cancel some with DELETE /tasks/<id>"
         case .noSuchSchedule(let id): "no schedule '\(id.prefix(80))' (it fired, was cancelled, or never existed)"
         case .publish(let error): error.description
+        case .loading: "the schedule topic is still being read; try again in a second"
         }
     }
 }
@@ -30,6 +33,8 @@ public final class ScheduleStore: Sendable {
     let book = ScheduleBook()
     /// Every schedule of the cluster (`ScheduleCatalogFollower` reads them all).
     let catalog = LockedValue(ScheduleCatalog())
+    /// True once the catalog read every partition of the topic to its end.
+    let catalogLive = WatchedValue(false)
     let placement: SchedulePlacement
     let publisher: TaskPublisher
     let metrics: SchedulerMetrics
@@ -105,14 +110,18 @@ public final class ScheduleStore: Sendable {
 
     /// Applies a record this daemon just wrote (and the broker acknowledged)
     /// to its catalog, and to its table if it holds the record's partition.
-    private func applyLocally(_ record: ScheduleRecord) {
+    func applyLocally(_ record: ScheduleRecord) {
         catalog.withLock { $0.apply(record, partitions: placement.partitions) }
         let partition = ScheduleRecord.partition(of: record.id, partitions: placement.partitions)
-        let again = book.update { $0.apply(record, partition: partition) }
-        for id in again { _ = publisher.enqueue(placement.cancel(id: id), checkSize: false) }
+        let again = book.update { table -> [ScheduleRecord] in
+            guard case .removed(let id) = record else { return table.apply(record, partition: partition) }
+            table.removeHere(id, partition: partition)
+            return []
+        }
+        for record in again { _ = publisher.enqueue(record.message(topic: topic, partitions: placement.partitions), checkSize: false) }
     }
 
-    private func write(_ message: OutgoingMessage) async throws(ScheduleError) {
+    func write(_ message: OutgoingMessage) async throws(ScheduleError) {
         switch publisher.enqueue(message, checkSize: false) {
         case .failure(let error):
             throw .publish(error)

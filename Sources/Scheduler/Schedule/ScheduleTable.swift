@@ -39,6 +39,19 @@ struct ScheduleTable: Sendable {
         let takenAt: Int64
         let task: TaskSpec
         let kind: String
+        /// An extra fire asked for by a trigger (the cadence does not move).
+        var trigger = false
+        /// Late under the `skip` policy: not published, only counted.
+        var skip = false
+        /// Slots this fire stands for beside its own (`once`), or dropped
+        /// (`all` past its maximum); for the misses metric.
+        var missed = 0
+        var policy: CatchUpPolicy = .once
+        /// The slot's jitter: the fire is taken at `due + jitterMs`.
+        var jitterMs: Int64 = 0
+        /// The schedule's revision when taken: a one-shot changed to another
+        /// time while this fire was in flight is not done with it.
+        var revision: Int64 = 0
     }
 
     /// What to write to the schedule topic after an acknowledged fire.
@@ -54,11 +67,31 @@ struct ScheduleTable: Sendable {
     private(set) var partitions: [Int32: PartitionState] = [:]
     private(set) var entries: [String: Entry] = [:]
     private var heap = TimerHeap()
-    /// Ids whose tombstone was read: a later record for one comes from a
-    /// fire that raced the cancel and is tombstoned again.
-    private var tombstoned: Set<String> = []
+    /// Ids whose tombstone was read, with the revision it removed: a later
+    /// record of no higher revision comes from a fire that raced the cancel
+    /// and is tombstoned again; a higher one is a new schedule of the same id.
+    private var tombstoned: [String: Tomb] = [:]
+    /// Tombstones this daemon wrote and applied before reading them back (a
+    /// one-shot's fire acknowledged, a cancel through its API), oldest first:
+    /// until one is read back, records of no higher revision are older than
+    /// it (a one-shot's creation read back after its fire must not make it
+    /// fire again), and when it is read back it removes nothing newer.
+    private var removedHere: [String: Gone] = [:]
     private var inFlight: [Int32: Int] = [:]
     private var generation: UInt64 = 0
+
+    /// A removed schedule: its partition and revision(s).
+    private struct Gone: Sendable {
+        let partition: Int32
+        var revisions: [Int64]
+    }
+
+    /// A tombstone read: the schedule's partition and the revision it
+    /// removed (no array: one is kept per id ever tombstoned, see `tombstoned`).
+    private struct Tomb: Sendable {
+        let partition: Int32
+        let revision: Int64
+    }
 
     /// Schedules held (in every partition state).
     var count: Int { entries.count }
@@ -100,34 +133,80 @@ struct ScheduleTable: Sendable {
     mutating func drop(_ partition: Int32) {
         partitions[partition] = nil
         entries = entries.filter { $0.value.partition != partition }
+        tombstoned = tombstoned.filter { $0.value.partition != partition }
+        removedHere = removedHere.filter { $0.value.partition != partition }
         inFlight[partition] = nil
     }
 
     /// Applies one record of a held partition (in offset order). Returns
-    /// the ids to tombstone again (a fire's state that landed after a cancel).
-    mutating func apply(_ record: ScheduleRecord, partition: Int32) -> [String] {
+    /// records to write: a tombstone again (a fire's state that landed after
+    /// a cancel), or the merged schedule (a record that left out the
+    /// owner's newer state, see `ScheduleMerge`), so the topic's last record
+    /// of each schedule stays complete for the next owner and for compaction.
+    mutating func apply(_ record: ScheduleRecord, partition: Int32) -> [ScheduleRecord] {
         guard partitions[partition] != nil else { return [] }
         switch record {
         case .removed(let id):
-            tombstoned.insert(id)
-            entries[id] = nil
+            readTombstone(id, partition: partition)
             return []
         case .schedule(let schedule):
-            if tombstoned.contains(schedule.id) { return [schedule.id] }
-            if var entry = entries[schedule.id] {
-                // Our own state coming back, or older: keep the newest.
-                guard schedule.fires >= entry.schedule.fires, schedule != entry.schedule else { return [] }
-                entry.schedule = schedule
-                entry.generation = nextGeneration()
-                entries[schedule.id] = entry
-                if !entry.inFlight && partitions[partition] == .live { push(entry) }
-            } else {
-                let entry = Entry(schedule: schedule, partition: partition, generation: nextGeneration())
-                entries[schedule.id] = entry
-                if partitions[partition] == .live { push(entry) }
+            guard let entry = entries[schedule.id] else { return applyNew(schedule, partition: partition) }
+            switch ScheduleMerge.apply(held: entry.schedule, incoming: schedule) {
+            case .ignore:
+                return []
+            case .replace(let merged):
+                replace(entry, with: merged)
+                return []
+            case .merged(let merged):
+                replace(entry, with: merged)
+                return partitions[partition] == .live ? [.schedule(merged)] : []
             }
-            return []
         }
+    }
+
+    /// Removes schedule `id` for a tombstone this daemon wrote and had
+    /// acknowledged (a cancel through its API), before reading it back.
+    mutating func removeHere(_ id: String, partition: Int32) {
+        guard partitions[partition] != nil, let entry = entries[id] else { return }
+        entries[id] = nil
+        removedHere[id, default: Gone(partition: partition, revisions: [])].revisions.append(entry.schedule.revision ?? 0)
+    }
+
+    private mutating func readTombstone(_ id: String, partition: Int32) {
+        if var mine = removedHere[id], !mine.revisions.isEmpty {
+            // Our own tombstone read back: it removes nothing created after it.
+            let revision = mine.revisions.removeFirst()
+            removedHere[id] = mine.revisions.isEmpty ? nil : mine
+            if let entry = entries[id], (entry.schedule.revision ?? 0) > revision { return }
+            entries[id] = nil
+            tombstoned[id] = Tomb(partition: partition, revision: revision)
+            return
+        }
+        let revision = max(entries[id]?.schedule.revision ?? 0, tombstoned[id]?.revision ?? 0)
+        entries[id] = nil
+        tombstoned[id] = Tomb(partition: partition, revision: revision)
+    }
+
+    private mutating func applyNew(_ schedule: Schedule, partition: Int32) -> [ScheduleRecord] {
+        let revision = schedule.revision ?? 0
+        // Older than a tombstone of ours not read back yet: already gone.
+        if let mine = removedHere[schedule.id]?.revisions.last, revision <= mine { return [] }
+        if let gone = tombstoned[schedule.id]?.revision {
+            if revision <= gone { return [.removed(id: schedule.id)] }
+            tombstoned[schedule.id] = nil
+        }
+        let entry = Entry(schedule: schedule, partition: partition, generation: nextGeneration())
+        entries[schedule.id] = entry
+        if partitions[partition] == .live { push(entry) }
+        return []
+    }
+
+    private mutating func replace(_ held: Entry, with schedule: Schedule) {
+        var entry = held
+        entry.schedule = schedule
+        entry.generation = nextGeneration()
+        entries[schedule.id] = entry
+        if !entry.inFlight && partitions[entry.partition] == .live { push(entry) }
     }
 
     /// The earliest due time among schedules that may fire.
@@ -148,8 +227,7 @@ struct ScheduleTable: Sendable {
             entry.inFlight = true
             entries[top.id] = entry
             inFlight[entry.partition, default: 0] += 1
-            fires.append(Fire(id: top.id, partition: entry.partition, due: entry.schedule.nextDueMs, takenAt: now,
-                              task: entry.schedule.task, kind: entry.schedule.kind.name))
+            fires.append(Self.fire(entry, now: now))
         }
         if heap.count > 2 * entries.count + 64 {
             let (entries, partitions) = (self.entries, self.partitions)
@@ -158,7 +236,32 @@ struct ScheduleTable: Sendable {
         return fires
     }
 
-    /// The task of `fire` was acknowledged: advances the schedule and says
+    /// The fire to make for `entry`, taken at `now`: a trigger when one is
+    /// pending and due first, else its next due time (under `skip`, a late
+    /// one is dropped).
+    private static func fire(_ entry: Entry, now: Int64) -> Fire {
+        let schedule = entry.schedule
+        var fire = Fire(id: schedule.id, partition: entry.partition, due: schedule.nextDueMs, takenAt: now,
+                        task: schedule.task, kind: schedule.kind.name)
+        fire.policy = schedule.policy
+        fire.revision = schedule.revision ?? 0
+        fire.jitterMs = schedule.jitterOffset(schedule.nextDueMs)
+        if schedule.triggerPending, let at = schedule.triggerAtMs, at <= now, schedule.isPaused || at <= schedule.nextDueMs {
+            return Fire(id: schedule.id, partition: entry.partition, due: at, takenAt: now, task: schedule.task,
+                        kind: schedule.kind.name, trigger: true)
+        }
+        if schedule.policy == .skip && CatchUp.isLate(kind: schedule.kind, due: schedule.nextDueMs + fire.jitterMs, now: now) {
+            fire.skip = true
+        }
+        if schedule.kind.isRecurring && now - schedule.nextDueMs > 0 {
+            let slots = CatchUp.missedSlots(kind: schedule.kind, after: schedule.nextDueMs, through: now).count
+            fire.missed = schedule.policy == .all ? max(slots - (CatchUp.maxAll - 1), 0) : slots
+        }
+        return fire
+    }
+
+    /// The task of `fire` was acknowledged at `ackedAt` (nil: not timed), or
+    /// it was a late fire `skip` dropped: advances the schedule and says
     /// what to write. A `.nothing` outcome settles the fire at once.
     ///
     /// The next due time is computed from when the fire was taken, not from
@@ -166,15 +269,31 @@ struct ScheduleTable: Sendable {
     /// pass makes that slot fire at once (late) instead of skipping it, while
     /// a fire taken late (after downtime, or that very catch-up) moves the
     /// schedule past everything missed, so it fires once for the period.
-    mutating func acknowledged(_ fire: Fire) -> Outcome {
+    mutating func acknowledged(_ fire: Fire, at ackedAt: Int64? = nil) -> Outcome {
         let now = fire.takenAt
         guard var entry = entries[fire.id], entry.inFlight else {
             settled(fire.partition)
             return .nothing
         }
         entry.inFlight = false
-        guard let next = entry.schedule.afterFire(due: fire.due, now: now) else {
+        let after: Schedule?
+        if fire.trigger {
+            after = entry.schedule.afterTrigger(due: fire.due, ackedAt: ackedAt)
+        } else if fire.skip {
+            after = entry.schedule.afterSkip(due: fire.due, now: now)
+        } else if !entry.schedule.kind.isRecurring && (entry.schedule.revision ?? 0) != fire.revision && entry.schedule.nextDueMs != fire.due {
+            // Moved to another time while this fire was in flight: that time still fires.
+            var fired = entry.schedule
+            fired.fires += 1
+            fired.lastFiredDueMs = fire.due
+            after = fired
+        } else {
+            after = entry.schedule.afterFire(due: fire.due, now: now, ackedAt: ackedAt)
+        }
+        guard let next = after else {
             entries[fire.id] = nil
+            // Its tombstone is ours: until read back, its creation coming back is older.
+            removedHere[fire.id, default: Gone(partition: fire.partition, revisions: [])].revisions.append(entry.schedule.revision ?? 0)
             return .remove(id: fire.id, partition: fire.partition)
         }
         entry.schedule = next
@@ -203,7 +322,9 @@ struct ScheduleTable: Sendable {
     }
 
     private mutating func push(_ entry: Entry) {
-        heap.push(TimerHeap.Entry(due: entry.schedule.nextDueMs, id: entry.schedule.id, generation: entry.generation))
+        // Paused with no trigger pending: not in the heap until it changes.
+        guard let due = entry.schedule.effectiveDueMs else { return }
+        heap.push(TimerHeap.Entry(due: due, id: entry.schedule.id, generation: entry.generation))
     }
 
     private func isCurrent(_ timer: TimerHeap.Entry) -> Bool {
