@@ -38,24 +38,38 @@ extension Worker {
         return messages.allSatisfy { $0.error == nil && feed.emits.failedRounds(at: $0.offset) == 0 }
     }
 
+    /// Messages, or nanoseconds of calls, between two checkpoints of a
+    /// driven run: the checks cost more than a no-op process() (a lock,
+    /// the clock, atomics), while a slice is tens of milliseconds.
+    static let driveCheckEvery = 32
+    static let driveCheckNanoseconds: Int64 = 200_000
+
     /// Calls `process(msg)` for `messages` in one call into Lua (each call
     /// under its own budget, as one at a time): the Swift work per message
     /// (emits, progress, the slice checkpoint) runs between two calls, from
-    /// C, so the per-message path costs what process() itself costs. Stops
-    /// at the first message whose first attempt fails, or when
-    /// `checkpoint` says the lease must end. `handled(message, call
-    /// nanoseconds, now)` runs for each message done, before the checkpoint.
+    /// C, so the per-message path costs little more than process() itself.
+    /// Stops at the first message whose first attempt fails, or when
+    /// `checkpoint` says the lease must end. Each message's emits are
+    /// handed over right after its call; `handled(count, last message,
+    /// their calls, now)` reports the messages done since the last report,
+    /// then `checkpoint` runs: after every `driveCheckEvery` messages,
+    /// `driveCheckNanoseconds` of calls, a message that emitted or yielded,
+    /// and at the end.
     func drive(
         _ messages: ArraySlice<KafkaRawMessage>, lease: Lease, feed: LaneFeed,
         checkpoint: (ContinuousClock.Instant) -> SliceEndReason?,
-        handled: (KafkaRawMessage, Int64, ContinuousClock.Instant) -> Void
+        handled: (Int, KafkaRawMessage, LuaCallTally, ContinuousClock.Instant) -> Void
     ) -> DrivenRun {
         guard let script else { return DrivenRun(next: .oneByOne) }
         let batch = Array(messages)
         var run = DrivenRun()
+        var calls = LuaCallTally()
+        var unreported = 0
+        var sinceCheck: Int64 = 0
         let each = script.callProcessEach(batch, group: environment.group.name, worker: id) { index, nanoseconds in
             let message = batch[index]
-            if !script.bindings.emitted.isEmpty {
+            let emitted = !script.bindings.emitted.isEmpty
+            if emitted {
                 switch self.emit(script.bindings.takeEmitted(), offset: message.offset, lease: lease, feed: feed) {
                 case .sent: break
                 case .invalid(let reason):
@@ -68,9 +82,20 @@ extension Worker {
                 }
             }
             run.done = index + 1
+            calls.add(.nanoseconds(nanoseconds))
+            unreported += 1
+            sinceCheck += nanoseconds
+            let last = index + 1 == batch.count
+            if !last && !emitted && unreported < Self.driveCheckEvery && sinceCheck < Self.driveCheckNanoseconds
+                && !script.bindings.yieldRequested {
+                return true
+            }
             let now = ContinuousClock.now
-            handled(message, nanoseconds, now)
-            guard index + 1 < batch.count else { return true }
+            handled(unreported, message, calls, now)
+            calls = LuaCallTally()
+            unreported = 0
+            sinceCheck = 0
+            guard !last else { return true }
             // What the one-by-one loop checks before each message. A new
             // process.lua is switched to between two messages, not while
             // this state runs.
@@ -88,6 +113,7 @@ extension Worker {
             }
             return true
         }
+        if unreported > 0 { handled(unreported, batch[run.done - 1], calls, .now) }
         if run.done == each.done, run.done < batch.count, case .finished = run.next {
             // Stopped by a failed call (not by `after`): message `done` failed.
             run.failedCallNanoseconds = clua_now_ns() - each.lastStartedNs

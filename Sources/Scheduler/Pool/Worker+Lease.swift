@@ -115,10 +115,10 @@ extension Worker {
                     break lease
                 }
                 noteFirstMessage(at: began)
-                let run = drive(pending, lease: lease, feed: feed, checkpoint: { checkpoint($0, refresh: false) }) { message, nanoseconds, now in
-                    tally.messages += 1
-                    tally.luaCalls.add(.nanoseconds(nanoseconds))
-                    feed.finished(through: message.offset)
+                let run = drive(pending, lease: lease, feed: feed, checkpoint: { checkpoint($0, refresh: false) }) { count, last, calls, now in
+                    tally.messages += count
+                    tally.luaCalls.merge(calls)
+                    feed.finished(through: last.offset)
                     if now - lastCommit >= WorkerEnvironment.commitInterval {
                         commitProgress(feed)
                         lastCommit = now
