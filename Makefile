@@ -82,12 +82,16 @@ bench: release
 # No consumer group runs: the mock broker's Fetch scans a partition's message
 # sets linearly (rd_kafka_mock_msgset_find), so a group reading what is posted
 # measures the mock, not the API (benchmark the workers with `make bench`).
-# Prints requests/s, p50/p99, errors, the POST/health ratio and RSS. The posts
-# carry "once": true (published and acknowledged, not pooled: the pool is
-# bounded by max_pool_tasks); a second POST run adds pooled tasks.
+# The posts carry "once": true (published and acknowledged, not pooled: the
+# pool is bounded by max_pool_tasks), with a key ("k<n mod 64>") and without
+# one (the seed's own example); GET /health, keyed and keyless posts run in
+# turn, LOAD_ROUNDS times, and the ratios compare runs of the same round.
+# Prints requests/s, p50/p99, errors and the ratios; then a POST run adds
+# pooled tasks.
 LOAD_PORT ?= 5077
 LOAD_SECONDS ?= 15
 LOAD_CONNECTIONS ?= 64
+LOAD_ROUNDS ?= 1
 SOAK_SECONDS ?= 60
 WRK_FIGURES := "Requests/sec|50%|99%|Non-2xx|Socket errors|requests in"
 loadtest: release
@@ -95,19 +99,25 @@ loadtest: release
 	@set -e; dir=$$(mktemp -d); \
 	printf 'groups = []\n[api]\nlisten = "127.0.0.1:$(LOAD_PORT)"\n[producer]\ninterval_ms = 3600000\nmax_pool_tasks = 1000000\n[log]\nlevel = "warning"\n' > $$dir/config.toml; \
 	printf 'function generate() end\n' > $$dir/generate.lua; printf 'function process(msg) end\n' > $$dir/process.lua; \
-	for mode in once pooled; do flag=$$([ $$mode = once ] && echo ', "once": true' || true); \
-	printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, nil, nil, string.format([[{"topic": "load", "message": "m%%d", "key": "k%%d"%s}]], counter, counter %% 64))\nend\n' "$$flag" > $$dir/post-$$mode.lua; done; \
+	for mode in once pooled keyless; do flag=$$([ $$mode = pooled ] || echo ', "once": true'); key=$$([ $$mode = keyless ] || echo ', "key": "k%d"'); \
+	arg=$$([ $$mode = keyless ] || echo ', counter % 64'); \
+	printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, nil, nil, string.format([[{"topic": "load", "message": "m%%d"%s%s}]], counter%s))\nend\n' "$$key" "$$flag" "$$arg" > $$dir/post-$$mode.lua; done; \
 	.build/release/task-scheduler --config $$dir/config.toml --scripts $$dir 2>$$dir/daemon.log & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	for i in $$(seq 50); do curl -sf localhost:$(LOAD_PORT)/health >/dev/null && break; sleep 0.2; done; \
-	echo "== warm-up: 3 s of posts, not counted"; \
+	echo "== warm-up: 3 s of keyed and 3 s of keyless posts, not counted"; \
 	wrk -t2 -c$(LOAD_CONNECTIONS) -d3s -s $$dir/post-once.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate >/dev/null; \
+	wrk -t2 -c$(LOAD_CONNECTIONS) -d3s -s $$dir/post-keyless.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate >/dev/null; \
 	echo "== load before: $$(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"; \
-	echo "== GET /health, $(LOAD_SECONDS) s, 2 threads, $(LOAD_CONNECTIONS) connections"; \
-	wrk -t2 -c$(LOAD_CONNECTIONS) -d$(LOAD_SECONDS)s --latency http://127.0.0.1:$(LOAD_PORT)/health > $$dir/health.txt; grep -E $(WRK_FIGURES) $$dir/health.txt; \
-	echo "== POST /tasks/generate \"once\": true (each answered after the broker's ack), $(LOAD_SECONDS) s, 2 threads, $(LOAD_CONNECTIONS) connections"; \
-	wrk -t2 -c$(LOAD_CONNECTIONS) -d$(LOAD_SECONDS)s --latency -s $$dir/post-once.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate > $$dir/post.txt; grep -E $(WRK_FIGURES) $$dir/post.txt; \
-	awk '/Requests\/sec/ { rate[FILENAME] = $$2 } END { h = rate[ARGV[1]]; p = rate[ARGV[2]]; printf "== POST/health ratio: %.2f (POST %.0f/s, health %.0f/s; target >= 0.50)\n", p / h, p, h }' $$dir/health.txt $$dir/post.txt; \
+	for round in $$(seq $(LOAD_ROUNDS)); do \
+	echo "== round $$round of $(LOAD_ROUNDS): GET /health, $(LOAD_SECONDS) s, 2 threads, $(LOAD_CONNECTIONS) connections"; \
+	wrk -t2 -c$(LOAD_CONNECTIONS) -d$(LOAD_SECONDS)s --latency http://127.0.0.1:$(LOAD_PORT)/health > $$dir/health-$$round.txt; grep -E $(WRK_FIGURES) $$dir/health-$$round.txt; \
+	echo "== round $$round: POST /tasks/generate with a key, \"once\": true (each answered after the broker's ack), $(LOAD_SECONDS) s"; \
+	wrk -t2 -c$(LOAD_CONNECTIONS) -d$(LOAD_SECONDS)s --latency -s $$dir/post-once.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate > $$dir/keyed-$$round.txt; grep -E $(WRK_FIGURES) $$dir/keyed-$$round.txt; \
+	echo "== round $$round: POST /tasks/generate without a key, \"once\": true, $(LOAD_SECONDS) s"; \
+	wrk -t2 -c$(LOAD_CONNECTIONS) -d$(LOAD_SECONDS)s --latency -s $$dir/post-keyless.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate > $$dir/keyless-$$round.txt; grep -E $(WRK_FIGURES) $$dir/keyless-$$round.txt; \
+	awk '/Requests\/sec/ { rate[FILENAME] = $$2 } END { h = rate[ARGV[1]]; k = rate[ARGV[2]]; n = rate[ARGV[3]]; printf "== round %s: health %.0f/s, keyed POST %.0f/s, keyless POST %.0f/s: keyed/health %.2f, keyless/health %.2f (target >= 0.50), keyless/keyed %.2f (target >= 1.00)\n", "'$$round'", h, k, n, k / h, n / h, n / k }' $$dir/health-$$round.txt $$dir/keyed-$$round.txt $$dir/keyless-$$round.txt | tee -a $$dir/ratios.txt; \
+	done; \
 	echo "== POST /tasks/generate pooled (publication and pool record acknowledged), $(LOAD_SECONDS) s, 2 threads, $(LOAD_CONNECTIONS) connections"; \
 	wrk -t2 -c$(LOAD_CONNECTIONS) -d$(LOAD_SECONDS)s --latency -s $$dir/post-pooled.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate | grep -E $(WRK_FIGURES); \
 	echo "== load after: $$(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"; \
@@ -115,7 +125,8 @@ loadtest: release
 	echo "== soak: POST (once) for $(SOAK_SECONDS) s, RSS of the daemon every 10 s (KiB)"; \
 	wrk -t1 -c16 -d$(SOAK_SECONDS)s -s $$dir/post-once.lua http://127.0.0.1:$(LOAD_PORT)/tasks/generate > $$dir/soak.txt & wrkpid=$$!; \
 	for i in $$(seq 0 10 $(SOAK_SECONDS)); do echo "t=$${i}s rss=$$(ps -o rss= -p $$pid)"; sleep 10; done; wait $$wrkpid; \
-	grep -E "Requests/sec|Non-2xx|Socket errors|requests in" $$dir/soak.txt
+	grep -E "Requests/sec|Non-2xx|Socket errors|requests in" $$dir/soak.txt; \
+	echo "== summary (ratios within each round):"; cat $$dir/ratios.txt
 
 # Chaos run (benchmark-style, not part of make test, which runs its --short
 # version): 3 daemons x 2 workers on one broker, 60,000 keyed messages (300 keys) whose

@@ -70,6 +70,9 @@ typedef struct {
      * cannot fail), so batch.headers never reads freed messages. */
     const void *batch_table;
     const void *batch_request;
+    /* The request whose messages the live msg tables read (process,
+     * process_batch); NULL outside those calls (cleared by clua_end_call). */
+    const void *msg_request;
 } clua_control;
 
 static inline long long clua_now_ns(void) {
@@ -200,6 +203,7 @@ static inline void clua_end_call(lua_State *L) {
     c->slack = 0;
     c->batch_table = NULL;
     c->batch_request = NULL;
+    c->msg_request = NULL;
     lua_sethook(L, NULL, 0, 0);
 }
 
@@ -375,7 +379,12 @@ enum {
     /* After the names: the cached group and worker values and their version. */
     CLUA_NAMES_VERSION, CLUA_GROUP_VALUE, CLUA_WORKER_VALUE, CLUA_TOPIC_VALUE,
     /* The metatable of process_columns batches (batch.headers read lazily). */
-    CLUA_BATCH_META, CLUA_KEY_SLOTS = CLUA_BATCH_META
+    CLUA_BATCH_META,
+    /* Lazy `msg` tables (see clua_push_proxy): field name -> CLUA_KEY_*,
+     * the metatable of each position in a call, the table live at each
+     * position, and the metatables of sealed tables (with, without a key). */
+    CLUA_MSG_FIELDS, CLUA_MSG_METAS, CLUA_MSG_LIVE, CLUA_MSG_SEALED, CLUA_MSG_SEALED_NOKEY,
+    CLUA_KEY_SLOTS = CLUA_MSG_SEALED_NOKEY
 };
 #define CLUA_MESSAGE_KEYS "clua.message_keys"
 
@@ -388,89 +397,22 @@ static inline void clua_make_message_keys(lua_State *L) {
         if (i < CLUA_KEY_COUNT) lua_pushstring(L, names[i]); else lua_pushboolean(L, 0);
         lua_rawseti(L, -2, i + 1);
     }
+    /* Also under the control block's address: a light-userdata key is read
+     * without allocating, so the table is reachable after a failed call
+     * (clua_seal_messages) where nothing may raise. */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, clua_control_of(L));
     lua_setfield(L, LUA_REGISTRYINDEX, CLUA_MESSAGE_KEYS);
 }
 
 /* Pushes the message keys table (once per call, not per message). */
 static inline int clua_push_message_keys(lua_State *L) {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, CLUA_MESSAGE_KEYS) != LUA_TTABLE) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, clua_control_of(L)) != LUA_TTABLE) {
         lua_pop(L, 1);
         clua_make_message_keys(L);
-        lua_getfield(L, LUA_REGISTRYINDEX, CLUA_MESSAGE_KEYS);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, clua_control_of(L));
     }
     return lua_gettop(L);
-}
-
-/* Pushes the name of field `key`: msg[name] = the value pushed next, set
- * by clua_set. (Name first, then value: no stack rotation per field.) */
-static inline void clua_key(lua_State *L, int keys, int key) { lua_rawgeti(L, keys, key); }
-static inline void clua_set(lua_State *L) { lua_rawset(L, -3); }
-
-static inline void clua_push_message(lua_State *L, int keys, const clua_message *m) {
-    lua_createtable(L, 0, 10);
-    /* Group and worker names are long and change rarely: make their Lua
-     * strings once per version instead of once per message. */
-    lua_rawgeti(L, keys, CLUA_NAMES_VERSION);
-    int cached = m->names_version > 0 && lua_tointeger(L, -1) == m->names_version;
-    lua_pop(L, 1);
-    if (!cached) {
-        lua_pushstring(L, m->group);
-        lua_rawseti(L, keys, CLUA_GROUP_VALUE);
-        lua_pushstring(L, m->worker);
-        lua_rawseti(L, keys, CLUA_WORKER_VALUE);
-        lua_pushinteger(L, m->names_version);
-        lua_rawseti(L, keys, CLUA_NAMES_VERSION);
-    }
-    /* The topic's string is kept while messages come from the same topic
-     * (one lease reads one partition): compared by text, not by pointer,
-     * since librdkafka may reuse a freed topic's memory. */
-    clua_key(L, keys, CLUA_KEY_TOPIC);
-    size_t cached_length = 0;
-    lua_rawgeti(L, keys, CLUA_TOPIC_VALUE);
-    const char *cached_topic = lua_tolstring(L, -1, &cached_length);
-    if (!m->topic) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-    } else if (!cached_topic || strcmp(cached_topic, m->topic) != 0) {
-        lua_pop(L, 1);
-        lua_pushstring(L, m->topic);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, CLUA_TOPIC_VALUE);
-    }
-    clua_set(L);
-    clua_key(L, keys, CLUA_KEY_PARTITION);
-    lua_pushinteger(L, m->partition);
-    clua_set(L);
-    clua_key(L, keys, CLUA_KEY_OFFSET);
-    lua_pushinteger(L, m->offset);
-    clua_set(L);
-    if (m->key) {
-        clua_key(L, keys, CLUA_KEY_KEY);
-        lua_pushlstring(L, (const char *)m->key, m->key_length);
-        clua_set(L);
-    }
-    clua_key(L, keys, CLUA_KEY_PAYLOAD);
-    lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload ? m->payload_length : 0);
-    clua_set(L);
-    clua_key(L, keys, CLUA_KEY_TIMESTAMP);
-    lua_pushinteger(L, m->timestamp);
-    clua_set(L);
-    clua_key(L, keys, CLUA_KEY_HEADERS);
-    lua_createtable(L, 0, (int)m->header_count);
-    for (size_t i = 0; i < m->header_count; i++) {
-        const clua_header *h = &m->headers[i];
-        /* A null header value is `false`, so it stays distinct from "". */
-        if (h->value) lua_pushlstring(L, (const char *)h->value, h->length);
-        else lua_pushboolean(L, 0);
-        lua_setfield(L, -2, h->name);
-    }
-    clua_set(L);
-    clua_key(L, keys, CLUA_KEY_GROUP);
-    lua_rawgeti(L, keys, CLUA_GROUP_VALUE);
-    clua_set(L);
-    clua_key(L, keys, CLUA_KEY_WORKER);
-    lua_rawgeti(L, keys, CLUA_WORKER_VALUE);
-    clua_set(L);
 }
 
 typedef struct {
@@ -491,15 +433,321 @@ typedef struct {
     size_t message_count;
     int message_list;
     int message_columns;    /* with message_list: one table of columns instead of a list of tables */
-    /* message_columns: writes message `index`'s headers to `out` (at most
-     * `capacity` of them) and returns how many it has. Called only while the
-     * call runs, the first time the script reads batch.headers (NULL: no
-     * message has headers). The headers of process_columns are read this way
-     * instead of from clua_message.headers: asking librdkafka for a
+    /* Without message_list: the function is called once per message, in
+     * order, each call under its own budget (each_instructions,
+     * each_milliseconds), until one fails or `after` says stop
+     * (clua_run_each). */
+    int message_each;
+    long long each_instructions, each_milliseconds;
+    /* Called after each call that succeeded, with the message's index and
+     * the call's duration; returns nonzero to stop before the next message.
+     * It runs inside the Lua call: it must not call Lua, and cannot fail. */
+    int (*after)(void *context, size_t index, long long nanoseconds);
+    void *after_context;
+    size_t done;            /* out (message_each): calls that succeeded */
+    long long started_ns;   /* out (message_each): when the last call began (CLOCK_MONOTONIC) */
+    /* Writes message `index`'s headers to `out` (at most `capacity` of
+     * them) and returns how many it has. Called only while the call runs,
+     * the first time the script reads batch.headers or msg.headers (NULL:
+     * no message has headers, unless clua_message.headers lists them). Read
+     * this way instead of from clua_message.headers: asking librdkafka for a
      * message's headers costs an allocation even when it has none. */
     size_t (*read_headers)(const void *context, size_t index, clua_header *out, size_t capacity);
     const void *headers_context;
 } clua_request;
+
+/* ---- Lazy message tables (process, process_batch) -----------------------
+ * `msg` is a fresh, empty table per message; its metatable reads a field
+ * from the message (librdkafka's buffers) the first time it is read and
+ * stores it in the table, so a no-op process() builds one small table and a
+ * field is made at most once. Each position in a call's messages has its
+ * own metatable (upvalue: the position), made once per state; the table
+ * live at each position is kept in CLUA_MSG_LIVE. When its call ends, a
+ * table is sealed: its metatable becomes one that reaches no message, so a
+ * msg kept past its call keeps the fields read during the call, raises for
+ * the others, and can never show another message's fields. */
+
+/* CLUA_KEY_* of field name `index` (a string), or 0. */
+static inline int clua_field_id(lua_State *L, int fields, int index) {
+    if (lua_type(L, index) != LUA_TSTRING) return 0;
+    lua_pushvalue(L, index);
+    int id = lua_rawget(L, fields) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    return id;
+}
+
+/* Pushes message `i`'s headers as a table (name -> value). */
+static inline void clua_push_headers(lua_State *L, const clua_request *r, size_t i) {
+    const clua_message *m = &r->message[i];
+    const clua_header *list = m->headers;
+    size_t count = m->header_count;
+    int buffered = 0;
+    clua_header small[8];
+    if (!list && r->read_headers) {
+        count = r->read_headers(r->headers_context, i, small, 8);
+        list = small;
+        if (count > 8) {
+            clua_header *buffer = (clua_header *)lua_newuserdatauv(L, count * sizeof(clua_header), 0);
+            buffered = 1;
+            count = r->read_headers(r->headers_context, i, buffer, count);
+            list = buffer;
+        }
+    }
+    lua_createtable(L, 0, (int)count);
+    for (size_t h = 0; list && h < count; h++) {
+        /* A null header value is `false`, so it stays distinct from "". */
+        if (list[h].value) lua_pushlstring(L, (const char *)list[h].value, list[h].length); else lua_pushboolean(L, 0);
+        lua_setfield(L, -2, list[h].name);
+    }
+    if (buffered) lua_remove(L, -2);
+}
+
+/* Pushes field `field` (CLUA_KEY_*) of message `i` of `r`. */
+static inline void clua_push_field(lua_State *L, int keys, const clua_request *r, size_t i, int field) {
+    const clua_message *m = &r->message[i];
+    switch (field) {
+    case CLUA_KEY_TOPIC: {
+        /* The topic's string is kept while messages come from the same
+         * topic (one lease reads one partition): compared by text, not by
+         * pointer, since librdkafka may reuse a freed topic's memory. */
+        if (!m->topic) { lua_pushnil(L); break; }
+        const char *cached = lua_rawgeti(L, keys, CLUA_TOPIC_VALUE) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (!cached || strcmp(cached, m->topic) != 0) {
+            lua_pop(L, 1);
+            lua_pushstring(L, m->topic);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, keys, CLUA_TOPIC_VALUE);
+        }
+        break;
+    }
+    case CLUA_KEY_PARTITION: lua_pushinteger(L, m->partition); break;
+    case CLUA_KEY_OFFSET: lua_pushinteger(L, m->offset); break;
+    case CLUA_KEY_KEY:
+        if (m->key) lua_pushlstring(L, (const char *)m->key, m->key_length); else lua_pushnil(L);
+        break;
+    case CLUA_KEY_PAYLOAD:
+        lua_pushlstring(L, m->payload ? (const char *)m->payload : "", m->payload ? m->payload_length : 0);
+        break;
+    case CLUA_KEY_TIMESTAMP: lua_pushinteger(L, m->timestamp); break;
+    case CLUA_KEY_HEADERS: clua_push_headers(L, r, i); break;
+    case CLUA_KEY_GROUP:
+    case CLUA_KEY_WORKER: {
+        /* Group and worker names are long and change rarely: their Lua
+         * strings are made once per version, not once per message. */
+        lua_rawgeti(L, keys, CLUA_NAMES_VERSION);
+        int cached = m->names_version > 0 && lua_tointeger(L, -1) == m->names_version;
+        lua_pop(L, 1);
+        if (!cached) {
+            if (m->group) lua_pushstring(L, m->group); else lua_pushnil(L);
+            lua_rawseti(L, keys, CLUA_GROUP_VALUE);
+            if (m->worker) lua_pushstring(L, m->worker); else lua_pushnil(L);
+            lua_rawseti(L, keys, CLUA_WORKER_VALUE);
+            lua_pushinteger(L, m->names_version);
+            lua_rawseti(L, keys, CLUA_NAMES_VERSION);
+        }
+        lua_rawgeti(L, keys, field == CLUA_KEY_GROUP ? CLUA_GROUP_VALUE : CLUA_WORKER_VALUE);
+        break;
+    }
+    default: lua_pushnil(L); break;
+    }
+}
+
+/* The iterator __pairs returns (the base library's `next` may be replaced). */
+static inline int clua_msg_next(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static inline int clua_msg_pairs_of(lua_State *L) {
+    lua_pushcfunction(L, clua_msg_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Whether table 1 is the live msg at position `p` of the running call. */
+static inline const clua_request *clua_msg_live(lua_State *L, int keys, size_t p) {
+    const clua_request *r = (const clua_request *)clua_control_of(L)->msg_request;
+    if (!r || p >= r->message_count) return NULL;
+    lua_rawgeti(L, keys, CLUA_MSG_LIVE);
+    lua_rawgeti(L, -1, (lua_Integer)p + 1);
+    int live = lua_rawequal(L, -1, 1);
+    lua_pop(L, 2);
+    return live ? r : NULL;
+}
+
+/* Raised for a field not read while the message could still be read. */
+static inline int clua_msg_gone(lua_State *L) {
+    return luaL_error(L, "msg.%s was not read during the call that received this msg: a msg kept after its call keeps only the fields read during the call",
+                      lua_tostring(L, 2));
+}
+
+/* __index of a live msg (upvalues: the keys table, the position). */
+static inline int clua_msg_index(lua_State *L) {
+    int keys = lua_upvalueindex(1);
+    size_t p = (size_t)lua_tointeger(L, lua_upvalueindex(2));
+    lua_settop(L, 2);
+    lua_rawgeti(L, keys, CLUA_MSG_FIELDS);
+    int field = clua_field_id(L, 3, 2);
+    if (!field) return 0;
+    const clua_request *r = clua_msg_live(L, keys, p);
+    if (!r) return clua_msg_gone(L);
+    clua_push_field(L, keys, r, p, field);
+    if (!lua_isnil(L, -1)) {
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+    }
+    return 1;
+}
+
+/* __pairs of a live msg: reads every field first, so pairs lists them all. */
+static inline int clua_msg_pairs(lua_State *L) {
+    int keys = lua_upvalueindex(1);
+    size_t p = (size_t)lua_tointeger(L, lua_upvalueindex(2));
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    const clua_request *r = clua_msg_live(L, keys, p);
+    for (int field = 1; r && field <= CLUA_KEY_COUNT; field++) {
+        lua_rawgeti(L, keys, field);
+        if (lua_rawget(L, 1) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_rawgeti(L, keys, field);
+            clua_push_field(L, keys, r, p, field);
+            lua_rawset(L, 1);   /* nil (no key): nothing set */
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    return clua_msg_pairs_of(L);
+}
+
+/* __index of a sealed msg (upvalues: the field names, whether it had no key). */
+static inline int clua_sealed_index(lua_State *L) {
+    lua_settop(L, 2);
+    int field = clua_field_id(L, lua_upvalueindex(1), 2);
+    if (!field || (field == CLUA_KEY_KEY && lua_toboolean(L, lua_upvalueindex(2)))) return 0;
+    return clua_msg_gone(L);
+}
+
+static inline void clua_push_sealed_meta(lua_State *L, int keys, int nokey) {
+    lua_createtable(L, 0, 3);
+    lua_rawgeti(L, keys, CLUA_MSG_FIELDS);
+    lua_pushboolean(L, nokey);
+    lua_pushcclosure(L, clua_sealed_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, clua_msg_pairs_of);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "process message");
+    lua_setfield(L, -2, "__metatable");
+}
+
+/* Makes the lazy msg tables' slots once per state (inside a protected call). */
+static inline void clua_make_message_tables(lua_State *L, int keys) {
+    if (lua_rawgeti(L, keys, CLUA_MSG_LIVE) == LUA_TTABLE) { lua_pop(L, 1); return; }
+    lua_pop(L, 1);
+    lua_createtable(L, 0, CLUA_KEY_COUNT);
+    for (int field = 1; field <= CLUA_KEY_COUNT; field++) {
+        lua_rawgeti(L, keys, field);
+        lua_pushinteger(L, field);
+        lua_rawset(L, -3);
+    }
+    lua_rawseti(L, keys, CLUA_MSG_FIELDS);
+    lua_newtable(L);
+    lua_rawseti(L, keys, CLUA_MSG_METAS);
+    clua_push_sealed_meta(L, keys, 0);
+    lua_rawseti(L, keys, CLUA_MSG_SEALED);
+    clua_push_sealed_meta(L, keys, 1);
+    lua_rawseti(L, keys, CLUA_MSG_SEALED_NOKEY);
+    lua_newtable(L);  /* last: its presence says the others are there */
+    lua_rawseti(L, keys, CLUA_MSG_LIVE);
+}
+
+/* Pushes a fresh msg for message `p` of `r` and records it as live. */
+static inline void clua_push_proxy(lua_State *L, int keys, size_t p) {
+    lua_createtable(L, 0, 0);
+    lua_rawgeti(L, keys, CLUA_MSG_METAS);
+    if (lua_rawgeti(L, -1, (lua_Integer)p + 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 3);
+        lua_pushvalue(L, keys);
+        lua_pushinteger(L, (lua_Integer)p);
+        lua_pushcclosure(L, clua_msg_index, 2);
+        lua_setfield(L, -2, "__index");
+        lua_pushvalue(L, keys);
+        lua_pushinteger(L, (lua_Integer)p);
+        lua_pushcclosure(L, clua_msg_pairs, 2);
+        lua_setfield(L, -2, "__pairs");
+        lua_pushliteral(L, "process message");
+        lua_setfield(L, -2, "__metatable");
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, (lua_Integer)p + 1);
+    }
+    lua_setmetatable(L, -3);
+    lua_pop(L, 1);
+    lua_rawgeti(L, keys, CLUA_MSG_LIVE);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)p + 1);
+    lua_pop(L, 1);
+}
+
+/* Seals the msg live at position `p` (if any). Allocates nothing and
+ * cannot raise, so it also runs after a failed call; needs 3 free slots. */
+static inline void clua_seal_one(lua_State *L, int keys, int live, const clua_request *r, size_t p) {
+    if (lua_rawgeti(L, live, (lua_Integer)p + 1) == LUA_TTABLE) {
+        lua_rawgeti(L, keys, r->message[p].key ? CLUA_MSG_SEALED : CLUA_MSG_SEALED_NOKEY);
+        lua_setmetatable(L, -2);
+        lua_pushnil(L);
+        lua_rawseti(L, live, (lua_Integer)p + 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Seals every msg of call `r` still live; after the call, even a failed one. */
+static inline void clua_seal_messages(lua_State *L, const clua_request *r) {
+    if (!r->message || r->message_columns) return;
+    int keys = lua_gettop(L) + 1;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, clua_control_of(L)) == LUA_TTABLE) {
+        if (lua_rawgeti(L, keys, CLUA_MSG_LIVE) == LUA_TTABLE) {
+            for (size_t p = 0; p < r->message_count; p++) clua_seal_one(L, keys, keys + 1, r, p);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* process(msg) once per message (message_each): see clua_request. Leaves
+ * two results: nil, nil when every call succeeded (or `after` stopped the
+ * run), else the failed call's results. A call that raised unwinds the
+ * whole run; r->done says which message it was. */
+static inline int clua_run_each(lua_State *L, clua_request *r) {
+    clua_control *c = clua_control_of(L);
+    int keys = clua_push_message_keys(L);   /* 2; the function is 1 */
+    clua_make_message_tables(L, keys);
+    lua_rawgeti(L, keys, CLUA_MSG_LIVE);    /* 3 */
+    c->msg_request = r;
+    for (size_t i = 0; i < r->message_count; i++) {
+        lua_settop(L, 3);
+        lua_pushvalue(L, 1);
+        clua_push_proxy(L, keys, i);
+        clua_begin_call(L, r->each_instructions, r->each_milliseconds);
+        r->started_ns = c->checked_ns;
+        r->done = i;
+        lua_call(L, 1, 2);
+        int ok = c->exhausted == CLUA_WITHIN && (lua_isnil(L, -2) || (lua_isboolean(L, -2) && lua_toboolean(L, -2)));
+        clua_seal_one(L, keys, 3, r, i);
+        if (!ok) return 2;
+        r->done = i + 1;
+        if (r->after && r->after(r->after_context, i, clua_now_ns() - r->started_ns)) break;
+    }
+    lua_settop(L, 3);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 2;
+}
 
 /* __index of a process_columns batch: builds batch.headers on first use
  * (then stored in the batch), only during the call the batch was made for;
@@ -675,15 +923,21 @@ static inline int clua_run(lua_State *L) {
         clua_push_columns(L, r);
     } else if (r->message && r->message_list) {
         int keys = clua_push_message_keys(L);
+        clua_make_message_tables(L, keys);
+        clua_control_of(L)->msg_request = r;
         lua_createtable(L, (int)r->message_count, 0);
         for (size_t i = 0; i < r->message_count; i++) {
-            clua_push_message(L, keys, &r->message[i]);
+            clua_push_proxy(L, keys, i);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         lua_remove(L, keys);
+    } else if (r->message && r->message_each) {
+        return clua_run_each(L, r);
     } else if (r->message) {
         int keys = clua_push_message_keys(L);
-        clua_push_message(L, keys, r->message);
+        clua_make_message_tables(L, keys);
+        clua_control_of(L)->msg_request = r;
+        clua_push_proxy(L, keys, 0);
         lua_remove(L, keys);
     } else {
         clua_push_ops(L, r->ops, r->count, r->arena);
@@ -696,13 +950,15 @@ static inline int clua_run(lua_State *L) {
  * values (CLUA_RUN_CALL with the function found) or the error object.
  * Returns LUA_ERRMEM without touching the stack if it cannot grow. */
 static inline int clua_protected_run(lua_State *L, clua_request *r) {
-    if (!lua_checkstack(L, 4 + (r->results > 0 ? r->results : 0))) return -1;
+    /* Room for the results and for clua_seal_messages after them. */
+    if (!lua_checkstack(L, 8 + (r->results > 0 ? r->results : 0))) return -1;
     int base = lua_gettop(L) + 1;
     lua_pushcfunction(L, clua_traceback);
     lua_pushcfunction(L, clua_run);
     lua_pushlightuserdata(L, r);
     int status = lua_pcall(L, 1, r->mode == CLUA_RUN_CALL ? LUA_MULTRET : 0, base);
     lua_remove(L, base);
+    if (r->mode == CLUA_RUN_CALL) clua_seal_messages(L, r);
     return status;
 }
 

@@ -56,20 +56,27 @@ struct BenchCommand: AsyncParsableCommand {
         let emitting = median(result.emitting)
         let python = median(result.python)
         print("")
-        print("== steady state, \(messages) messages, \(partitions) partitions, medians (rates from first message to last)")
-        print("librdkafka alone (limit):      \(rate(limit))")
-        print("kcat:                          \(rate(kcat))  (\(ratio(kcat, limit)) librdkafka)")
-        /// Each round's ratio to librdkafka alone (the readers of a round ran back to back), and their median.
-        func rounds(_ runs: [ThroughputBenchmark.Run]) -> String {
-            let ratios = zip(runs, result.librdkafka).map { $0.rate / $1.rate }
+        print("== steady state, \(messages) messages, \(partitions) partitions, \(workers) workers, \(runs) interleaved round(s); rates from first message to last, medians")
+        /// Each round's ratio of `runs` to `reference` (the readers of a round ran back to back), and their median.
+        func rounds(_ runs: [ThroughputBenchmark.Run], to reference: [ThroughputBenchmark.Run]) -> String {
+            let ratios = zip(runs, reference).map { $0.rate / $1.rate }
             guard !ratios.isEmpty else { return "" }
-            return "; rounds " + ratios.map { String(format: "%.2fx", $0) }.joined(separator: ", ")
+            return "rounds " + ratios.map { String(format: "%.2fx", $0) }.joined(separator: ", ")
                 + String(format: ", median %.2fx", ratios.sorted()[ratios.count / 2])
         }
-        print("scheduler, no-op process():    \(rate(noop))  (\(ratio(noop, limit)) librdkafka, \(ratio(noop, kcat)) kcat\(rounds(result.noop)))")
-        print("scheduler, no-op process_batch(): \(rate(batch))  (\(ratio(batch, limit)) librdkafka, \(ratio(batch, kcat)) kcat\(rounds(result.batch)))")
         let columns = median(result.columns)
-        print("scheduler, no-op process_columns(): \(rate(columns))  (\(ratio(columns, limit)) librdkafka, \(ratio(columns, kcat)) kcat\(rounds(result.columns)))")
+        func row(_ label: String, _ value: Double?, _ runs: [ThroughputBenchmark.Run], _ note: String = "") -> String {
+            label.padding(toLength: 34, withPad: " ", startingAt: 0) + rate(value).padding(toLength: 18, withPad: " ", startingAt: 0)
+                + ratio(value, limit).padding(toLength: 7, withPad: " ", startingAt: 0)
+                + [rounds(runs, to: result.librdkafka), note].filter { !$0.isEmpty }.joined(separator: "; ")
+        }
+        print("reader                            rate              of the limit, per round")
+        print(row("librdkafka alone (the limit)", limit, []))
+        print(row("no-op process(msg)", noop, result.noop, "target >= 0.70x"))
+        print(row("no-op process_batch(msgs)", batch, result.batch,
+                  "\(ratio(batch, columns)) process_columns (target >= 0.90x; \(rounds(result.batch, to: result.columns)))"))
+        print(row("no-op process_columns(batch)", columns, result.columns))
+        print(row("kcat", kcat, result.kcat))
         if let floor = result.luaFloor {
             // The most the no-op paths could reach on this machine's cores if
             // nothing but librdkafka's work and the Lua floor were spent.
@@ -79,9 +86,9 @@ struct BenchCommand: AsyncParsableCommand {
                 guard let librdkafkaCPU, let limit else { return "-" }
                 return ratio(cores * 1e6 / (librdkafkaCPU + luaMicros), limit)
             }
-            print(String(format: "Lua floor (no Kafka): process(msg) %.3f us, process_batch(msgs) %.3f us per message; ", floor.processMicros, floor.batchMicros)
-                  + "ceiling on \(Int(cores)) cores with librdkafka's CPU per message: process() \(ceiling(floor.processMicros)), process_batch() \(ceiling(floor.batchMicros)) librdkafka; "
-                  + String(format: "process_columns(batch) %.3f us: ceiling ", floor.columnsMicros) + ceiling(floor.columnsMicros))
+            print(String(format: "Lua floor (no Kafka, one thread), us per message: process(msg) %.3f driven per batch (%.3f one call each), process_batch(msgs) %.3f, process_columns(batch) %.3f; ",
+                         floor.eachMicros, floor.processMicros, floor.batchMicros, floor.columnsMicros)
+                  + "ceiling on \(Int(cores)) cores with librdkafka's CPU per message: process() \(ceiling(floor.eachMicros)), process_batch() \(ceiling(floor.batchMicros)), process_columns() \(ceiling(floor.columnsMicros)) of the limit")
         }
         print("scheduler, emitting process(): \(rate(emitting))  (\(ratio(emitting, python)) python peer, \(ratio(emitting, limit)) librdkafka)")
         print("python peer (consume/produce/flush/commit): \(rate(python))")

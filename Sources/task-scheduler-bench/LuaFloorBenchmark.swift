@@ -5,17 +5,22 @@ import Foundation
 /// worker's (the scheduler's allocator, sandbox and budget hook) calls a
 /// no-op `process(msg)` with the same C message description the library
 /// builds, for messages held in memory: no Kafka, no threads, no Swift per
-/// message. It bounds what the scheduler's no-op path can reach: every
+/// message. `process(msg)` is timed both one protected call per message
+/// and driven from one call per batch (as the workers call it). It bounds what the scheduler's no-op path can reach: every
 /// message costs librdkafka's work plus at least this.
 struct LuaFloorBenchmark {
     var messages = 1_000_000
     var payloadBytes = 32
     var keys = 1000
-    var batchSize = 1000
+    /// Messages per batch: as a worker takes them from a partition.
+    var batchSize = 256
 
     struct Measured {
         /// Thread CPU per message: `process(msg)` one call per message.
         var processMicros: Double
+        /// Thread CPU per message: `process(msg)` called for each message of
+        /// a batch from one call into Lua (as the workers drive it).
+        var eachMicros: Double
         /// Thread CPU per message: `process_batch(msgs)` over `batchSize` messages.
         var batchMicros: Double
         /// Thread CPU per call of a function with no argument (the call and budget alone).
@@ -73,7 +78,7 @@ struct LuaFloorBenchmark {
                             payload: UnsafeRawPointer(payloadBuffers[index % keys].baseAddress), payload_length: payloadBuffers[index % keys].count,
                             headers: nil, header_count: 0, group: group.baseAddress, worker: worker.baseAddress, names_version: 1)
                     }
-                    func call(_ function: StaticString, messages: UnsafeBufferPointer<clua_message>?, list: Bool, columns: Bool = false) throws {
+                    func call(_ function: StaticString, messages: UnsafeBufferPointer<clua_message>?, list: Bool, columns: Bool = false, each: Bool = false) throws {
                         var request = clua_request()
                         request.mode = Int32(CLUA_RUN_CALL)
                         request.function = UnsafeRawPointer(function.utf8Start).assumingMemoryBound(to: CChar.self)
@@ -83,13 +88,26 @@ struct LuaFloorBenchmark {
                             request.message_count = messages.count
                             request.message_list = list ? 1 : 0
                             request.message_columns = columns ? 1 : 0
+                            request.message_each = each ? 1 : 0
+                            request.each_instructions = 1 << 40
+                            request.each_milliseconds = 60_000
                             request.arguments = 1
                         }
                         clua_begin_call(state, 1 << 40, 60_000)
                         let status = clua_protected_run(state, &request)
                         clua_end_call(state)
                         lua_settop(state, 0)
-                        guard status == LUA_OK else { throw BenchmarkError("floor call failed") }
+                        guard status == LUA_OK, !each || request.done == messages?.count else { throw BenchmarkError("floor call failed") }
+                    }
+                    /// `body` over the messages in batches of `batchSize`.
+                    func inBatches(_ body: (UnsafeBufferPointer<clua_message>) throws -> Void) rethrows {
+                        var index = 0
+                        while index < messages {
+                            described.removeAll(keepingCapacity: true)
+                            for offset in index..<min(messages, index + batchSize) { described.append(message(offset)) }
+                            try described.withUnsafeBufferPointer { try body($0) }
+                            index += batchSize
+                        }
                     }
                     let calls = min(messages, 200_000)
                     let empty = try Self.threadCPU { for _ in 0..<calls { try call("nothing", messages: nil, list: false) } }
@@ -99,26 +117,12 @@ struct LuaFloorBenchmark {
                             try withUnsafePointer(to: &one) { try call("process", messages: UnsafeBufferPointer(start: $0, count: 1), list: false) }
                         }
                     }
-                    let batched = try Self.threadCPU {
-                        var index = 0
-                        while index < messages {
-                            described.removeAll(keepingCapacity: true)
-                            for offset in index..<min(messages, index + batchSize) { described.append(message(offset)) }
-                            try described.withUnsafeBufferPointer { try call("process_batch", messages: $0, list: true) }
-                            index += batchSize
-                        }
-                    }
+                    let driven = try Self.threadCPU { try inBatches { try call("process", messages: $0, list: false, each: true) } }
+                    let batched = try Self.threadCPU { try inBatches { try call("process_batch", messages: $0, list: true) } }
                     // The same batches through the shim's own columns builder (process_columns).
-                    let columns = try Self.threadCPU {
-                        var index = 0
-                        while index < messages {
-                            described.removeAll(keepingCapacity: true)
-                            for offset in index..<min(messages, index + batchSize) { described.append(message(offset)) }
-                            try described.withUnsafeBufferPointer { try call("process_columns", messages: $0, list: true, columns: true) }
-                            index += batchSize
-                        }
-                    }
-                    return Measured(processMicros: single * 1e6 / Double(messages), batchMicros: batched * 1e6 / Double(messages),
+                    let columns = try Self.threadCPU { try inBatches { try call("process_columns", messages: $0, list: true, columns: true) } }
+                    return Measured(processMicros: single * 1e6 / Double(messages), eachMicros: driven * 1e6 / Double(messages),
+                                    batchMicros: batched * 1e6 / Double(messages),
                                     emptyCallMicros: empty * 1e6 / Double(calls), columnsMicros: columns * 1e6 / Double(messages))
                 }
             }

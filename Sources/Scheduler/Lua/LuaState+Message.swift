@@ -1,31 +1,35 @@
 import CLua
 
-/// The per-message fast path: `process(msg)` with the message table built
-/// straight from librdkafka's buffers (no copies into Swift values), inside
-/// the protected call, so a payload that does not fit under the memory cap
+/// The per-message paths: `process(msg)` and `process_batch(msgs)` with
+/// each `msg` a lazy table (clua_push_proxy) reading librdkafka's buffers
+/// (no copies into Swift values) when a field is first read, inside the
+/// protected call, so a payload that does not fit under the memory cap
 /// fails the call instead of aborting the process.
 extension LuaState {
     /// Calls `process(msg)` and returns its two results `(ok, reason)`.
     /// Throws `LuaError` if the script raised or broke a budget.
     func callProcess(_ message: KafkaRawMessage, group: String, worker: String) throws -> (LuaValue, LuaValue) {
-        // Called for every message: one description on the stack, and a
-        // header array only when the message has headers.
-        refreshNames(group: group, worker: worker)
-        var headers: [clua_header] = []
-        message.forEachHeader { name, value in
-            headers.append(clua_header(name: name, value: value.baseAddress, length: value.count))
+        try callProcessEach([message], group: group, worker: worker).answer.get()
+    }
+
+    /// Calls `process(msg)` for each of `messages` (one partition's, in
+    /// order) in one protected call, each call under its own budget, until
+    /// one fails or `after(index, nanoseconds)`, run after each call that
+    /// succeeded (inside the Lua call: it must not use this state), returns
+    /// false. See `EachRun` for what the run reports.
+    func callProcessEach(_ messages: [KafkaRawMessage], group: String, worker: String, after: (Int, Int64) -> Bool) -> EachRun {
+        withMessages(messages, group: group, worker: worker) { list in
+            messages.withUnsafeBufferPointer { raw in
+                callEach("process", messages: list, headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)), after: after)
+            }
         }
-        return try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
-            try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
-                try headers.withUnsafeBufferPointer { headerList in
-                    var described = describe(message, headers: headerList.baseAddress, count: headerList.count,
-                                             group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
-                    return try withUnsafePointer(to: &described) {
-                        try call("process", messages: UnsafeBufferPointer(start: $0, count: 1), asList: false, results: 2) { top in
-                            (value(at: top + 1), value(at: top + 2))
-                        }
-                    }
-                }
+    }
+
+    /// `callProcessEach` without `after`: until a call fails.
+    func callProcessEach(_ messages: [KafkaRawMessage], group: String, worker: String) -> EachRun {
+        withMessages(messages, group: group, worker: worker) { list in
+            messages.withUnsafeBufferPointer { raw in
+                callEach("process", messages: list, headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)))
             }
         }
     }
@@ -34,7 +38,12 @@ extension LuaState {
     /// order) and returns its first result.
     func callProcessBatch(_ messages: [KafkaRawMessage], group: String, worker: String) throws -> LuaValue {
         try withMessages(messages, group: group, worker: worker) { list in
-            try call("process_batch", messages: list, asList: true, results: 1)[0]
+            try messages.withUnsafeBufferPointer { raw in
+                try call("process_batch", messages: list, asList: true,
+                         headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)), results: 1) { top in
+                    value(at: top + 1)
+                }
+            }
         }
     }
 
@@ -44,7 +53,7 @@ extension LuaState {
     /// `readHeaders`), so a batch whose headers are not used costs no
     /// header lookups.
     func callProcessColumns(_ messages: [KafkaRawMessage], group: String, worker: String) throws -> LuaValue {
-        try withMessages(messages, group: group, worker: worker, headers: false) { list in
+        try withMessages(messages, group: group, worker: worker) { list in
             try messages.withUnsafeBufferPointer { raw in
                 try call("process_columns", messages: list, asList: true, asColumns: true,
                          headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)), results: 1) { top in
@@ -54,9 +63,9 @@ extension LuaState {
         }
     }
 
-    /// The shim's `read_headers` for `process_columns`: message `index`'s
-    /// headers (pointing into librdkafka's buffers) for `batch.headers`,
-    /// read while the call runs. Runs inside the Lua call: it calls no Lua
+    /// The shim's `read_headers`: message `index`'s headers (pointing into
+    /// librdkafka's buffers) for `batch.headers` or `msg.headers`, read
+    /// while the call runs. Runs inside the Lua call: it calls no Lua
     /// and cannot fail.
     static let readHeaders: @convention(c) (UnsafeRawPointer?, Int, UnsafeMutablePointer<clua_header>?, Int) -> Int = {
         context, index, out, capacity in
@@ -89,33 +98,19 @@ extension LuaState {
     }
 
     /// Describes `messages` for C, pointing into librdkafka's buffers, for
-    /// the duration of `body`.
-    /// Without `headers`, the descriptions carry none (read later, if at all).
+    /// the duration of `body`. The descriptions carry no headers: the
+    /// script's first read of them asks librdkafka (`readHeaders`).
     private func withMessages<T>(
-        _ messages: [KafkaRawMessage], group: String, worker: String, headers wanted: Bool = true,
+        _ messages: [KafkaRawMessage], group: String, worker: String,
         _ body: (UnsafeBufferPointer<clua_message>) throws -> T
-    ) throws -> T {
+    ) rethrows -> T {
         refreshNames(group: group, worker: worker)
-        var headers: [clua_header] = []
-        var headerRanges: [Range<Int>] = []
-        if wanted { headerRanges.reserveCapacity(messages.count) }
-        for message in messages where wanted {
-            let start = headers.count
-            message.forEachHeader { name, value in
-                headers.append(clua_header(name: name, value: value.baseAddress, length: value.count))
-            }
-            headerRanges.append(start..<headers.count)
-        }
         return try processNames!.groupBytes.withUnsafeBufferPointer { groupBytes in
             try processNames!.workerBytes.withUnsafeBufferPointer { workerBytes in
-                try headers.withUnsafeBufferPointer { allHeaders in
-                    let described = messages.indices.map { index in
-                        let range = wanted ? headerRanges[index] : 0..<0
-                        return describe(messages[index], headers: range.isEmpty ? nil : allHeaders.baseAddress! + range.lowerBound, count: range.count,
-                                        group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
-                    }
-                    return try described.withUnsafeBufferPointer { try body($0) }
+                let described = messages.map { message in
+                    describe(message, headers: nil, count: 0, group: groupBytes.baseAddress, worker: workerBytes.baseAddress)
                 }
+                return try described.withUnsafeBufferPointer { try body($0) }
             }
         }
     }

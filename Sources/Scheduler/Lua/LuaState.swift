@@ -177,8 +177,8 @@ final class LuaState {
     /// Calls global function `name` with messages built in C; `read`
     /// converts its `results` results (the first just above the given top),
     /// so the per-message path allocates no result array.
-    /// With `asColumns`, `headers` reads a message's headers when the
-    /// script first reads `batch.headers` (nil: none has headers).
+    /// `headers` reads a message's headers when the script first reads
+    /// `batch.headers` or `msg.headers` (nil: none has headers).
     func call<T>(_ name: String, messages: UnsafeBufferPointer<clua_message>, asList: Bool, asColumns: Bool = false,
                  headers: HeaderReader? = nil, results: Int, read: (Int32) -> T) throws -> T {
         try call(name, results: results, read: read) { request in
@@ -191,6 +191,71 @@ final class LuaState {
             request.headers_context = headers?.context
             return budgeted { clua_protected_run(L, &request) }
         }
+    }
+
+    /// How a run of `callEach` ended: `done` calls succeeded; `answer` is
+    /// nil, nil when no call failed (every message was done, or `after`
+    /// stopped the run), else the results of the call of message `done`
+    /// that failed, or the error it raised (budgets included).
+    struct EachRun {
+        var done: Int
+        var answer: Result<(LuaValue, LuaValue), Error>
+        /// When the last call began (`clua_now_ns`), to time a failed call.
+        var lastStartedNs: Int64
+    }
+
+    /// Calls global function `name` once per message, in order, each call
+    /// under its own budget (`process(msg)`), in one protected call: the
+    /// per-message path without a Swift round trip per message. After each
+    /// call that succeeded, `after(index, nanoseconds)` runs (inside the Lua
+    /// call: it must not use this state); false stops the run there.
+    func callEach(_ name: String, messages: UnsafeBufferPointer<clua_message>, headers: HeaderReader?,
+                  after: (Int, Int64) -> Bool) -> EachRun {
+        withoutActuallyEscaping(after) { after in
+            var box = AfterBox(body: after)
+            return withUnsafeMutablePointer(to: &box) { each(name, messages: messages, headers: headers, after: UnsafeMutableRawPointer($0)) }
+        }
+    }
+
+    /// `callEach` without `after`.
+    func callEach(_ name: String, messages: UnsafeBufferPointer<clua_message>, headers: HeaderReader?) -> EachRun {
+        each(name, messages: messages, headers: headers, after: nil)
+    }
+
+    private func each(_ name: String, messages: UnsafeBufferPointer<clua_message>, headers: HeaderReader?,
+                      after: UnsafeMutableRawPointer?) -> EachRun {
+        var done = 0
+        var started: Int64 = 0
+        let answer = Result {
+            try call(name, results: 2, read: { top in (value(at: top + 1), value(at: top + 2)) }) { request in
+                request.arguments = 1
+                request.message = messages.baseAddress
+                request.message_count = messages.count
+                request.message_each = 1
+                request.each_instructions = Int64(limits.maxInstructions)
+                request.each_milliseconds = Int64(limits.maxCallMs)
+                request.read_headers = headers?.read
+                request.headers_context = headers?.context
+                if let after {
+                    request.after = Self.afterTrampoline
+                    request.after_context = after
+                }
+                let status = budgeted { clua_protected_run(L, &request) }
+                done = request.done
+                started = request.started_ns
+                return status
+            }
+        }
+        return EachRun(done: done, answer: answer, lastStartedNs: started)
+    }
+
+    /// The closure `callEach` hands to C as `after`.
+    private struct AfterBox {
+        let body: (Int, Int64) -> Bool
+    }
+
+    private static let afterTrampoline: @convention(c) (UnsafeMutableRawPointer?, Int, Int64) -> Int32 = { context, index, nanoseconds in
+        context!.assumingMemoryBound(to: AfterBox.self).pointee.body(index, nanoseconds) ? 0 : 1
     }
 
     /// The shim's header reader for `process_columns` and its context.

@@ -99,4 +99,11 @@ struct LuaCallTally {
         count += 1
         sum += duration
     }
+
+    /// Adds the observations of `other`.
+    mutating func merge(_ other: LuaCallTally) {
+        for index in buckets.indices { buckets[index] += other.buckets[index] }
+        count += other.count
+        sum += other.sum
+    }
 }

@@ -27,10 +27,11 @@ extension Worker {
         script?.bindings.yieldRequested = false
 
         /// The reason to let go now, or nil to go on. Announces the slice
-        /// boundary once, and applies a renewal.
-        func checkpoint(_ now: ContinuousClock.Instant) -> SliceEndReason? {
+        /// boundary once, and applies a renewal. `refresh`: false while the
+        /// script runs (`drive`), whose state must not be switched then.
+        func checkpoint(_ now: ContinuousClock.Instant, refresh: Bool = true) -> SliceEndReason? {
             if let stop = lease.control.stopReason { return stop }
-            refreshScript()
+            if refresh { refreshScript() }
             if announced {
                 // Hand over only while the successor is actually running, so
                 // the partition never waits for a thread to be scheduled.
@@ -103,6 +104,43 @@ extension Worker {
                     break  // one message at a time below
                 }
             }
+            // process(msg) for the rest of the batch in one call into Lua;
+            // what it could not finish goes on one message at a time below.
+            var failedFirst: String?
+            if !pending.isEmpty && mayDrive(pending, feed: feed) {
+                let began = clock.now
+                if let stop = checkpoint(began) {
+                    feed.giveBack(pending)
+                    reason = stop
+                    break lease
+                }
+                noteFirstMessage(at: began)
+                let run = drive(pending, lease: lease, feed: feed, checkpoint: { checkpoint($0, refresh: false) }) { count, last, calls, now in
+                    tally.messages += count
+                    tally.luaCalls.merge(calls)
+                    feed.finished(through: last.offset)
+                    if now - lastCommit >= WorkerEnvironment.commitInterval {
+                        commitProgress(feed)
+                        lastCommit = now
+                    }
+                }
+                tally.busy += clock.now - began
+                if let nanoseconds = run.failedCallNanoseconds { tally.luaCalls.add(.nanoseconds(nanoseconds)) }
+                let rest = pending.dropFirst(run.done)
+                pending.prefix(run.done).forEach { $0.destroy() }
+                pending = rest
+                switch run.next {
+                case .finished, .oneByOne: break
+                case .failed(let failure): failedFirst = failure
+                case .stop(let stop), .abandoned(let stop):
+                    feed.giveBack(rest)
+                    reason = stop
+                    break lease
+                case .emitFailed:
+                    rest.forEach { $0.destroy() }
+                    continue lease
+                }
+            }
             for (position, message) in zip(pending.indices, pending) {
                 let began = clock.now
                 if let stop = checkpoint(began) {
@@ -122,7 +160,8 @@ extension Worker {
                 }
                 noteFirstMessage(at: began)
                 var ended = began
-                let outcome = handle(message, lease: lease, feed: feed, calls: &tally.luaCalls, began: began, ended: &ended)
+                let outcome = handle(message, lease: lease, feed: feed, calls: &tally.luaCalls, began: began, ended: &ended,
+                                     failedFirst: position == pending.startIndex ? failedFirst : nil)
                 tally.busy += ended - began
                 switch outcome {
                 case .done(let failures, let deadLettered):

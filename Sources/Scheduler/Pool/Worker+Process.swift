@@ -19,23 +19,30 @@ extension Worker {
     /// Rounds whose emits failed count as failed attempts.
     /// `began`: when the worker took the message (the first call's start);
     /// `ended` is set to when the last call returned (clock reads are kept
-    /// to two per message on this path).
+    /// to two per message on this path). `failedFirst`: the reason of a
+    /// first attempt already made and failed (`drive`).
     func handle(
         _ message: KafkaRawMessage, lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
-        began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
+        began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant, failedFirst: String? = nil
     ) -> MessageOutcome {
         let group = environment.group
         var failures = feed.emits.failedRounds(at: message.offset)
         var failure = failures > 0 ? feed.emits.lastError(at: message.offset) ?? "emits failed" : ""
+        var given = failedFirst
         while failures < group.maxAttempts {
-            switch attempt(message, calls: &calls, started: failures == 0 ? began : .now, ended: &ended) {
-            case .success(let emitted):
-                switch emit(emitted, offset: message.offset, lease: lease, feed: feed) {
-                case .sent: return .done(failures: failures, deadLettered: false)
-                case .invalid(let reason): failure = reason
-                case .stopped(let stop): return .abandoned(stop)
+            if let reason = given {
+                given = nil
+                failure = reason
+            } else {
+                switch attempt(message, calls: &calls, started: failures == 0 ? began : .now, ended: &ended) {
+                case .success(let emitted):
+                    switch emit(emitted, offset: message.offset, lease: lease, feed: feed) {
+                    case .sent: return .done(failures: failures, deadLettered: false)
+                    case .invalid(let reason): failure = reason
+                    case .stopped(let stop): return .abandoned(stop)
+                    }
+                case .failure(let reason): failure = reason.description
                 }
-            case .failure(let reason): failure = reason.description
             }
             failures += 1
             var metadata = logMetadata
@@ -74,12 +81,16 @@ extension Worker {
             return .failure(ProcessFailure("\(error)"))
         }
         let emitted = script.bindings.takeEmitted()
+        if let failure = Self.processFailure(answer) { return .failure(failure) }
+        return .success(emitted)
+    }
+
+    /// What `process()`'s results `answer` say: nil when it succeeded.
+    static func processFailure(_ answer: (LuaValue, LuaValue)) -> ProcessFailure? {
         switch answer.0 {
-        case .nil, .boolean(true): return .success(emitted)
-        case .boolean(false):
-            return .failure(ProcessFailure(answer.1.stringValue ?? "process() returned false"))
-        case let other:
-            return .failure(ProcessFailure("process() must return nothing, true, or false and a reason; got \(other.typeName)"))
+        case .nil, .boolean(true): nil
+        case .boolean(false): ProcessFailure(answer.1.stringValue ?? "process() returned false")
+        case let other: ProcessFailure("process() must return nothing, true, or false and a reason; got \(other.typeName)")
         }
     }
 
