@@ -146,7 +146,10 @@ public enum ConfigLoader {
             case "max_instructions": section.maxInstructions = try reader.int(value, path, table: "scripts")
             case "max_memory_mb": section.maxMemoryMB = try reader.int(value, path, table: "scripts")
             case "max_call_ms": section.maxCallMs = try reader.int(value, path, table: "scripts")
-            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms"])
+            case "max_call_emits": section.maxCallEmits = try reader.int(value, path, table: "scripts")
+            case "max_call_emit_mb": section.maxCallEmitMB = try reader.int(value, path, table: "scripts")
+            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms",
+                                                                           "max_call_emits", "max_call_emit_mb"])
             }
         }
     }

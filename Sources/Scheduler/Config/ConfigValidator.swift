@@ -50,6 +50,8 @@ enum ConfigValidator {
         try positive(config.scripts.maxInstructions, "scripts.max_instructions", table: "scripts", reader, max: Int(Int32.max))
         try positive(config.scripts.maxMemoryMB, "scripts.max_memory_mb", table: "scripts", reader, max: 65_536)
         try positive(config.scripts.maxCallMs, "scripts.max_call_ms", table: "scripts", reader, max: 600_000)
+        try positive(config.scripts.maxCallEmits, "scripts.max_call_emits", table: "scripts", reader, max: 10_000_000)
+        try positive(config.scripts.maxCallEmitMB, "scripts.max_call_emit_mb", table: "scripts", reader, max: 4096)
         if Logger.Level(rawValue: config.log.level) == nil {
             throw reader.error("log.level", table: "log",
                                "'\(config.log.level)' is not one of trace, debug, info, notice, warning, error, critical")

@@ -145,6 +145,15 @@ public struct ScriptsSection: Sendable, Equatable {
     /// functions included. Default 5000 (the instruction budget normally
     /// ends a runaway call first; this one also bounds shutdown).
     public var maxCallMs = 5000
+    /// Tasks and schedule records one call may hand to the daemon
+    /// (`scheduler.emit`, `scheduler.schedule`, `scheduler.cancel`, the tasks
+    /// `generate()` returns). Their copies live outside the Lua state, so
+    /// `max_memory_mb` does not count them. Default 10000.
+    public var maxCallEmits = 10_000
+    /// Bytes one call may hand to the daemon, in MiB: what `max_call_emits`
+    /// counts (topic, key, payload, headers) and the text of
+    /// `scheduler.log`. Default 16.
+    public var maxCallEmitMB = 16
 }
 
 /// `[log]`.

@@ -24,6 +24,11 @@ extension Worker {
         for message in messages {
             if let problem = publisher.problem(with: message) { return .invalid("emit to '\(message.topic)' failed: \(problem)") }
         }
+        // More than the group may have in flight at once could only go
+        // through an empty pipeline, past the bound: a failed attempt instead.
+        guard messages.count <= environment.emitBudget.limit else {
+            return .invalid("one message emitted \(messages.count) tasks, more than [[groups]] max_inflight_emits (\(environment.emitBudget.limit))")
+        }
         let stopRequested = { lease.control.stopReason != nil }
         guard environment.emitBudget.acquire(messages.count, shouldStop: stopRequested) else {
             return .stopped(lease.control.stopReason ?? .shutdown)
