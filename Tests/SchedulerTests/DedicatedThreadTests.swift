@@ -22,4 +22,18 @@ struct DedicatedThreadTests {
         #expect(seen == shown)
         #expect(shown.utf8.count <= 15)
     }
+
+    @Test("a job given to a stopped thread fails its caller instead of being dropped", .timeLimit(.minutes(1)))
+    func stoppedThreadFailsCaller() async throws {
+        let thread = DedicatedThread(name: "test-stopped")
+        #expect(try await thread.run { 1 } == 1)
+        thread.stop()
+        #expect(thread.submit {} == false)
+        await #expect(throws: DedicatedThreadStopped.self) { try await thread.run { 2 } }
+        await #expect(throws: DedicatedThreadStopped.self) { try await thread.run { () throws -> Int in 3 } }
+        // Answers at once, not after the limit.
+        let started = ContinuousClock.now
+        #expect(await thread.run(within: .seconds(30)) { 4 } == nil)
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
 }

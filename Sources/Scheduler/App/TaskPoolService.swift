@@ -34,7 +34,7 @@ struct TaskPoolService: Service {
         store.stop()
         // Blocking (one poll): off the concurrency pool.
         let thread = DedicatedThread(name: "pool-follower-stop")
-        await thread.run { store.follower.stop() }
+        try? await thread.run { store.follower.stop() }  // a fresh thread: never stopped yet
         thread.stop()
     }
 }

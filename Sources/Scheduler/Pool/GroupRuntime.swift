@@ -185,7 +185,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // block: they run on a thread of their own, not on the concurrency pool.
         // Leaving the group runs the revoke callback there; nothing is held any more.
         let closer = DedicatedThread(name: "close-\(group.name)")
-        await closer.run { [self] in
+        try? await closer.run { [self] in  // a fresh thread: never stopped yet
             commitFinalAfterRebalance(feeds)
             pollLoop.withLock { $0 }?.stop()
             // A worker left behind may still use the consumer when its call
@@ -250,9 +250,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
     }
 
-    /// The group's state for `GET /groups`.
-    public func snapshot() async -> GroupView {
-        await coordinator.inspect { $0.snapshot() }
+    /// The group's state for `GET /groups`; nil once the group has stopped.
+    public func snapshot() async -> GroupView? {
+        try? await coordinator.inspect { $0.snapshot() }
     }
 
     /// Synchronously commits the next offset of every feed that moved; the

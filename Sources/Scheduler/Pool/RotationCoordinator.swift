@@ -157,8 +157,9 @@ final class RotationCoordinator: @unchecked Sendable {
     }
 
     /// Runs `body` on the coordinator's thread (for snapshots).
-    func inspect<T: Sendable>(_ body: @escaping @Sendable (RotationCoordinator) -> T) async -> T {
-        await thread.run { [self] in body(self) }
+    /// Throws once the coordinator's thread is stopped.
+    func inspect<T: Sendable>(_ body: @escaping @Sendable (RotationCoordinator) -> T) async throws(DedicatedThreadStopped) -> T {
+        try await thread.run { [self] in body(self) }
     }
 
     // MARK: Internals (coordinator thread only)

@@ -45,6 +45,11 @@ extension Worker {
                 }
                 // Never enqueued: recorded as a failed delivery, so this
                 // message's offset is not committed and it is processed again.
+                if case .kafka(let kafka) = error, kafka.isClosed {
+                    // A worker left behind at shutdown whose call returned late.
+                    environment.logger.warning("emit of offset \(offset) refused: \(kafka); the message stays uncommitted",
+                                               metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.offset: "\(offset)"]) { $1 })
+                }
                 sink.delivered(token: offset, error: KafkaError(code: -1, message: "\(error)"))
                 break
             }
