@@ -76,25 +76,25 @@ extension Worker {
                                            LogKey.lane: "\(lease.slot.lane)", LogKey.offset: "\(failed.offset)"]) { $1 })
         // With lanes, only this lane goes back: the others skip what they
         // already had when the partition is read again (PartitionFeed.rewind).
-        var stopped: SliceEndReason?
-        let rewound = feed.feed.rewind(lane: feed.lane, to: failed.offset) { target in
-            var tries = 0
-            while true {
-                do {
-                    try environment.consumer.seek(
-                        PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target), timeoutMs: 5000)
-                    return true
-                } catch {
-                    tries += 1
-                    environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
-                    if let stop = pause(milliseconds: 200, lease: lease) {
-                        stopped = stop
-                        return false
-                    }
-                }
+        // One seek per turn, the pauses outside it: other lanes of the
+        // partition read meanwhile, and a revoke or shutdown ends the loop
+        // within one seek's timeout.
+        var tries = 0
+        rewinding: while true {
+            let outcome = feed.feed.rewind(lane: feed.lane, to: failed.offset, shouldStop: stopRequested) { target in
+                try environment.consumer.seek(
+                    PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target),
+                    timeoutMs: WorkerEnvironment.seekTimeoutMs)
+            }
+            switch outcome {
+            case .done: break rewinding
+            case .stopped: return lease.control.stopReason ?? .shutdown
+            case .failed(let error):
+                tries += 1
+                environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
+                if let stop = pause(milliseconds: 200, lease: lease) { return stop }
             }
         }
-        if !rewound { return stopped ?? .shutdown }
         guard failed.rounds < group.maxAttempts else { return nil }  // dead-lettered when it comes again
         return pause(milliseconds: min(group.retryBackoffMs << min(failed.rounds - 1, 16), 30_000), lease: lease)
     }
