@@ -106,7 +106,9 @@ public enum ConfigLoader {
             case "listen": section.listen = try reader.string(value, path, table: "api")
             case "max_body_bytes": section.maxBodyBytes = try reader.int(value, path, table: "api")
             case "token": section.token = try reader.string(value, path, table: "api")
-            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes", "token"])
+            case "topics": section.topics = try reader.stringList(value, path, table: "api")
+            case "max_topics": section.maxTopics = try reader.int(value, path, table: "api")
+            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes", "token", "topics", "max_topics"])
             }
         }
     }

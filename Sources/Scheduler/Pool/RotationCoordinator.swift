@@ -95,6 +95,11 @@ final class RotationCoordinator: @unchecked Sendable {
         return released.withLock { $0 }
     }
 
+    /// The labels of `partition`'s lag gauge.
+    private func lagLabels(_ partition: TopicPartition) -> [(String, String)] {
+        [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))]
+    }
+
     /// A worker reached a slice boundary (and goes on in overtime), or let go of its partition.
     func received(_ report: SliceReport) {
         thread.submit { [self] in handle(report) }
@@ -113,8 +118,7 @@ final class RotationCoordinator: @unchecked Sendable {
             // Per partition, not per lane: a lane label would multiply the
             // series by the lane count; lanes' lags are in GET /groups.
             for partition in feeds.keys {
-                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
-                    .record(lag(partition))
+                metrics.gauge(MetricName.lag, lagLabels(partition)).record(lag(partition))
             }
             metrics.gauge(MetricName.emitsInFlight, [("group", group.name)]).record(workers.first?.environment.emitBudget.current ?? 0)
         }
@@ -222,6 +226,7 @@ final class RotationCoordinator: @unchecked Sendable {
         case .release(let ticket, let slots):
             // Every lane of a partition is in the same revocation.
             let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }
+            for feed in released { catalog.metrics.removeGauge(MetricName.lag, lagLabels(feed.partition)) }
             guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
             waiter.feeds.withLock { $0 = released }
             waiter.done.signal()

@@ -1,0 +1,74 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+@testable import Scheduler
+
+@Suite("Topic policy ([api] topics, max_topics)")
+struct TopicPolicyTests {
+    @Test("patterns: '*' matches any run of characters, the rest exactly", arguments: [
+        ("orders", "orders", true), ("orders", "orders2", false), ("orders.*", "orders.eu", true), ("orders.*", "orders.", true),
+        ("orders.*", "orders", false), ("*.dlq", "A.dlq", true), ("*.dlq", "A.dlq2", false), ("a*b*c", "a-x-b-y-c", true),
+        ("a*b*c", "a-c-b", false), ("*", "anything", true), ("ab*ba", "aba", false), ("ab*ba", "abba", true),
+    ])
+    func matching(pattern: String, topic: String, matches: Bool) {
+        #expect(TopicPolicy.matches(topic, pattern) == matches)
+    }
+
+    @Test("the allow-list and the bound on distinct topics; the daemon's own topics always pass", arguments: [
+        // (topic, known, tracked, the problem names)
+        ("orders.eu", false, 0, nil as String?), ("billing", false, 0, "[api] topics"), ("pool", false, 0, nil),
+        ("A.dlq", false, 5, nil), ("orders.eu", true, 5, nil), ("orders.us", false, 2, nil), ("orders.us", false, 3, "[api] max_topics"),
+        ("pool", false, 3, nil),
+    ])
+    func rules(topic: String, known: Bool, tracked: Int, names: String?) {
+        let policy = TopicPolicy(patterns: ["orders.*"], internalPatterns: ["pool", "*.dlq"], maxTopics: 3)
+        let problem = policy.problem(topic, known: known, tracked: tracked)
+        #expect(problem.map { $0.contains(names ?? "-") } ?? (names == nil), "\(problem ?? "allowed")")
+    }
+
+    @Test("config: [api] topics and max_topics are read and checked, errors name the key")
+    func config() throws {
+        let config = try ConfigLoader.parse("[api]\ntopics = [\"orders.*\", \"A\"]\nmax_topics = 50\n", file: "test.toml")
+        #expect(config.api.topics == ["orders.*", "A"])
+        #expect(config.api.maxTopics == 50)
+        #expect(TopicPolicy(config).internalPatterns.contains("*.dlq"))
+        for (text, key) in [("[api]\ntopics = [\"bad topic\"]", "api.topics"), ("[api]\nmax_topics = 0", "api.max_topics")] {
+            #expect { try ConfigLoader.parse(text, file: "test.toml") } throws: { "\($0)".contains(key) }
+        }
+    }
+}
+
+@Suite("Client-controlled growth", .serialized)
+struct ClientGrowthTests {
+    @Test("posting many distinct topics: past [api] max_topics a new topic gets 400 naming the key; /metrics and the daemon's memory stay bounded",
+          .timeLimit(.minutes(3)))
+    func manyTopicsBounded() async throws {
+        var config = testConfig()
+        config.api.maxTopics = 20
+        let prefix = "growth-\(UUID().uuidString.prefix(6))"
+        let (sizes, refusals, allowListed) = try await withApplication(config) { client in
+            var sizes: [Int] = []
+            var refusals: [String] = []
+            for index in 0..<300 {
+                let response = try await post(client, #"{"topic": "\#(prefix)-\#(index)", "message": "m", "once": true}"#)
+                if response.status == .badRequest { refusals.append(errorText(response) ?? "") }
+                if index % 50 == 49 {
+                    sizes.append(String(buffer: try await client.execute(uri: "/metrics", method: .get).body).utf8.count)
+                }
+            }
+            // A method nobody uses does not make a series of its own either.
+            _ = try await client.execute(uri: "/health", method: .init("FROB")!)
+            return (sizes, refusals, try await post(client, #"{"topic": "\#(prefix)-0", "message": "m", "once": true}"#).status)
+        }
+        print("/metrics size after every 50 distinct topics (max_topics 20): \(sizes) bytes; \(refusals.count) refused")
+        // The pool topic, the reports topic and the first posted topics fill
+        // the 20; from then on every new topic is refused.
+        #expect(refusals.count >= 300 - 20)
+        #expect(refusals.allSatisfy { $0.contains("[api] max_topics") }, "\(refusals.prefix(1))")
+        #expect(allowListed == .ok, "a topic already tracked still works")
+        // Bounded: once the bound is reached only counts change (a few
+        // digits); each tracked topic adds series of ~100 bytes.
+        #expect(sizes.count == 6 && sizes[5] - sizes[1] < 1000, "\(sizes)")
+    }
+}
