@@ -15,9 +15,9 @@ struct DedicatedThreadTests {
         ("worker-bench-lanes-4-DC5CA8-1", "anes-4-DC5CA8-1"),
         ("worker-é-ordérs-0", "er-é-ordérs-0"),
     ])
-    func named(name: String, shown: String) async {
+    func named(name: String, shown: String) async throws {
         let thread = DedicatedThread(name: name)
-        let seen = await thread.run { Self.osName() }
+        let seen = try await thread.run { Self.osName() }
         thread.stop()
         #expect(seen == shown)
         #expect(shown.utf8.count <= 15)

@@ -71,4 +71,37 @@ struct ClientGrowthTests {
         // digits); each tracked topic adds series of ~100 bytes.
         #expect(sizes.count == 6 && sizes[5] - sizes[1] < 1000, "\(sizes)")
     }
+
+    @Test("[schedules] max_schedules holds for concurrent posts and for scheduler.schedule in scripts: past it 409 / a script error naming the key",
+          .timeLimit(.minutes(3)))
+    func maxSchedulesAtomic() async throws {
+        let topic = try TestBroker.freshTopic("max-sched", partitions: 1)
+        var config = schedulingConfig()
+        config.schedules.maxSchedules = 5
+        let scripts = try makeScripts(["generate.lua": """
+            tasks = {}
+            function on_task(task)
+              if task.message == "from-script" then
+                local ok, err = pcall(scheduler.schedule, {topic = task.topic, message = "s", after = "1h"})
+                return nil, ok and "scheduled" or tostring(err)
+              end
+              return task
+            end
+            function generate() return nil end
+            """])
+        let (statuses, scriptAnswer) = try await withApplication(config, scripts: scripts) { client in
+            #expect(try await eventually { try await schedulesLive(client) })
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<20 {
+                    group.addTask { try await post(client, #"{"topic": "\#(topic)", "message": "m\#(index)", "after": "1h"}"#).status.code }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            let answer = try await post(client, #"{"topic": "\#(topic)", "message": "from-script"}"#)
+            return (statuses, errorText(answer) ?? "")
+        }
+        #expect(statuses.filter { $0 == 200 }.count == 5, "\(statuses.sorted())")
+        #expect(statuses.filter { $0 == 409 }.count == 15, "\(statuses.sorted())")
+        #expect(scriptAnswer.contains("[schedules] max_schedules"), "\(scriptAnswer)")
+    }
 }

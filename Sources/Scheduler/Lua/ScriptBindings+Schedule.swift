@@ -60,6 +60,7 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
         case .failure(let error): return reply.fail(error.message, level: 2)
         }
     }
+    if let full = placement.admit?() { return reply.fail("\(name): \(full)", level: 2) }
     let now = RFC3339.nowMs
     let record: (Schedule, OutgoingMessage)
     do {

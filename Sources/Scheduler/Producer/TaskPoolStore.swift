@@ -217,8 +217,8 @@ public final class TaskPoolStore: Sendable {
     func stop(grace: Duration) async -> [String] {
         stopDeadline.withLock { $0 = .now + grace }
         var failed: [String] = []
-        for (id, task) in retracting.withLock({ $0 }) where await !task.value {
-            failed.append(id)
+        for (id, task) in retracting.withLock({ $0 }) {
+            if await !task.value { failed.append(id) }
         }
         return failed
     }

@@ -27,7 +27,7 @@ public enum ScheduleError: Error, CustomStringConvertible, Sendable, Equatable {
 /// and listing the ones it owns. Firing is `ScheduleFirer`'s, reading the
 /// topic `ScheduleConsumer`'s; both share `book`.
 public final class ScheduleStore: Sendable {
-    let book = ScheduleBook()
+    let book: ScheduleBook
     /// Every schedule of the cluster (`ScheduleCatalogFollower` reads them all).
     let catalog = LockedValue(ScheduleCatalog())
     let placement: SchedulePlacement
@@ -37,12 +37,18 @@ public final class ScheduleStore: Sendable {
     let logger: Logger
     /// Recent fire delays (due time to acknowledgement, µs), for the benchmark.
     let recentDelays = LockedValue<[Int64]>([])
+    /// API creations between the capacity check and their record applied:
+    /// counted with the book under this lock, so concurrent posts cannot
+    /// both pass `max_schedules`.
+    private let creating = LockedValue(0)
 
     init(config: SchedulesSection, publisher: TaskPublisher, metrics: SchedulerMetrics, logger: Logger) {
         self.publisher = publisher
         self.metrics = metrics
         self.capacity = config.maxSchedules
         self.logger = logger
+        let book = ScheduleBook(), capacity = config.maxSchedules
+        self.book = book
         self.placement = SchedulePlacement(topic: config.topic, partitions: config.partitions, publish: { [publisher, logger] message in
             // Scripts outside process(): fire and forget, failures logged.
             guard case .success(let pending) = publisher.enqueue(message, checkSize: false) else {
@@ -56,6 +62,9 @@ public final class ScheduleStore: Sendable {
                     logger.error("a schedule record from a script failed: \(error)", metadata: [LogKey.topic: "\(message.topic)"])
                 }
             }
+        }, admit: { [book] in
+            // Scripts: checked per schedule; a call makes at most [scripts] max_call_emits.
+            book.read { $0.count } >= capacity ? ScheduleError.full(capacity: capacity).description : nil
         })
     }
 
@@ -71,7 +80,13 @@ public final class ScheduleStore: Sendable {
     /// Stores a new schedule; returns it once its record was acknowledged.
     func create(task: TaskSpec, kind: ScheduleKind) async throws(ScheduleError) -> Schedule {
         if let problem = publisher.problem(with: task) { throw .invalid(problem) }
-        if book.read({ $0.count }) >= capacity { throw .full(capacity: capacity) }
+        let reserved = creating.withLock { inFlight in
+            guard book.read({ $0.count }) + inFlight < capacity else { return false }
+            inFlight += 1
+            return true
+        }
+        guard reserved else { throw .full(capacity: capacity) }
+        defer { creating.withLock { $0 -= 1 } }
         let (schedule, message): (Schedule, OutgoingMessage)
         do {
             (schedule, message) = try placement.create(task: task, kind: kind, now: RFC3339.nowMs)
