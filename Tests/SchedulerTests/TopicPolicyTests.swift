@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Scheduler
+@_spi(Benchmark) @testable import Scheduler
 
 @Suite("Topic policy ([api] topics, max_topics)")
 struct TopicPolicyTests {
@@ -101,6 +101,37 @@ struct ClientGrowthTests {
         #expect(statuses.filter { $0 == 200 }.count == 5, "\(statuses.sorted())")
         #expect(statuses.filter { $0 == 409 }.count == 15, "\(statuses.sorted())")
         #expect(scriptAnswer.contains("[schedules] max_schedules"), "\(scriptAnswer)")
+    }
+
+    @Test("[schedules] max_schedules holds for creations that wait on the broker at the same time", .timeLimit(.minutes(2)))
+    func maxSchedulesConcurrent() async throws {
+        // The test client sends one request at a time: create directly.
+        let topic = try TestBroker.freshTopic("max-sched-rig", partitions: 2)
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
+        let rig = ScheduleRig(topic: topic, group: topic, partitions: 2, maxSchedules: 5,
+                              bootstrapServers: TestBroker.shared.bootstrapServers, publisher: publisher, logger: quietLogger)
+        rig.start()
+        #expect(await eventually(timeout: .seconds(60)) { rig.isLive })
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    do {
+                        _ = try await rig.store.create(task: TaskSpec(topic: topic, message: "m\(index)"), kind: .after(ms: 3_600_000, due: RFC3339.nowMs + 3_600_000))
+                        return "created"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        let stopper = DedicatedThread(name: "rig-stop")
+        try await stopper.run { rig.stop() }
+        stopper.stop()
+        await producer.close(timeoutMs: 1000)
+        #expect(outcomes.filter { $0 == "created" }.count == 5, "\(outcomes)")
+        #expect(outcomes.filter { $0.contains("[schedules] max_schedules") }.count == 15)
     }
 }
 
