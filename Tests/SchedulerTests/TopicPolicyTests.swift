@@ -145,3 +145,54 @@ struct HTTPMetricsLabelTests {
         #expect(HTTPMetricsMiddleware<BasicRequestContext>.methodLabel(parsed) == label)
     }
 }
+
+@Suite("Lag gauges follow the assignment", .serialized)
+struct LagGaugeTests {
+    /// The partitions with a `scheduler_partition_lag` series of `group`.
+    private func lagPartitions(_ metrics: SchedulerMetrics, group: String) -> Set<String> {
+        Set(metrics.render().split(separator: "\n").filter { $0.hasPrefix(MetricName.lag + "{") && $0.contains("group=\"\(group)\"") }
+            .compactMap { line in line.range(of: #"partition="[0-9]+""#, options: .regularExpression).map { String(line[$0]) } })
+    }
+
+    @Test("a partition that leaves this daemon loses its lag series (a sum over daemons counts it once)", .timeLimit(.minutes(2)))
+    func lagRemovedOnRevoke() async throws {
+        let topic = try TestBroker.freshTopic("lag", partitions: 4)
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcessScript])
+        let metrics = SchedulerMetrics()
+        let catalog = try await ScriptCatalog.load(directory: scripts, limits: .standard, needsProcess: true, logger: quietLogger, metrics: metrics)
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: metrics, topicCreator: nil)
+        let group = "lag-\(UUID().uuidString.prefix(6))"
+        let runtime = try await GroupRuntime.make(
+            group: GroupConfig(name: group, topics: [topic], workers: 1, sliceMs: 50),
+            bootstrapServers: TestBroker.shared.bootstrapServers, properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"],
+            publisher: publisher, catalog: catalog, logger: quietLogger)
+        try runtime.startConsuming()
+        #expect(await eventually(timeout: .seconds(60)) { lagPartitions(metrics, group: group).count == 4 })
+
+        // A second member takes half of the partitions.
+        let assigned = LockedValue<[PartitionOffset]>([])
+        let other = try KafkaConsumer.make(
+            bootstrapServers: TestBroker.shared.bootstrapServers, groupID: group,
+            properties: ["partition.assignment.strategy": GroupRuntime.defaultAssignmentStrategy,
+                         "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"],
+            rebalance: RebalanceHandler(assigned: { partitions in assigned.withLock { $0 += partitions } }, revoking: { _, _ in }))
+        try other.subscribe([topic])
+        let poller = DedicatedThread(name: "lag-other")
+        let stop = LockedValue(false)
+        poller.submit {
+            while !stop.withLock({ $0 }) { if let message = other.pollRaw(timeoutMs: 100) { message.destroy() } }
+        }
+        let moved = await eventually(timeout: .seconds(60)) { !assigned.withLock { $0 }.isEmpty }
+        #expect(moved)
+        let theirs = Set(assigned.withLock { $0 }.map { "partition=\"\($0.partition)\"" })
+        // Ours keep their series; theirs lose it (the tick would otherwise keep their last value).
+        let settled = await eventually(timeout: .seconds(30)) { lagPartitions(metrics, group: group) == Set((0..<4).map { "partition=\"\($0)\"" }).subtracting(theirs) }
+        #expect(settled, "lag series \(lagPartitions(metrics, group: group)), the other member holds \(theirs)")
+        stop.withLock { $0 = true }
+        try await poller.run { other.close() }
+        poller.stop()
+        await runtime.shutdown()
+        await producer.close(timeoutMs: 1000)
+    }
+}

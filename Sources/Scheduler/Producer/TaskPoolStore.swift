@@ -244,6 +244,8 @@ public final class TaskPoolStore: Sendable {
 
     private func write(_ record: PoolRecord) async throws(PoolError) -> DeliveryReport {
         do throws(PoolError) {
+            // The pool topic's first write may create it on the embedded broker: off the concurrency pool.
+            do { try await publisher.prepareTopicOffPool(topic) } catch { throw PoolError.publish(.kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)"))) }
             return try await Self.acknowledged(publisher.enqueue(record.message(topic: topic), checkSize: false))
         } catch {
             logger.warning("could not write to the pool topic: \(error)", metadata: [LogKey.topic: "\(topic)"])

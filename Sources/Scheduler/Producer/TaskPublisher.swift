@@ -178,8 +178,10 @@ public final class TaskPublisher: Sendable {
     var trackedTopics: Int { knownTopics.withLock { $0.count } }
 
     /// `prepareTopic` for async callers: creating a topic on the embedded
-    /// broker waits for the mock cluster's thread, so it runs on a dedicated one.
-    private func prepareTopicOffPool(_ topic: String) async throws {
+    /// broker waits for the mock cluster's thread, so it runs on a dedicated one
+    /// (async callers of `enqueue` call this first, so `enqueue` finds the
+    /// topic known and blocks on nothing).
+    func prepareTopicOffPool(_ topic: String) async throws {
         guard knownTopics.withLock({ !$0.contains(topic) }) else { return }
         guard topicCreator != nil else { return try prepareTopic(topic) }  // nothing blocks then
         try await topicThread.run { [self] in try prepareTopic(topic) }
