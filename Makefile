@@ -51,7 +51,7 @@ check: release
 # run one at a time after them: run in parallel with everything else on a
 # 2-core machine (load 15-20) their group sessions and timeouts stretch
 # past what they measure.
-SERIAL_SUITES := FaultInjectionTests|SharedPoolTests|ClusterProcessTests|StartupStopTests|StaticMembershipTests|ScaleOutTests|PipelinedEmitTests|HostileShutdownTests|TaskAPITests|KeyLaneKillTests|KeyLaneEmitTests|BrokerOutageTests|SlowConsumerTests|BackPressureTests|DaemonKillTests|DaemonProcessTests|ScheduleFailoverTests|WorkerPoolTests|KeyLanePoolTests|HostileMemoryTests|PartitionFeedTurnTests|DurableRecordTests
+SERIAL_SUITES := FaultInjectionTests|SharedPoolTests|ClusterProcessTests|StartupStopTests|StaticMembershipTests|ScaleOutTests|PipelinedEmitTests|HostileShutdownTests|TaskAPITests|KeyLaneKillTests|KeyLaneEmitTests|BrokerOutageTests|SlowConsumerTests|BackPressureTests|DaemonKillTests|DaemonProcessTests|ScheduleFailoverTests|WorkerPoolTests|KeyLanePoolTests|HostileMemoryTests|PartitionFeedTurnTests|DurableRecordTests|ClientGrowthTests|LagGaugeTests
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'

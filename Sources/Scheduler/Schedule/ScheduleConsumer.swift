@@ -131,7 +131,7 @@ final class ScheduleConsumer: @unchecked Sendable {
         let again = store.book.update { $0.apply(record, partition: partition) }
         for id in again {
             // A fire's state landed after the cancel's tombstone: cancel again.
-            _ = store.publisher.enqueue(store.placement.cancel(id: id), checkSize: false)
+            store.recancel(id)
         }
     }
 }

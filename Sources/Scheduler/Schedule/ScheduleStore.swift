@@ -124,7 +124,28 @@ public final class ScheduleStore: Sendable {
         catalog.withLock { $0.apply(record, partitions: placement.partitions) }
         let partition = ScheduleRecord.partition(of: record.id, partitions: placement.partitions)
         let again = book.update { $0.apply(record, partition: partition) }
-        for id in again { _ = publisher.enqueue(placement.cancel(id: id), checkSize: false) }
+        for id in again { recancel(id) }
+    }
+
+    /// Most attempts at a re-cancel tombstone (1 s apart, each up to the producer timeout).
+    static let recancelAttempts = 30
+
+    /// Writes schedule `id`'s tombstone again (a fire's state landed after
+    /// the cancel), retrying until acknowledged: a cancelled schedule must
+    /// not fire again after a restart. Gives up after `recancelAttempts`,
+    /// logging how to cancel it by hand.
+    func recancel(_ id: String) {
+        let tombstone = placement.cancel(id: id)
+        Task { [self] in
+            for attempt in 1...Self.recancelAttempts {
+                if case .success(let pending) = publisher.enqueue(tombstone, checkSize: false), (try? await pending.report()) != nil { return }
+                logger.warning("re-cancelling schedule \(id) (attempt \(attempt) of \(Self.recancelAttempts)) failed; retrying in 1 s",
+                               metadata: [LogKey.schedule: "\(id)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+            logger.error("could not write the tombstone of cancelled schedule \(id); cancel it again with DELETE /tasks/\(id)",
+                         metadata: [LogKey.schedule: "\(id)"])
+        }
     }
 
     private func write(_ message: OutgoingMessage) async throws(ScheduleError) {
