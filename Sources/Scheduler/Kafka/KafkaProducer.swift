@@ -172,9 +172,11 @@ public final class KafkaProducer: @unchecked Sendable {
     /// (`isClosed`) once `close` began.
     public func metadata(topic: String, timeoutMs: Int = 5000) async throws -> TopicMetadata {
         let shared = SendableHandle(raw: handle)
+        let closed = KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, message: "metadata of '\(topic)': the producer is closed")
+        guard gate.current == .running else { throw closed }
         return try await blocking.run { [gate] in
             guard let metadata = try gate.use({ try KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: timeoutMs) }) else {
-                throw KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, message: "metadata of '\(topic)': the producer is closed")
+                throw closed
             }
             return metadata
         }
