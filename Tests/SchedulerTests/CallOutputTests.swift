@@ -81,4 +81,33 @@ struct CallOutputTests {
         #expect(try await script.generate(tick: 5).count == 20)
         await script.close()
     }
+
+    @Test("one message emitting more than [[groups]] max_inflight_emits fails its attempts and is dead-lettered, naming the key",
+          .timeLimit(.minutes(2)))
+    func moreThanInflight() async throws {
+        let topic = try TestBroker.freshTopic("over-inflight", partitions: 1)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              local count = msg.payload == "many" and 6 or 1
+              for i = 1, count do scheduler.emit("\(topic)-out", msg.payload .. i) end
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " ok " .. msg.payload)
+            end
+            """])
+        var config = poolConfig(topics: [topic], workers: 1, sliceMs: 50)
+        config.groups[0].maxInflightEmits = 5
+        config.groups[0].maxAttempts = 2
+        config.groups[0].retryBackoffMs = 1
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        for payload in ["one", "many", "two"] { _ = try await producer.send(OutgoingMessage(topic: topic, value: Array(payload.utf8))) }
+        await producer.close(timeoutMs: 1000)
+        try await withPool(config, scripts: scripts, logger: capture.logger) {
+            #expect(await eventually { capture.all.contains { $0.message.contains("dead-lettered") } && capture.lines(startingWith: "seen ").contains { $0.message.hasSuffix(" two") } })
+        }
+        let failures = capture.all.filter { $0.message.hasPrefix("process() failed") }
+        #expect(failures.count == 2, "\(capture.all.map(\.message))")
+        #expect(failures.allSatisfy { $0.message.contains("emitted 6 tasks, more than [[groups]] max_inflight_emits (5)") }, "\(failures.map(\.message))")
+        let letters = try await readAll(topic: "\(topic).dlq", count: 1)
+        #expect(letters.first?.value.utf8String == "many")
+    }
 }
