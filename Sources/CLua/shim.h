@@ -38,7 +38,8 @@ static inline void clua_gc_generational(lua_State *L) { lua_gc(L, LUA_GCGEN, 0, 
  * progress: instructions left, shared by every coroutine the call runs, and a
  * wall-clock deadline checked in the hook, so time spent in C counts. */
 
-enum { CLUA_WITHIN = 0, CLUA_INSTRUCTIONS = 1, CLUA_TIME = 2, CLUA_MEMORY = 3 };
+/* CLUA_OUTPUT: the bindings' per-call count or bytes of emits (Swift side). */
+enum { CLUA_WITHIN = 0, CLUA_INSTRUCTIONS = 1, CLUA_TIME = 2, CLUA_MEMORY = 3, CLUA_OUTPUT = 4 };
 enum { CLUA_PERIOD = 1000 };  /* most instructions between two hook calls */
 enum { CLUA_BINDINGS = 7 };
 
@@ -92,6 +93,7 @@ static inline const char *clua_budget_text(int kind) {
     case CLUA_INSTRUCTIONS: return "instruction limit exceeded";
     case CLUA_TIME: return "time limit exceeded";
     case CLUA_MEMORY: return "memory limit exceeded";
+    case CLUA_OUTPUT: return "emit limit exceeded";
     default: return "limit exceeded";
     }
 }

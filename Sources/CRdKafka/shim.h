@@ -36,4 +36,14 @@ static inline rd_kafka_resp_err_t crdkafka_mock_delay_requests(
     return err;
 }
 
+/* The next `count` requests of `api_key` to broker `broker` fail with `code`
+ * (the variadic rd_kafka_mock_broker_push_request_error_rtts, one at a time). */
+static inline rd_kafka_resp_err_t crdkafka_mock_broker_fail_requests(
+    rd_kafka_mock_cluster_t *cluster, int32_t broker, int16_t api_key, size_t count, rd_kafka_resp_err_t code) {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; i < count && !err; i++)
+        err = rd_kafka_mock_broker_push_request_error_rtts(cluster, broker, api_key, 1, code, 0);
+    return err;
+}
+
 #endif

@@ -33,12 +33,12 @@ struct BenchScheduler: Sendable {
         // The group join is Kafka's business: wait for the assignment, then
         // watch the feeds' positions (atomics) from a thread of the benchmark's
         // own, so the probe neither hops onto the coordinator nor shares the pool.
-        var feeds = await runtime.positionProbe()
+        var feeds = try await runtime.positionProbe()
         let joinDeadline = ContinuousClock.now + .seconds(60)
         while feeds.partitions < partitions {
             guard ContinuousClock.now < joinDeadline else { throw BenchmarkError("the group was not assigned \(partitions) partitions in 60 s") }
             try await Task.sleep(for: .milliseconds(5))
-            feeds = await runtime.positionProbe()
+            feeds = try await runtime.positionProbe()
         }
         let total = Int64(messages)
         let probe = DedicatedThread(name: "bench-probe")
@@ -59,7 +59,7 @@ struct BenchScheduler: Sendable {
             throw BenchmarkError("the scheduler did not finish \(total) messages in 600 s")
         }
         probe.stop()
-        let totals = await runtime.totals()
+        let totals = try await runtime.totals()
         await runtime.shutdown()
         let seconds = Double((timing.1 - timing.0) / .microseconds(1)) / 1e6
         return Measured(run: .init(messages: messages, seconds: seconds, cpuSeconds: timing.2), gaps: totals.gaps, handoffs: totals.handoffs,

@@ -71,7 +71,7 @@ struct FireDelayBenchmark: Sendable {
     /// Leaves the group and stops the timer (blocking: on a thread of its own), then closes the producer.
     private static func stop(_ rig: ScheduleRig, _ producer: KafkaProducer) async {
         let thread = DedicatedThread(name: "bench-schedules-stop")
-        await thread.run { rig.stop() }
+        try? await thread.run { rig.stop() }  // a fresh thread: never stopped yet
         thread.stop()
         await producer.close(timeoutMs: 5000)
     }

@@ -29,6 +29,12 @@ extension EmbeddedBroker {
         }
     }
 
+    /// Makes the next `count` requests of `request` to broker `broker` fail
+    /// with Kafka error `code` (after any delays queued for that broker).
+    func failNext(_ request: Request, count: Int, code: Int32, broker: Int32) {
+        _ = crdkafka_mock_broker_fail_requests(cluster, broker, request.rawValue, count, rd_kafka_resp_err_t(rawValue: code))
+    }
+
     /// Delays every answer of broker `id` by `milliseconds` (a slow broker).
     func setRoundTripTime(_ id: Int32, milliseconds: Int) {
         _ = rd_kafka_mock_broker_set_rtt(cluster, id, Int32(milliseconds))

@@ -52,6 +52,51 @@ struct HostileShutdownTests {
 }
 
 extension HostileShutdownTests {
+    @Test("a worker left behind at shutdown whose process() returns after the producer was closed emits: refused with a clear error, no crash",
+          .timeLimit(.minutes(2)))
+    func emitAfterProducerClosed() async throws {
+        let topic = try TestBroker.freshTopic("late-emit", partitions: 1)
+        try await publishKeyed(topic: topic, count: 1, keys: 1)
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              scheduler.log("notice", "busy " .. msg.offset)
+              local started = os.time()
+              while os.time() - started < 3 do end
+              scheduler.emit("\(topic)-out", "late")
+              scheduler.log("notice", "returning " .. msg.offset)
+            end
+            """])
+        var limits = LuaLimits.standard
+        limits.maxInstructions = Int(Int32.max)
+        limits.maxCallMs = 10_000
+        let capture = LogCapture()
+        let catalog = try await ScriptCatalog.load(directory: scripts, limits: limits, needsProcess: true, logger: quietLogger)
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: SchedulerMetrics(), topicCreator: nil)
+        let runtime = try await GroupRuntime.make(
+            group: GroupConfig(name: "late-\(UUID().uuidString.prefix(6))", topics: [topic], workers: 1, sliceMs: 100),
+            bootstrapServers: TestBroker.shared.bootstrapServers,
+            properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"],
+            publisher: publisher, catalog: catalog, logger: capture.logger,
+            grace: ShutdownGrace(stop: .milliseconds(200), close: .milliseconds(200)))
+        try runtime.startConsuming()
+        #expect(await eventually { !capture.lines(startingWith: "busy ").isEmpty })
+        // Shutdown as the daemon does it: the groups, then the producer.
+        await runtime.shutdown()
+        #expect(capture.lines(startingWith: "returning ").isEmpty, "the call was meant to outlive the shutdown")
+        await producer.close(timeoutMs: 1000)
+        #expect(producer.state == .closed)
+        let refused = await eventually(timeout: .seconds(30)) {
+            capture.all.contains { $0.message.contains("refused") && $0.message.contains("the producer is closed") }
+        }
+        #expect(refused, "\(capture.all.map(\.message))")
+        #expect(!capture.lines(startingWith: "returning ").isEmpty)
+        // Every call on the closed producer answers at once with the same error.
+        await #expect(throws: KafkaError.self) { _ = try await producer.send(OutgoingMessage(topic: topic, value: [1])) }
+        #expect(producer.outstandingCount == 0)
+        #expect(await producer.flush(timeoutMs: 10) == false)
+    }
+
     @Test("an endless shutdown() in process.lua and rotate.lua ends by its budget when the group stops")
     func endlessShutdownHook() async throws {
         let topic = try TestBroker.freshTopic("endless-shutdown", partitions: 1)

@@ -35,13 +35,13 @@ struct WatchedValueTests {
     }
 
     @Test("a blocking wait on a thread is woken by an update")
-    func blocking() async {
+    func blocking() async throws {
         let value = WatchedValue(false)
         let thread = DedicatedThread(name: "watched-test")
         defer { thread.stop() }
         async let woken = thread.run { value.waitBlocking(until: Date(timeIntervalSinceNow: 10)) { $0 } }
         try? await Task.sleep(for: .milliseconds(50))
         value.update { $0 = true }
-        #expect(await woken)
+        #expect(try await woken)
     }
 }

@@ -7,7 +7,8 @@ struct GroupRoutes: Sendable {
     func add(to router: Router<BasicRequestContext>) {
         router.get("/groups") { _, _ in
             var views: [GroupView] = []
-            for group in groups { views.append(await group.snapshot()) }
+            // A group that has stopped (shutdown in progress) is left out.
+            for group in groups { if let view = await group.snapshot() { views.append(view) } }
             return JSONBody.response(views)
         }
     }

@@ -41,7 +41,7 @@ struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         var status = HTTPResponse.Status.internalServerError
         var path = "unmatched"
         defer {
-            let (requests, duration) = handles(method: request.method.rawValue, path: path, status: status.code)
+            let (requests, duration) = handles(method: Self.methodLabel(request.method), path: path, status: status.code)
             requests.increment()
             duration.record(duration: .now - started)
         }
@@ -55,6 +55,13 @@ struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
             path = Self.route(context) ?? path
             throw error
         }
+    }
+
+    /// The method as a label: a client can send any token as its method,
+    /// so others than the standard ones share `other`.
+    static func methodLabel(_ method: HTTPRequest.Method) -> String {
+        let standard: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .delete, .patch, .options, .connect, .trace]
+        return standard.contains(method) ? method.rawValue : "other"
     }
 
     /// The matched route pattern; nil for no match (Hummingbird names that "NotFound").

@@ -57,7 +57,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         maxMessageBytes: config.producer.maxMessageBytes,
         logger: logger,
         metrics: metrics,
-        topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } })
+        topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } },
+        policy: TopicPolicy(config))
 
     let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger)
     if config.schedules.enabled {

@@ -31,10 +31,12 @@ struct TaskPoolService: Service {
         }
         // A service that returns ends the application: stay until shutdown.
         try? await gracefulShutdown()
-        store.stop()
+        // A POST answered with an error must not come back after a restart:
+        // its retraction gets a producer timeout and a few retries to land.
+        await store.stop(grace: .milliseconds(2 * store.waitMs + 3000))
         // Blocking (one poll): off the concurrency pool.
         let thread = DedicatedThread(name: "pool-follower-stop")
-        await thread.run { store.follower.stop() }
+        try? await thread.run { store.follower.stop() }  // a fresh thread: never stopped yet
         thread.stop()
     }
 }

@@ -35,7 +35,7 @@ struct ClusterService: Service {
         }
         _ = await send(await source.report(state: "stopped"), failures: 0, wait: true)
         let thread = DedicatedThread(name: "cluster-reports-stop")
-        await thread.run { tail.stop() }
+        try? await thread.run { tail.stop() }  // a fresh thread: never stopped yet
         thread.stop()
     }
 

@@ -106,7 +106,9 @@ public enum ConfigLoader {
             case "listen": section.listen = try reader.string(value, path, table: "api")
             case "max_body_bytes": section.maxBodyBytes = try reader.int(value, path, table: "api")
             case "token": section.token = try reader.string(value, path, table: "api")
-            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes", "token"])
+            case "topics": section.topics = try reader.stringList(value, path, table: "api")
+            case "max_topics": section.maxTopics = try reader.int(value, path, table: "api")
+            default: throw reader.unknownKey(key, table: "api", allowed: ["listen", "max_body_bytes", "token", "topics", "max_topics"])
             }
         }
     }
@@ -146,7 +148,10 @@ public enum ConfigLoader {
             case "max_instructions": section.maxInstructions = try reader.int(value, path, table: "scripts")
             case "max_memory_mb": section.maxMemoryMB = try reader.int(value, path, table: "scripts")
             case "max_call_ms": section.maxCallMs = try reader.int(value, path, table: "scripts")
-            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms"])
+            case "max_call_emits": section.maxCallEmits = try reader.int(value, path, table: "scripts")
+            case "max_call_emit_mb": section.maxCallEmitMB = try reader.int(value, path, table: "scripts")
+            default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms",
+                                                                           "max_call_emits", "max_call_emit_mb"])
             }
         }
     }

@@ -18,6 +18,10 @@ enum ConfigValidator {
             throw reader.error("api.listen", table: "api", "'\(config.api.listen)' is not host:port (e.g. 127.0.0.1:5000)")
         }
         try positive(config.api.maxBodyBytes, "api.max_body_bytes", table: "api", reader, max: 1 << 30)
+        try positive(config.api.maxTopics, "api.max_topics", table: "api", reader, max: 1_000_000)
+        for pattern in config.api.topics {
+            if let problem = TopicPolicy.patternProblem(pattern) { throw reader.error("api.topics", table: "api", problem) }
+        }
         try positive(config.producer.intervalMs, "producer.interval_ms", table: "producer", reader, max: 86_400_000)
         try positive(config.producer.timeoutMs, "producer.timeout_ms", table: "producer", reader, max: 3_600_000)
         try positive(config.producer.maxMessageBytes, "producer.max_message_bytes", table: "producer", reader, max: 1_000_000_000)
@@ -56,6 +60,8 @@ enum ConfigValidator {
         try positive(config.scripts.maxInstructions, "scripts.max_instructions", table: "scripts", reader, max: Int(Int32.max))
         try positive(config.scripts.maxMemoryMB, "scripts.max_memory_mb", table: "scripts", reader, max: 65_536)
         try positive(config.scripts.maxCallMs, "scripts.max_call_ms", table: "scripts", reader, max: 600_000)
+        try positive(config.scripts.maxCallEmits, "scripts.max_call_emits", table: "scripts", reader, max: 10_000_000)
+        try positive(config.scripts.maxCallEmitMB, "scripts.max_call_emit_mb", table: "scripts", reader, max: 4096)
         if Logger.Level(rawValue: config.log.level) == nil {
             throw reader.error("log.level", table: "log",
                                "'\(config.log.level)' is not one of trace, debug, info, notice, warning, error, critical")

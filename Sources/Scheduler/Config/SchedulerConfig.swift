@@ -60,6 +60,15 @@ public struct APISection: Sendable, Equatable {
     /// variable `TASK_SCHEDULER_API_TOKEN`, when set, takes precedence, so the
     /// token need not sit in a file.
     public var token = ""
+    /// Topics the API and scripts may publish, emit and schedule to, as
+    /// patterns where `*` matches any run of characters (e.g. `orders.*`).
+    /// Empty (the default): any topic. The daemon's own topics (pool,
+    /// schedules, reports, dead letters) are always allowed.
+    public var topics: [String] = []
+    /// Most distinct topics this daemon publishes to (each costs memory for
+    /// good: metric series, client state, a topic on the embedded broker);
+    /// past it a new topic is refused (400). Default 1000.
+    public var maxTopics = 1000
 
     /// The environment variable that sets `token`.
     public static let tokenVariable = "TASK_SCHEDULER_API_TOKEN"
@@ -148,6 +157,15 @@ public struct ScriptsSection: Sendable, Equatable {
     /// functions included. Default 5000 (the instruction budget normally
     /// ends a runaway call first; this one also bounds shutdown).
     public var maxCallMs = 5000
+    /// Tasks and schedule records one call may hand to the daemon
+    /// (`scheduler.emit`, `scheduler.schedule`, `scheduler.cancel`, the tasks
+    /// `generate()` returns). Their copies live outside the Lua state, so
+    /// `max_memory_mb` does not count them. Default 10000.
+    public var maxCallEmits = 10_000
+    /// Bytes one call may hand to the daemon, in MiB: what `max_call_emits`
+    /// counts (topic, key, payload, headers) and the text of
+    /// `scheduler.log`. Default 16.
+    public var maxCallEmitMB = 16
 }
 
 /// `[log]`.

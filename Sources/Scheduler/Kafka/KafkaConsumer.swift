@@ -29,11 +29,14 @@ public struct PartitionOffset: Sendable, Hashable {
 /// dedicated thread, never on Swift's concurrency pool.
 public final class KafkaConsumer: @unchecked Sendable {
     // Threading rule: rd_kafka_t is thread-safe; this class adds no mutable
-    // state except `closed` and `subscribed`, guarded by `lock`.
+    // state except `subscribed`, guarded by `lock`, and its lifecycle in
+    // `gate`, which every call consults: refused once `close` began (but the
+    // commits and reads the closing itself needs), none inside once the
+    // handle is destroyed.
     /// The librdkafka handle; for the benchmark's librdkafka-only reader.
     @_spi(Benchmark) public let handle: OpaquePointer
     private let lock = NSLock()
-    private var closed = false
+    private let gate = HandleGate()
     /// `subscribe` was called (the consumer joins a group), guarded by `lock`.
     private var subscribed = false
     /// Closing before the first assignment would abort (`AssignorChoice.closeBeforeAssignmentAborts`).
@@ -95,14 +98,18 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Detaches and returns the fetch queue of an assigned partition.
     public func partitionQueue(topic: String, partition: Int32, batchSize: Int = 256) -> PartitionQueue? {
-        PartitionQueue(consumer: handle, topic: topic, partition: partition, batchSize: batchSize)
+        gate.use(whileClosing: true) { PartitionQueue(consumer: handle, topic: topic, partition: partition, batchSize: batchSize) } ?? nil
     }
+
+    /// The consumer's lifecycle state.
+    var state: HandleGate.State { gate.current }
 
     /// Waits up to `timeoutMs` on the consumer queue; returns a message that
     /// reached it (with per-partition queues detached this is rare) or nil.
     /// Rebalance callbacks run inside this call.
+    /// Nil once `close` began.
     public func pollRaw(timeoutMs: Int) -> KafkaRawMessage? {
-        rd_kafka_consumer_poll(handle, Int32(timeoutMs)).map(KafkaRawMessage.init(pointer:))
+        gate.use { rd_kafka_consumer_poll(handle, Int32(timeoutMs)).map(KafkaRawMessage.init(pointer:)) } ?? nil
     }
 
     /// Joins the group and subscribes to `topics`.
@@ -110,7 +117,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         let list = Self.makeList(topics.map { PartitionOffset(topic: $0, partition: RD_KAFKA_PARTITION_UA, offset: 0) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
         lock.withLock { subscribed = true }
-        let err = rd_kafka_subscribe(handle, list)
+        guard let err = gate.use({ rd_kafka_subscribe(handle, list) }) else { throw KafkaError.consumerClosed("subscribe") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe") }
     }
 
@@ -118,14 +125,15 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func assign(_ partitions: [PartitionOffset]) throws {
         let list = Self.makeList(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let err = rd_kafka_assign(handle, list)
+        guard let err = gate.use({ rd_kafka_assign(handle, list) }) else { throw KafkaError.consumerClosed("assign") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assign") }
     }
 
     /// Waits up to `timeoutMs` for the next message. Returns nil on timeout;
     /// throws a consumer error event (e.g. broker down) as `KafkaError`.
     public func poll(timeoutMs: Int) throws -> ConsumedMessage? {
-        guard let raw = rd_kafka_consumer_poll(handle, Int32(timeoutMs)) else { return nil }
+        guard let polled = gate.use({ rd_kafka_consumer_poll(handle, Int32(timeoutMs)) }) else { throw KafkaError.consumerClosed("poll") }
+        guard let raw = polled else { return nil }
         defer { rd_kafka_message_destroy(raw) }
         let message = raw.pointee
         if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -140,7 +148,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard !offsets.isEmpty else { return }
         let list = Self.makeList(offsets)
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let err = rd_kafka_commit(handle, list, async ? 1 : 0)
+        // While closing too: the last revoke (inside rd_kafka_consumer_close) commits.
+        guard let err = gate.use(whileClosing: true, { rd_kafka_commit(handle, list, async ? 1 : 0) }) else { throw KafkaError.consumerClosed("commit") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "commit") }
     }
 
@@ -150,7 +159,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func seek(_ position: PartitionOffset, timeoutMs: Int) throws {
         let list = Self.makeList([position])
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        if let error = rd_kafka_seek_partitions(handle, list, Int32(timeoutMs)) {
+        guard let outcome = gate.use({ rd_kafka_seek_partitions(handle, list, Int32(timeoutMs)) }) else {
+            throw KafkaError.consumerClosed("seek \(position.topic)[\(position.partition)]")
+        }
+        if let error = outcome {
             defer { rd_kafka_error_destroy(error) }
             throw KafkaError(rd_kafka_error_code(error), context: "seek \(position.topic)[\(position.partition)] to \(position.offset)")
         }
@@ -162,7 +174,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func committed(_ partitions: [PartitionOffset], timeoutMs: Int) throws -> [PartitionOffset] {
         let list = Self.makeList(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let err = rd_kafka_committed(handle, list, Int32(timeoutMs))
+        guard let err = gate.use(whileClosing: true, { rd_kafka_committed(handle, list, Int32(timeoutMs)) }) else { throw KafkaError.consumerClosed("committed") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "committed") }
         return Self.readList(list)
     }
@@ -171,7 +183,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func watermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
         var low: Int64 = -1
         var high: Int64 = -1
-        let err = rd_kafka_get_watermark_offsets(handle, topic, partition, &low, &high)
+        let err = gate.use(whileClosing: true) { rd_kafka_get_watermark_offsets(handle, topic, partition, &low, &high) }
         return err == RD_KAFKA_RESP_ERR_NO_ERROR ? (low, high) : nil
     }
 
@@ -182,25 +194,45 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// destroyed before its first assignment (issue #4312), such a consumer
     /// leaves its group but keeps its handle (and rebalance handler) until the
     /// process exits: it held no partition, so nothing is left to commit.
+    /// Calls made after `close` began fail (`KafkaError.isClosed`), but
+    /// commits, committed offsets and watermarks while it runs (the last
+    /// revoke callback commits); the handle is destroyed once no call is
+    /// inside.
     public func close() {
-        lock.lock()
-        let wasClosed = closed
-        let wasSubscribed = subscribed
-        closed = true
-        lock.unlock()
-        if wasClosed { return }
+        guard gate.beginClosing() else { return }
+        let wasSubscribed = lock.withLock { subscribed }
+        Self.closeAndDestroy(handle, rebalanceContext, gate: gate,
+                             keepHandle: abortsIfClosedUnassigned && wasSubscribed)
+    }
+
+    /// Leaves the group (running the last rebalance callback) and destroys
+    /// the handle once no call is inside. `keepHandle`: keep it if it never
+    /// had an assignment (librdkafka issue #4312).
+    private static func closeAndDestroy(_ handle: OpaquePointer, _ context: Unmanaged<RebalanceHandler>?, gate: HandleGate, keepHandle: Bool) {
         _ = rd_kafka_consumer_close(handle)
+        gate.finishClosing()
         // After the close: no assignment is taken once it has begun.
-        if abortsIfClosedUnassigned && wasSubscribed && !(rebalanceContext?.takeUnretainedValue().hasBeenAssigned ?? false) {
+        if keepHandle && !(context?.takeUnretainedValue().hasBeenAssigned ?? false) {
             KafkaLog.logger.notice("consumer closed before its first assignment; its handle is kept until the process exits (librdkafka \(AssignorChoice.versionName(rd_kafka_version())) would abort destroying it: issue #4312)")
             return
         }
         rd_kafka_destroy(handle)
-        rebalanceContext?.release()
+        context?.release()
     }
 
+    /// Where consumers dropped without `close` are closed: the close blocks
+    /// and runs the rebalance callback, which must not happen on whatever
+    /// thread let go of the last reference (a worker, the concurrency pool).
+    static let orphanCloser = DedicatedThread(name: "consumer-close")
+
     deinit {
-        close()
+        guard gate.beginClosing() else { return }
+        KafkaLog.logger.warning("a consumer was dropped without close(); closing it on thread consumer-close")
+        let handle = SendableHandle(raw: handle), context = rebalanceContext.map(SendableRebalanceContext.init)
+        let gate = gate, keep = abortsIfClosedUnassigned && subscribed
+        Self.orphanCloser.submit {
+            Self.closeAndDestroy(handle.raw, context?.value, gate: gate, keepHandle: keep)
+        }
     }
 
     static func makeList(_ items: [PartitionOffset]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
@@ -246,4 +278,10 @@ extension ConsumedMessage {
             topic: topic, partition: message.partition, offset: message.offset,
             key: key, value: value, headers: headers, timestampMs: timestamp)
     }
+}
+
+/// A consumer's retained rebalance handler, handed to `orphanCloser`.
+/// Unchecked: it is released exactly once, by that close.
+private struct SendableRebalanceContext: @unchecked Sendable {
+    let value: Unmanaged<RebalanceHandler>
 }

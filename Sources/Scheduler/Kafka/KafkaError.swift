@@ -40,6 +40,21 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     public var description: String { message }
+
+    /// A call on a producer or consumer whose `close` has begun: refused
+    /// before it reached librdkafka (`RD_KAFKA_RESP_ERR__STATE`).
+    public var isClosed: Bool { code == RD_KAFKA_RESP_ERR__STATE.rawValue }
+
+    /// A produce after the producer's `close` began (e.g. by a worker left
+    /// behind at shutdown).
+    static func producerClosed(topic: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, message: "produce to '\(topic)': the producer is closed (the daemon is stopping)")
+    }
+
+    /// `call` on a consumer whose `close` has begun.
+    static func consumerClosed(_ call: String) -> KafkaError {
+        KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, message: "\(call): the consumer is closed")
+    }
 }
 
 /// A librdkafka configuration property was rejected.

@@ -11,13 +11,14 @@ public final class KafkaProducer: @unchecked Sendable {
     // Threading rule: the rd_kafka_t handle is thread-safe (librdkafka
     // INTRODUCTION.md, "Threads and callbacks"); delivery callbacks run on the
     // poll thread or inside `flush`, and only touch `router`, which is locked.
+    // Every use of `handle` goes through `gate`: none after `close` began
+    // (but the flush of `close` itself), none once it is destroyed.
     private let handle: OpaquePointer
     private let router: DeliveryRouter
     private let routerRef: Unmanaged<DeliveryRouter>
     private let poller: KafkaPollLoop
     private let blocking = DedicatedThread(name: "kafka-producer-blocking")
-    private let closeLock = NSLock()
-    private var closed = false
+    private let gate = HandleGate()
     /// The bootstrap servers this producer talks to.
     public let bootstrapServers: String
 
@@ -103,9 +104,13 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Hands `message` to librdkafka now and returns a handle to await its
     /// delivery report. Messages enqueued one after another keep their order
     /// within a partition.
+    /// After `close` began the delivery fails at once (`isClosed`).
     public func enqueue(_ message: OutgoingMessage) -> PendingDelivery {
         let (id, delivery) = router.register()
-        let result = enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: id))
+        guard let result = gate.use({ enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: id)) }) else {
+            router.complete(id, .failure(.producerClosed(topic: message.topic)))
+            return delivery
+        }
         if result != RD_KAFKA_RESP_ERR_NO_ERROR {
             router.complete(id, .failure(KafkaError(result, context: "produce to '\(message.topic)'")))
         }
@@ -116,9 +121,13 @@ public final class KafkaProducer: @unchecked Sendable {
     /// goes to `sink` with `token` (on the poll thread). Returns the error if
     /// librdkafka refused it at once (e.g. its queue is full); the sink then
     /// hears nothing of it. Order within a partition is enqueue order.
+    /// After `close` began: an error (`isClosed`), the sink hears nothing.
     func produce(_ message: OutgoingMessage, sink: DeliverySink, token: Int64) -> KafkaError? {
         let id = router.register(sink: sink, token: token)
-        let result = enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: id))
+        guard let result = gate.use({ enqueue(message, opaque: UnsafeMutableRawPointer(bitPattern: id)) }) else {
+            router.forget(id)
+            return .producerClosed(topic: message.topic)
+        }
         guard result != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
         router.forget(id)
         return KafkaError(result, context: "produce to '\(message.topic)'")
@@ -149,21 +158,37 @@ public final class KafkaProducer: @unchecked Sendable {
         return result
     }
 
-    /// Number of messages librdkafka holds that the broker has not acknowledged yet.
-    public var outstandingCount: Int { Int(rd_kafka_outq_len(handle)) }
+    /// The producer's lifecycle state.
+    var state: HandleGate.State { gate.current }
+
+    /// Number of messages librdkafka holds that the broker has not
+    /// acknowledged yet (0 once closed).
+    public var outstandingCount: Int { gate.use(whileClosing: true) { Int(rd_kafka_outq_len(handle)) } ?? 0 }
 
     /// Waits up to `timeoutMs` for every outstanding message to be delivered
-    /// (or to fail), on a dedicated thread. Returns true when nothing is left.
+    /// (or to fail), on a dedicated thread. Returns true when nothing is left
+    /// (false once closed).
     @discardableResult
     public func flush(timeoutMs: Int) async -> Bool {
         let shared = SendableHandle(raw: handle)
-        return await blocking.run { rd_kafka_flush(shared.raw, Int32(timeoutMs)) == RD_KAFKA_RESP_ERR_NO_ERROR }
+        let flushed = try? await blocking.run { [gate] in
+            gate.use(whileClosing: true) { rd_kafka_flush(shared.raw, Int32(timeoutMs)) == RD_KAFKA_RESP_ERR_NO_ERROR } ?? false
+        }
+        return flushed ?? false
     }
 
-    /// Reads cluster metadata for one topic; see `TopicMetadata`.
+    /// Reads cluster metadata for one topic; see `TopicMetadata`. Throws
+    /// (`isClosed`) once `close` began.
     public func metadata(topic: String, timeoutMs: Int = 5000) async throws -> TopicMetadata {
         let shared = SendableHandle(raw: handle)
-        return try await blocking.run { try KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: timeoutMs) }
+        let closed = KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, message: "metadata of '\(topic)': the producer is closed")
+        guard gate.current == .running else { throw closed }
+        return try await blocking.run { [gate] in
+            guard let metadata = try gate.use({ try KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: timeoutMs) }) else {
+                throw closed
+            }
+            return metadata
+        }
     }
 
     /// Asks the cluster for `topic`'s metadata in the background, so the
@@ -174,24 +199,22 @@ public final class KafkaProducer: @unchecked Sendable {
     /// which also destroys the handle, and not once closing has begun.
     func learnTopicSoon(_ topic: String) {
         let shared = SendableHandle(raw: handle)
-        blocking.submit { [self] in
-            guard !closeLock.withLock({ closed }) else { return }
+        blocking.submit { [gate] in
             // Best effort: without an answer librdkafka's own scan finds the topic.
-            _ = try? KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: 1000)
+            _ = gate.use { try? KafkaMetadata.fetch(handle: shared.raw, topic: topic, timeoutMs: 1000) }
         }
     }
 
-    /// Flushes for up to `timeoutMs`, stops the poll thread and destroys the
-    /// handle. Pending sends that were not delivered fail. Safe to call twice.
+    /// Refuses new messages (`enqueue` and `produce` fail from now on),
+    /// flushes for up to `timeoutMs`, waits for calls still inside the
+    /// handle, stops the poll thread and destroys the handle on the blocking
+    /// thread. Pending sends that were not delivered fail. Safe to call twice.
     public func close(timeoutMs: Int) async {
-        let wasClosed = closeLock.withLock {
-            defer { closed = true }
-            return closed
-        }
-        if wasClosed { return }
+        guard gate.beginClosing() else { return }
         await flush(timeoutMs: timeoutMs)
         let shared = SendableHandle(raw: handle)
-        await blocking.run { [poller] in
+        _ = try? await blocking.run { [poller, gate] in  // stopped only below
+            gate.finishClosing()
             poller.stop()
             rd_kafka_destroy(shared.raw)
         }
@@ -200,10 +223,9 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     deinit {
-        closeLock.lock()
-        let wasClosed = closed
-        closeLock.unlock()
-        if !wasClosed {
+        // Not closed: nothing else holds this producer, so no call is inside.
+        if gate.beginClosing() {
+            gate.finishClosing()
             poller.stop()
             rd_kafka_destroy(handle)
             blocking.stop()

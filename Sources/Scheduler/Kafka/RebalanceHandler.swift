@@ -45,22 +45,50 @@ public final class RebalanceHandler: @unchecked Sendable {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             assignedOnce.withLock { $0 = true }
             assigned(list)
-            if cooperative {
-                _ = rd_kafka_incremental_assign(rk, partitions).map(rd_kafka_error_destroy)
-            } else {
-                _ = rd_kafka_assign(rk, partitions)
+            if let error = cooperative ? Self.take(rd_kafka_incremental_assign(rk, partitions)) : Self.check(rd_kafka_assign(rk, partitions)) {
+                // The feeds made for them would wait on partitions nobody
+                // fetches: drop them as lost (nothing committed); the group
+                // assigns the partitions again at its next rebalance.
+                KafkaLog.logger.error("assigning \(Self.names(list)) failed: \(error); they are dropped as lost, uncommitted")
+                revoking(list, true)
             }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             revoking(list, rd_kafka_assignment_lost(rk) != 0)
-            if cooperative {
-                _ = rd_kafka_incremental_unassign(rk, partitions).map(rd_kafka_error_destroy)
-            } else {
-                _ = rd_kafka_assign(rk, nil)
-            }
+            unassign(rk, partitions, list, cooperative: cooperative)
         default:
             KafkaLog.logger.error("rebalance failed: \(KafkaError(err))")
             revoking(list, true)
-            _ = rd_kafka_assign(rk, nil)
+            unassign(rk, nil, list, cooperative: false)
         }
+    }
+
+    /// Gives up `partitions` (nil: all). Their feeds are gone already, so a
+    /// refusal is retried once, then named in the log: librdkafka would keep
+    /// fetching partitions nobody reads until the next rebalance.
+    private func unassign(_ rk: OpaquePointer, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+                          _ list: [PartitionOffset], cooperative: Bool) {
+        func attempt() -> KafkaError? {
+            cooperative ? Self.take(rd_kafka_incremental_unassign(rk, partitions)) : Self.check(rd_kafka_assign(rk, nil))
+        }
+        guard let first = attempt() else { return }
+        KafkaLog.logger.warning("giving up \(Self.names(list)) failed: \(first); trying again")
+        if let error = attempt() {
+            KafkaLog.logger.error("giving up \(Self.names(list)) failed twice: \(error); they stay assigned until the next rebalance")
+        }
+    }
+
+    /// An `rd_kafka_error_t` as a `KafkaError` (destroying it), nil for success.
+    private static func take(_ error: OpaquePointer?) -> KafkaError? {
+        guard let error else { return nil }
+        defer { rd_kafka_error_destroy(error) }
+        return KafkaError(code: rd_kafka_error_code(error).rawValue, message: String(cString: rd_kafka_error_string(error)))
+    }
+
+    private static func check(_ err: rd_kafka_resp_err_t) -> KafkaError? {
+        err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err)
+    }
+
+    private static func names(_ list: [PartitionOffset]) -> String {
+        list.isEmpty ? "every partition" : list.map { "\($0.topic)[\($0.partition)]" }.joined(separator: ", ")
     }
 }

@@ -136,6 +136,10 @@ public final class GenerateScript: Sendable {
                 } catch {
                     throw LuaError(script: path, line: nil, message: "generate() result [\(index + 1)]: \(error)")
                 }
+                // The returned tasks share the call's emit budget with scheduler.emit.
+                guard state.bindings.output.charge(bytes: tasks[index].heldBytes, by: "generate()") else {
+                    throw LuaError(script: path, line: nil, message: "emit limit exceeded (\(state.bindings.output.breach ?? ""))", budget: .output)
+                }
             }
             return tasks + emitted
         } }

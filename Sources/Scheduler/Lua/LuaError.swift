@@ -53,4 +53,6 @@ public enum LuaBudget: String, Sendable, Equatable {
     case time
     /// `max_memory_mb` of the state.
     case memory
+    /// `max_call_emits` or `max_call_emit_mb`: what the call handed to the daemon.
+    case output
 }

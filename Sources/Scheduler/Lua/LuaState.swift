@@ -37,6 +37,7 @@ final class LuaState {
         let control = UnsafeMutablePointer<clua_control>.allocate(capacity: 1)
         control.initialize(to: clua_control())
         control.pointee.limit = limits.maxMemoryBytes
+        bindings.output = CallOutput(limits)
         ScriptBindings.register(bindings, in: control)
         guard let L = clua_newstate_limited(control) else {
             control.deallocate()
@@ -294,6 +295,7 @@ final class LuaState {
     /// Runs `body` under the budgets of one call.
     private func budgeted(_ body: () -> Int32) -> Int32 {
         clua_begin_call(L, Int64(limits.maxInstructions), Int64(limits.maxCallMs))
+        bindings.output.reset()
         let status = body()
         clua_end_call(L)
         return status
@@ -327,10 +329,16 @@ final class LuaState {
         if broken != CLUA_WITHIN {
             let c = control.pointee
             let (line, elsewhere) = position(cString(c.where_src), c.where_line)
-            let (budget, detail): (LuaBudget, String) = broken == CLUA_TIME
-                ? (.time, "\(limits.maxCallMs) ms, [scripts] max_call_ms")
-                : (.instructions, "\(limits.maxInstructions) instructions, [scripts] max_instructions")
-            let name = broken == CLUA_TIME ? "time limit exceeded" : "instruction limit exceeded"
+            let (budget, name, detail): (LuaBudget, String, String)
+            switch Int(broken) {
+            case CLUA_TIME: (budget, name, detail) = (.time, "time limit exceeded", "\(limits.maxCallMs) ms, [scripts] max_call_ms")
+            case CLUA_OUTPUT:
+                // What was emitted is dropped now, not at the next call.
+                _ = bindings.takeEmitted()
+                (budget, name, detail) = (.output, "emit limit exceeded", bindings.output.breach ?? "[scripts] max_call_emits")
+            default:
+                (budget, name, detail) = (.instructions, "instruction limit exceeded", "\(limits.maxInstructions) instructions, [scripts] max_instructions")
+            }
             throw LuaError(script: script, line: line, message: "\(name)\(elsewhere) (\(detail))", traceback: traceback, budget: budget)
         }
         if status == LUA_ERRMEM || status == -1 {

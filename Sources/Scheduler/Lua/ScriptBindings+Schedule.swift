@@ -13,6 +13,8 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
     guard let placement = bindings.schedules else { return reply.fail("\(name): schedules are not available here", level: 2) }
     guard lua_type(L, 1) == LUA_TSTRING, let topic = luaText(L, 1) else { return reply.fail("\(name): field 'topic' must be a string", level: 2) }
     if let problem = TopicName.problem(topic) { return reply.fail("\(name): \(problem)", level: 2) }
+    // Counted before the copies are made (headers: the table's strings, below).
+    guard bindings.charge(bytes: topic.utf8.count + luaLength(L, 2) + luaLength(L, 3), by: name, reply, level: 2) else { return }
     // A schedule's task is stored as text (like a posted task): bytes that
     // are not UTF-8 are refused rather than altered.
     let notText = "must be UTF-8 text (a schedule stores its task as text; scheduler.emit takes any bytes)"
@@ -31,6 +33,8 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
         if let bad = list?.first(where: { header in header.value.map { String(validating: $0, as: UTF8.self) == nil } ?? false }) {
             return reply.fail("\(name): header '\(bad.name)' \(notText)", level: 2)
         }
+        let headerBytes = list?.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) } ?? 0
+        guard bindings.charge(items: 0, bytes: headerBytes, by: name, reply, level: 2) else { return }
         headers = list.map { Dictionary($0.map { ($0.name, $0.text ?? "") }) { $1 } }
     } catch {
         return reply.fail(error.message, level: 2)
@@ -56,6 +60,7 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
         case .failure(let error): return reply.fail(error.message, level: 2)
         }
     }
+    if let full = placement.admit?() { return reply.fail("\(name): \(full)", level: 2) }
     let now = RFC3339.nowMs
     let record: (Schedule, OutgoingMessage)
     do {
@@ -86,6 +91,7 @@ func schedulerCancel(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _
     guard lua_type(L, 1) == LUA_TSTRING, let id = luaText(L, 1), !id.isEmpty, id.utf8.count <= 200 else {
         return reply.fail("scheduler.cancel: argument 1 must be a schedule id (a string returned by scheduler.schedule)")
     }
+    guard bindings.charge(bytes: id.utf8.count, by: "scheduler.cancel", reply) else { return }
     bindings.store(placement.cancel(id: id))
     reply.pointee.push_true = 1
 }

@@ -26,6 +26,9 @@ final class ScriptBindings {
     var yieldRequested = false
     /// Where `scheduler.schedule` and `scheduler.cancel` write (nil: they raise).
     let schedules: SchedulePlacement?
+    /// What the call in progress handed over (`[scripts] max_call_emits`,
+    /// `max_call_emit_mb`); set from the state's limits, reset per call.
+    var output = CallOutput(maxItems: .max, maxBytes: .max)
 
     init(script: String, worker: String, group: String?, logger: Logger, schedules: SchedulePlacement? = nil) {
         self.script = script
@@ -95,6 +98,34 @@ final class ScriptBindings {
 
     static func from(_ context: UnsafeMutableRawPointer?) -> ScriptBindings {
         Unmanaged<ScriptBindings>.fromOpaque(context!).takeUnretainedValue()
+    }
+}
+
+extension ScriptBindings {
+    /// Counts what a binding is about to copy out of the state; false (and
+    /// `reply` set to break the call's emit budget) when it would go over.
+    /// `level`: the stack level to name (2 behind a prelude wrapper).
+    func charge(items: Int = 1, bytes: Int, by function: String, _ reply: UnsafeMutablePointer<clua_reply>, level: Int32 = 1) -> Bool {
+        if output.charge(items: items, bytes: bytes, by: function) { return true }
+        reply.pointee.level = level
+        // Marks the call broken in C (clua_mark): every later instruction
+        // fails too, so pcall cannot swallow it; LuaState.check names it.
+        reply.pointee.status = Int32(CLUA_REPLY_BUDGET)
+        reply.pointee.budget = Int32(CLUA_OUTPUT)
+        return false
+    }
+}
+
+/// The length of a string argument (numbers: the most their text takes),
+/// without copying or converting it.
+func luaLength(_ L: OpaquePointer, _ index: Int32) -> Int {
+    switch lua_type(L, index) {
+    case LUA_TSTRING:
+        var length = 0
+        _ = lua_tolstring(L, index, &length)
+        return length
+    case LUA_TNUMBER: return 32
+    default: return 0
     }
 }
 
@@ -187,6 +218,8 @@ private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoint
         return reply.fail("scheduler.emit: argument 1 (topic) must be a string")
     }
     if let problem = TopicName.problem(topic) { return reply.fail("scheduler.emit: \(problem)") }
+    // Counted before the copies are made.
+    guard bindings.charge(bytes: topic.utf8.count + luaLength(L, 2) + luaLength(L, 3), by: "scheduler.emit", reply) else { return }
     guard let message = luaBytes(L, 2) else { return reply.fail("scheduler.emit: argument 2 (message) must be a string") }
     var key: [UInt8]?
     if clua_isnoneornil(L, 3) == 0 {
@@ -199,6 +232,8 @@ private func schedulerEmit(_ L: OpaquePointer?, _ context: UnsafeMutableRawPoint
     } catch {
         return reply.fail(error.message)
     }
+    let headerBytes = headers.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) }
+    guard bindings.charge(items: 0, bytes: headerBytes, by: "scheduler.emit", reply) else { return }
     bindings.appendEmitted(OutgoingMessage(topic: topic, key: key, value: message, headers: headers))
     reply.pointee.push_true = 1
 }
@@ -210,6 +245,7 @@ private func schedulerLog(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointe
     guard let levelName = luaText(L, 1), let level = Logger.Level(rawValue: levelName.lowercased()) else {
         return reply.fail("scheduler.log: argument 1 must be a level (trace, debug, info, notice, warning, error, critical)")
     }
+    guard bindings.charge(items: 0, bytes: luaLength(L, 2), by: "scheduler.log", reply) else { return }
     let message = luaText(L, 2) ?? "(\(String(cString: lua_typename(L, lua_type(L, 2)))))"
     var metadata: Logger.Metadata = [LogKey.script: "\(bindings.script)", LogKey.worker: "\(bindings.worker)"]
     if let group = bindings.group { metadata[LogKey.group] = "\(group)" }

@@ -74,7 +74,8 @@ public final class ScriptHost: @unchecked Sendable {
 
     /// Calls `shutdown()`, drops the state (on its thread) and ends the thread.
     public func close() async {
-        await thread.run { [self] in
+        // Throws only if closed before: the state is gone already.
+        try? await thread.run { [self] in
             state?.finish()
             state = nil
         }

@@ -44,12 +44,18 @@ public struct LuaLimits: Sendable, Equatable {
     public var maxMemoryBytes: Int
     /// Wall-clock milliseconds per call.
     public var maxCallMs: Int
+    /// Tasks and schedule records per call (`max_call_emits`).
+    public var maxCallEmits: Int
+    /// Bytes handed to the daemon per call (`max_call_emit_mb`).
+    public var maxCallEmitBytes: Int
 
     /// Limits from the configuration.
     public init(_ section: ScriptsSection) {
         self.maxInstructions = section.maxInstructions
         self.maxMemoryBytes = section.maxMemoryMB * 1024 * 1024
         self.maxCallMs = section.maxCallMs
+        self.maxCallEmits = section.maxCallEmits
+        self.maxCallEmitBytes = section.maxCallEmitMB * 1024 * 1024
     }
 
     /// The defaults of `[scripts]`.

@@ -68,6 +68,13 @@ public final class SchedulerMetrics: Sendable {
         cached(gauges, name, labels) { CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory) }
     }
 
+    /// Removes the gauge `name{labels}` from the registry (a partition that
+    /// left this daemon: its last value must not be summed with its new
+    /// owner's).
+    func removeGauge(_ name: String, _ labels: [(String, String)]) {
+        gauges.withLock { $0.removeValue(forKey: Self.key(name, labels)) }?.destroy()
+    }
+
     /// The histogram (swift-metrics `Timer`) `name{labels}`, in seconds.
     func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
         cached(timers, name, labels) { CoreMetrics.Timer(label: name, dimensions: labels, preferredDisplayUnit: .seconds, factory: factory) }

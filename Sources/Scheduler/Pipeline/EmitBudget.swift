@@ -17,7 +17,8 @@ final class EmitBudget: @unchecked Sendable {
     }
 
     /// Takes `count` permits, waiting while the group is at its limit (a
-    /// message emitting more than the limit alone waits for an empty pipeline).
+    /// message emitting more than the limit alone waits for an empty pipeline;
+    /// `Worker.emit` refuses such a message before it gets here).
     /// Returns false, having taken nothing, if `shouldStop` turns true first.
     func acquire(_ count: Int, shouldStop: () -> Bool) -> Bool {
         guard count > 0 else { return true }

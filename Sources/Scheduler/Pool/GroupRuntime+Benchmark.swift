@@ -26,13 +26,13 @@
     }
 
     /// Takes a probe over the partitions assigned now.
-    public func positionProbe() async -> PositionProbe {
-        PositionProbe(feeds: await coordinator.inspect { Array($0.feeds.values) })
+    public func positionProbe() async throws -> PositionProbe {
+        PositionProbe(feeds: try await coordinator.inspect { Array($0.feeds.values) })
     }
 
     /// The coordinator's totals so far.
-    public func totals() async -> Totals {
-        await coordinator.inspect {
+    public func totals() async throws -> Totals {
+        try await coordinator.inspect {
             Totals(gaps: $0.gaps.recentDurations, handoffs: $0.gaps.count,
                    slices: $0.activity.reduce(0) { $0 + $1.slices },
                    busy: $0.activity.reduce(Duration.zero) { $0 + $1.busy })

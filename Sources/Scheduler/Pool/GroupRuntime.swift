@@ -185,7 +185,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // block: they run on a thread of their own, not on the concurrency pool.
         // Leaving the group runs the revoke callback there; nothing is held any more.
         let closer = DedicatedThread(name: "close-\(group.name)")
-        await closer.run { [self] in
+        try? await closer.run { [self] in  // a fresh thread: never stopped yet
             commitFinalAfterRebalance(feeds)
             pollLoop.withLock { $0 }?.stop()
         }
@@ -193,7 +193,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         // rebalance made feeds of its own (nothing processed on them).
         let late = await coordinator.inspect(within: .seconds(1)) { Array($0.feeds.values) } ?? []
         let all = feeds + late.filter { feed in !feeds.contains { $0 === feed } }
-        await closer.run { [self] in
+        try? await closer.run { [self] in  // not stopped until below
             // A worker left behind may still use the consumer when its call
             // returns: keep it open (the group's session expires instead).
             // librdkafka's order (INTRODUCTION.md, "Termination"): partition
@@ -256,9 +256,9 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }
     }
 
-    /// The group's state for `GET /groups`.
-    public func snapshot() async -> GroupView {
-        await coordinator.inspect { $0.snapshot() }
+    /// The group's state for `GET /groups`; nil once the group has stopped.
+    public func snapshot() async -> GroupView? {
+        try? await coordinator.inspect { $0.snapshot() }
     }
 
     /// Synchronously commits the next offset of every feed that moved; the

@@ -4,7 +4,7 @@ import Synchronization
 /// Where the holders of a partition's lanes read their messages.
 ///
 /// The partition's librdkafka queue is read by whichever lane holder needs
-/// messages (one at a time, under `fetching`); every message read is split at
+/// messages (one at a time: the one holding `readTurn`); every message read is split at
 /// once into its key lane (`KeyLanes`) in offset order, so each lane's backlog
 /// holds its messages in the partition's order. A lane's holder takes only its
 /// own lane's messages, and only the current holder of a lane takes them, so a
@@ -22,9 +22,11 @@ final class PartitionFeed: Sendable {
     /// only its lane read again.
     let laneEmits: [EmitTracker]
     private let split: Mutex<SplitState>
-    /// Held while reading the partition queue (and while seeking it), so
-    /// messages are split in the order they were read.
-    private let fetching = Mutex<Void>(())
+    /// Taken while reading the partition queue (and while seeking it), so
+    /// messages are split in the order they were read. A turn, not a mutex:
+    /// no lock is held across the blocking librdkafka calls, and a lane
+    /// holder waiting for it gives up at its deadline or when told to stop.
+    private let readTurn = ReadTurn()
     private let committed = Atomic<Int64>(-1)
     /// Serialises commits of the partition from several lane holders, so a
     /// lower position is never sent after a higher one.
@@ -63,14 +65,18 @@ final class PartitionFeed: Sendable {
         while true {
             if let mine = takeBacklog(lane) { return mine }
             if split.withLock({ $0.ledger.mayFetch }) {
+                // Another lane's holder reads (or seeks) until our deadline:
+                // come back empty, the lease loop checks its stop flag.
+                guard readTurn.take(until: deadline, shouldStop: { false }) else { return takeBacklog(lane) ?? [] }
                 let remaining = max(0, Int((deadline - .now) / .milliseconds(1)))
-                let fetched = fetching.withLock { _ -> [KafkaRawMessage]? in
+                let fetched = { () -> [KafkaRawMessage]? in
+                    defer { readTurn.give() }
                     // Another lane's holder may have read ours meanwhile.
                     if let mine = takeBacklog(lane) { return mine }
                     guard split.withLock({ $0.ledger.mayFetch }) else { return nil }
                     distribute(queue.consumeBatch(timeoutMs: lanes == 1 ? timeoutMs : min(remaining, 5)))
                     return takeBacklog(lane)
-                }
+                }()
                 if let fetched { return fetched }
                 if lanes == 1 { return [] }
             } else {
@@ -140,23 +146,39 @@ final class PartitionFeed: Sendable {
         split.withLock { $0.ledger.finished(lane: lane, through: offset) }
     }
 
+    /// How one attempt at `rewind` went.
+    enum RewindOutcome: Equatable {
+        /// The read position moved back; the lane's backlog is dropped.
+        case done
+        /// `seek` failed (nothing changed): try again after a pause.
+        case failed(String)
+        /// Told to stop while waiting for another lane's read or seek.
+        case stopped
+    }
+
     /// After a failed emit: `lane` is read again from `offset`. Drops the
     /// lane's backlog and, while no other lane reads, moves the partition's
-    /// read position back with `seek` (to `offset`, or earlier if another
-    /// lane's rewind is not read again yet; false: it could not, and nothing
-    /// changes). Other lanes keep their messages and skip them when read again.
-    func rewind(lane: Int, to offset: Int64, seek: (Int64) -> Bool) -> Bool {
-        fetching.withLock { _ -> Bool in
+    /// read position back with one `seek` attempt (to `offset`, or earlier if
+    /// another lane's rewind is not read again yet). Other lanes keep their
+    /// messages and skip them when read again. The caller retries a failed
+    /// attempt, pausing outside the turn, so other lanes read meanwhile and
+    /// see their own stop flags.
+    func rewind(lane: Int, to offset: Int64, shouldStop: () -> Bool, seek: (Int64) throws -> Void) -> RewindOutcome {
+        guard readTurn.take(until: .now + .seconds(86_400 * 365), shouldStop: shouldStop) else { return .stopped }
+        defer { readTurn.give() }
+        do {
             // Not past where another lane's rewind already moved reading back to.
-            guard seek(split.withLock { $0.ledger.rewindTarget(offset) }) else { return false }
-            let dropped = split.withLock { state -> [KafkaRawMessage] in
-                defer { state.backlogs[lane].removeAll() }
-                state.ledger.rewind(lane: lane, to: offset)
-                return state.backlogs[lane]
-            }
-            dropped.forEach { $0.destroy() }
-            return true
+            try seek(split.withLock { $0.ledger.rewindTarget(offset) })
+        } catch {
+            return .failed("\(error)")
         }
+        let dropped = split.withLock { state -> [KafkaRawMessage] in
+            defer { state.backlogs[lane].removeAll() }
+            state.ledger.rewind(lane: lane, to: offset)
+            return state.backlogs[lane]
+        }
+        dropped.forEach { $0.destroy() }
+        return .done
     }
 
     /// Messages of `lane` ready to process now (its backlog), plus what
@@ -241,4 +263,35 @@ struct LaneFeed: Sendable {
     var readyCount: Int { feed.readyCount(lane: lane) }
     /// The lane's next message to process (-1 until known).
     var nextOffset: Int64 { feed.lowestUnfinished(lane: lane) }
+}
+
+/// One lane holder at a time reads (or seeks) a partition: a turn taken and
+/// given back under a condition, never a lock held while the holder waits
+/// in librdkafka, so others wait with a deadline and a stop flag.
+final class ReadTurn: @unchecked Sendable {
+    // Threading rule: `taken` only under `condition`.
+    private let condition = NSCondition()
+    private var taken = false
+
+    /// Takes the turn; false if `deadline` passed or `shouldStop` turned
+    /// true first (checked at least every 10 ms).
+    func take(until deadline: ContinuousClock.Instant, shouldStop: () -> Bool) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while taken {
+            let left = deadline - .now
+            if shouldStop() || left <= .zero { return false }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: min(0.01, left.seconds)))
+        }
+        taken = true
+        return true
+    }
+
+    /// Gives the turn back and wakes the waiters.
+    func give() {
+        condition.lock()
+        taken = false
+        condition.broadcast()
+        condition.unlock()
+    }
 }

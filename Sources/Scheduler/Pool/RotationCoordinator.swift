@@ -100,6 +100,11 @@ final class RotationCoordinator: @unchecked Sendable {
         return released.withLock { $0 }
     }
 
+    /// The labels of `partition`'s lag gauge.
+    private func lagLabels(_ partition: TopicPartition) -> [(String, String)] {
+        [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))]
+    }
+
     /// A worker reached a slice boundary (and goes on in overtime), or let go of its partition.
     func received(_ report: SliceReport) {
         thread.submit { [self] in handle(report) }
@@ -118,8 +123,7 @@ final class RotationCoordinator: @unchecked Sendable {
             // Per partition, not per lane: a lane label would multiply the
             // series by the lane count; lanes' lags are in GET /groups.
             for partition in feeds.keys {
-                metrics.gauge(MetricName.lag, [("group", group.name), ("topic", partition.topic), ("partition", String(partition.partition))])
-                    .record(lag(partition))
+                metrics.gauge(MetricName.lag, lagLabels(partition)).record(lag(partition))
             }
             metrics.gauge(MetricName.emitsInFlight, [("group", group.name)]).record(environment.emitBudget.current)
         }
@@ -162,8 +166,9 @@ final class RotationCoordinator: @unchecked Sendable {
     }
 
     /// Runs `body` on the coordinator's thread (for snapshots).
-    func inspect<T: Sendable>(_ body: @escaping @Sendable (RotationCoordinator) -> T) async -> T {
-        await thread.run { [self] in body(self) }
+    /// Throws once the coordinator's thread is stopped.
+    func inspect<T: Sendable>(_ body: @escaping @Sendable (RotationCoordinator) -> T) async throws(DedicatedThreadStopped) -> T {
+        try await thread.run { [self] in body(self) }
     }
 
     // MARK: Internals (coordinator thread only)
@@ -226,6 +231,7 @@ final class RotationCoordinator: @unchecked Sendable {
         case .release(let ticket, let slots):
             // Every lane of a partition is in the same revocation.
             let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }
+            for feed in released { catalog.metrics.removeGauge(MetricName.lag, lagLabels(feed.partition)) }
             guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
             waiter.feeds.withLock { $0 = released }
             waiter.done.signal()

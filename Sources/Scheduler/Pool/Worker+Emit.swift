@@ -24,6 +24,11 @@ extension Worker {
         for message in messages {
             if let problem = publisher.problem(with: message) { return .invalid("emit to '\(message.topic)' failed: \(problem)") }
         }
+        // More than the group may have in flight at once could only go
+        // through an empty pipeline, past the bound: a failed attempt instead.
+        guard messages.count <= environment.emitBudget.limit else {
+            return .invalid("one message emitted \(messages.count) tasks, more than [[groups]] max_inflight_emits (\(environment.emitBudget.limit))")
+        }
         let stopRequested = { lease.control.stopReason != nil }
         guard environment.emitBudget.acquire(messages.count, shouldStop: stopRequested) else {
             return .stopped(lease.control.stopReason ?? .shutdown)
@@ -40,6 +45,11 @@ extension Worker {
                 }
                 // Never enqueued: recorded as a failed delivery, so this
                 // message's offset is not committed and it is processed again.
+                if case .kafka(let kafka) = error, kafka.isClosed {
+                    // A worker left behind at shutdown whose call returned late.
+                    environment.logger.warning("emit of offset \(offset) refused: \(kafka); the message stays uncommitted",
+                                               metadata: logMetadata.merging([LogKey.topic: "\(lease.partition.topic)", LogKey.offset: "\(offset)"]) { $1 })
+                }
                 sink.delivered(token: offset, error: KafkaError(code: -1, message: "\(error)"))
                 break
             }
@@ -66,25 +76,25 @@ extension Worker {
                                            LogKey.lane: "\(lease.slot.lane)", LogKey.offset: "\(failed.offset)"]) { $1 })
         // With lanes, only this lane goes back: the others skip what they
         // already had when the partition is read again (PartitionFeed.rewind).
-        var stopped: SliceEndReason?
-        let rewound = feed.feed.rewind(lane: feed.lane, to: failed.offset) { target in
-            var tries = 0
-            while true {
-                do {
-                    try environment.consumer.seek(
-                        PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target), timeoutMs: 5000)
-                    return true
-                } catch {
-                    tries += 1
-                    environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
-                    if let stop = pause(milliseconds: 200, lease: lease) {
-                        stopped = stop
-                        return false
-                    }
-                }
+        // One seek per turn, the pauses outside it: other lanes of the
+        // partition read meanwhile, and a revoke or shutdown ends the loop
+        // within one seek's timeout.
+        var tries = 0
+        rewinding: while true {
+            let outcome = feed.feed.rewind(lane: feed.lane, to: failed.offset, shouldStop: stopRequested) { target in
+                try environment.consumer.seek(
+                    PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target),
+                    timeoutMs: WorkerEnvironment.seekTimeoutMs)
+            }
+            switch outcome {
+            case .done: break rewinding
+            case .stopped: return lease.control.stopReason ?? .shutdown
+            case .failed(let error):
+                tries += 1
+                environment.logger.error("seek after a failed emit failed (try \(tries)): \(error)", metadata: logMetadata)
+                if let stop = pause(milliseconds: 200, lease: lease) { return stop }
             }
         }
-        if !rewound { return stopped ?? .shutdown }
         guard failed.rounds < group.maxAttempts else { return nil }  // dead-lettered when it comes again
         return pause(milliseconds: min(group.retryBackoffMs << min(failed.rounds - 1, 16), 30_000), lease: lease)
     }

@@ -21,6 +21,10 @@ struct WorkerEnvironment: Sendable {
     /// The drain wait while fetched messages wait on a partition nobody
     /// holds (`FetchedElsewhere`): the worker is given them instead.
     static let shortDrainWaitMs = 1
+    /// One seek attempt of a rewind after a failed emit: a lease asked to
+    /// stop (revoke, shutdown) while the broker is unreachable ends within it
+    /// (plus one 200 ms pause). Was 5000 per try.
+    static let seekTimeoutMs = 1000
     /// How often a slice commits its progress (async), bounding what a crash
     /// or a rebalance makes the next holder process again.
     static let commitInterval = Duration.milliseconds(25)

@@ -34,7 +34,7 @@ struct TaskGeneratorService: Service {
         metrics.gauge(MetricName.poolPublisher, []).record(0)
         // Leave the publishers' group so another daemon takes over at once (blocking: off the pool).
         let thread = DedicatedThread(name: "pool-election-stop")
-        await thread.run { election.stop() }
+        try? await thread.run { election.stop() }  // a fresh thread: never stopped yet
         thread.stop()
         await script.close()
     }

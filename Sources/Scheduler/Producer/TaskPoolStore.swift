@@ -42,10 +42,13 @@ public final class TaskPoolStore: Sendable {
     public let capacity: Int
     /// How long a request waits for the pool to be read at start, and for
     /// the follower to apply a record this daemon wrote.
-    private let waitMs: Int
+    let waitMs: Int
     private let logger: Logger
-    /// Set at shutdown, before the producer closes: retractions stop.
-    private let stopped = LockedValue(false)
+    /// Set at shutdown, before the producer closes: when retractions must
+    /// have succeeded (they go on retrying until then).
+    private let stopDeadline = LockedValue<ContinuousClock.Instant?>(nil)
+    /// Retractions still retrying, by entry id.
+    private let retracting = LockedValue<[String: Task<Bool, Never>]>([:])
 
     init(topic: String, capacity: Int, loadWaitMs: Int, publisher: TaskPublisher, bootstrapServers: String,
          properties: [String: String], logger: Logger) {
@@ -185,25 +188,43 @@ public final class TaskPoolStore: Sendable {
 
     /// Writes the tombstone of an entry whose addition failed, retrying
     /// until it is acknowledged (the client was told the addition failed,
-    /// so it must not find the task in the pool). Bounded: after
-    /// `retractAttempts` the entry may stay, and the log says how to remove it.
+    /// so it must not find the task in the pool, now or after a restart).
+    /// Bounded: after `retractAttempts`, or at shutdown once `stop`'s grace
+    /// passed, the entry may stay, and the log says how to remove it.
     private func retract(_ id: String) {
-        Task { [self] in
-            for _ in 0..<Self.retractAttempts {
-                // The producer closes after the pool's service stopped: never write past that.
-                guard !stopped.withLock({ $0 }) else { break }
-                if (try? await write(.removed(id: id))) != nil { return }
+        // Registered under the lock the task's end takes too, so it is never
+        // removed before it was added.
+        retracting.withLock { inFlight in inFlight[id] = Task { [self] () -> Bool in
+            defer { self.retracting.withLock { _ = $0.removeValue(forKey: id) } }
+            for attempt in 1...Self.retractAttempts {
+                if (try? await write(.removed(id: id))) != nil { return true }
+                // The producer closes after the pool's service stopped: never write past its grace.
+                if let deadline = stopDeadline.withLock({ $0 }), ContinuousClock.now + .seconds(1) >= deadline { break }
+                logger.warning("retracting pool entry \(id) (attempt \(attempt) of \(Self.retractAttempts)) failed; retrying in 1 s",
+                               metadata: [LogKey.topic: "\(topic)"])
                 try? await Task.sleep(for: .seconds(1))
             }
             logger.error("could not remove a pool entry whose addition failed; if it shows in GET /tasks, remove it with DELETE /tasks/\(id)",
                          metadata: [LogKey.topic: "\(topic)"])
-        }
+            return false
+        } }
     }
 
-    /// Stops the retractions still retrying (the daemon is stopping).
-    func stop() {
-        stopped.withLock { $0 = true }
+    /// The daemon is stopping (the producer is still open): retractions
+    /// still retrying get until `grace` has passed, each within one more
+    /// write; returns the ids of those that failed (logged).
+    @discardableResult
+    func stop(grace: Duration) async -> [String] {
+        stopDeadline.withLock { $0 = .now + grace }
+        var failed: [String] = []
+        for (id, task) in retracting.withLock({ $0 }) {
+            if await !task.value { failed.append(id) }
+        }
+        return failed
     }
+
+    /// Retractions still retrying (for tests).
+    var retractionsInFlight: Int { retracting.withLock { $0.count } }
 
     /// Writes the tick record (the publisher, before and after each tick).
     func writeTick(_ tick: PoolTick) async throws(PoolError) {
@@ -223,6 +244,8 @@ public final class TaskPoolStore: Sendable {
 
     private func write(_ record: PoolRecord) async throws(PoolError) -> DeliveryReport {
         do throws(PoolError) {
+            // The pool topic's first write may create it on the embedded broker: off the concurrency pool.
+            do { try await publisher.prepareTopicOffPool(topic) } catch { throw PoolError.publish(.kafka(error as? KafkaError ?? KafkaError(code: -1, message: "\(error)"))) }
             return try await Self.acknowledged(publisher.enqueue(record.message(topic: topic), checkSize: false))
         } catch {
             logger.warning("could not write to the pool topic: \(error)", metadata: [LogKey.topic: "\(topic)"])

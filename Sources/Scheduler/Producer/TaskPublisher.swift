@@ -33,6 +33,8 @@ public final class TaskPublisher: Sendable {
     /// `[kafka] partitions`); nil for a real cluster.
     private let topicCreator: (@Sendable (String) throws -> Void)?
     private let knownTopics = LockedValue<Set<String>>([])
+    /// `[api] topics` and `max_topics`: which topics, and how many, `knownTopics` may hold.
+    let policy: TopicPolicy
     private let topicThread = DedicatedThread(name: "topic-create")
     let metrics: SchedulerMetrics
     /// `scheduler_tasks_published_total` per topic: looked up by topic alone
@@ -41,7 +43,8 @@ public final class TaskPublisher: Sendable {
 
     /// A publisher over `producer`; `topicCreator` creates topics that do not exist yet (embedded broker).
     @_spi(Benchmark) public init(producer: KafkaProducer, maxMessageBytes: Int, logger: Logger, metrics: SchedulerMetrics,
-         topicCreator: (@Sendable (String) throws -> Void)?) {
+         topicCreator: (@Sendable (String) throws -> Void)?, policy: TopicPolicy = .any) {
+        self.policy = policy
         self.metrics = metrics
         self.producer = producer
         self.maxMessageBytes = maxMessageBytes
@@ -57,7 +60,7 @@ public final class TaskPublisher: Sendable {
 
     /// Checks a task without publishing it; returns what is wrong, or nil.
     public func problem(with task: TaskSpec) -> String? {
-        if let problem = TopicName.problem(task.topic) { return problem }
+        if let problem = TopicName.problem(task.topic) ?? policyProblem(task.topic) { return problem }
         let size = task.message.utf8.count + (task.key?.utf8.count ?? 0)
             + (task.headers ?? [:]).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         if size > maxMessageBytes {
@@ -107,7 +110,7 @@ public final class TaskPublisher: Sendable {
     /// limit, and the producer's `message.max.bytes` leaves 4 KiB for the
     /// headers added to it.
     func problem(with message: OutgoingMessage, checkSize: Bool = true) -> PublishError? {
-        if let problem = TopicName.problem(message.topic) { return .invalid(problem) }
+        if let problem = TopicName.problem(message.topic) ?? policyProblem(message.topic) { return .invalid(problem) }
         let size = message.value.count + (message.key?.count ?? 0) + message.headers.reduce(0) { (sum: Int, header: KafkaHeader) in sum + header.name.utf8.count + (header.value?.count ?? 0) }
         if checkSize && size > maxMessageBytes {
             return .invalid("message is \(size) bytes (with key and headers); the limit is \(maxMessageBytes) (producer.max_message_bytes)")
@@ -166,9 +169,19 @@ public final class TaskPublisher: Sendable {
         return counter
     }
 
+    /// Why a client may not publish to `topic` ([api] topics, max_topics), or nil.
+    private func policyProblem(_ topic: String) -> String? {
+        knownTopics.withLock { policy.problem(topic, known: $0.contains(topic), tracked: $0.count) }
+    }
+
+    /// Distinct topics this daemon publishes to.
+    var trackedTopics: Int { knownTopics.withLock { $0.count } }
+
     /// `prepareTopic` for async callers: creating a topic on the embedded
-    /// broker waits for the mock cluster's thread, so it runs on a dedicated one.
-    private func prepareTopicOffPool(_ topic: String) async throws {
+    /// broker waits for the mock cluster's thread, so it runs on a dedicated one
+    /// (async callers of `enqueue` call this first, so `enqueue` finds the
+    /// topic known and blocks on nothing).
+    func prepareTopicOffPool(_ topic: String) async throws {
         guard knownTopics.withLock({ !$0.contains(topic) }) else { return }
         guard topicCreator != nil else { return try prepareTopic(topic) }  // nothing blocks then
         try await topicThread.run { [self] in try prepareTopic(topic) }
@@ -178,8 +191,16 @@ public final class TaskPublisher: Sendable {
     /// for its metadata so its first messages need not wait a second for
     /// librdkafka to look the topic up by itself.
     private func prepareTopic(_ topic: String) throws {
-        let isNew = knownTopics.withLock { $0.insert(topic).inserted }
-        guard isNew else { return }
+        // Checked again as the topic is added (publishers checked it just
+        // before, but a schedule fired from a script was never checked).
+        let refusal = knownTopics.withLock { known -> String?? in
+            guard !known.contains(topic) else { return .none }  // known: nothing to do
+            if let problem = policy.problem(topic, known: false, tracked: known.count) { return .some(problem) }
+            known.insert(topic)
+            return .some(nil)
+        }
+        guard let refusal else { return }
+        if let refusal { throw KafkaError(code: -1, message: refusal) }
         if let topicCreator {
             do {
                 try topicCreator(topic)

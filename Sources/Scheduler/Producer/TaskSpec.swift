@@ -18,6 +18,12 @@ public struct TaskSpec: Sendable, Equatable, Codable {
         self.headers = headers
     }
 
+    /// What this task holds in memory, as `CallOutput` counts it.
+    var heldBytes: Int {
+        topic.utf8.count + message.utf8.count + (key?.utf8.count ?? 0)
+            + (headers ?? [:]).reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+    }
+
     /// The Kafka message for this task. Headers are sent sorted by name so the
     /// record is the same whatever order a dictionary yields.
     var outgoing: OutgoingMessage {

@@ -35,7 +35,7 @@ struct ScheduleCatalogFollower: Service {
         tail.start()
         try? await gracefulShutdown()
         let thread = DedicatedThread(name: "schedule-catalog-stop")
-        await thread.run { tail.stop() }
+        try? await thread.run { tail.stop() }  // a fresh thread: never stopped yet
         thread.stop()
     }
 }

@@ -131,8 +131,9 @@ final class ScheduleConsumer: @unchecked Sendable {
         let again = store.book.update { $0.apply(record, partition: partition) }
         for record in again {
             // A fire's state landed after the cancel's tombstone (cancel
-            // again), or a record left out this owner's newer state (merged).
-            _ = store.publisher.enqueue(record.message(topic: store.topic, partitions: store.placement.partitions), checkSize: false)
+            // again), or a record left out this owner's newer state (merged):
+            // written again until acknowledged.
+            store.rewrite(record)
         }
     }
 }

@@ -12,9 +12,11 @@ public struct SchedulePlacement: Sendable {
     /// of the message being processed, so it is stored before that message's
     /// offset is committed.
     let publish: (@Sendable (OutgoingMessage) -> Void)?
+    /// Why no more schedules may be created now (`[schedules] max_schedules`), or nil.
+    var admit: (@Sendable () -> String?)? = nil
 
     /// The same placement for workers: records go out as tracked emits.
-    var forWorkers: SchedulePlacement { SchedulePlacement(topic: topic, partitions: partitions, publish: nil) }
+    var forWorkers: SchedulePlacement { SchedulePlacement(topic: topic, partitions: partitions, publish: nil, admit: admit) }
 
     /// A new schedule of `kind` for `task` and its record.
     func create(task: TaskSpec, kind: ScheduleKind, now: Int64) throws(ScheduleFieldError) -> (Schedule, OutgoingMessage) {

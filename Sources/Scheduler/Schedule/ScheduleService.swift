@@ -21,7 +21,7 @@ struct ScheduleService: Service {
         try? await gracefulShutdown()
         // Both stops block (a revoke waits up to 5 s): off the concurrency pool.
         let thread = DedicatedThread(name: "schedule-stop")
-        await thread.run {
+        try? await thread.run {  // a fresh thread: never stopped yet
             consumer.stop()
             firer.stop()
         }

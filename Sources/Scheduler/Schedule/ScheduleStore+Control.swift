@@ -67,6 +67,8 @@ extension ScheduleStore {
         if let problem = publisher.problem(with: definition.task) { throw .invalid(problem) }
         let now = RFC3339.nowMs
         let base = try known(id: id)?.schedule
+        var reserved = false
+        defer { if reserved { releaseNew() } }
         var schedule: Schedule
         if let base {
             if definition.matches(base) { return (base, false, false) }
@@ -80,8 +82,9 @@ extension ScheduleStore {
                 schedule.nextDueMs = first
             }
         } else {
-            // max_schedules counts only new schedules; the other limits are issue 23's.
-            if book.read({ $0.count }) >= capacity { throw .full(capacity: capacity) }
+            // max_schedules counts only new schedules, reserved as create() does.
+            try reserveNew()
+            reserved = true
             do {
                 schedule = try Schedule(id: id, task: definition.task, kind: definition.kind, now: now)
             } catch {

@@ -30,7 +30,7 @@ public enum ScheduleError: Error, CustomStringConvertible, Sendable, Equatable {
 /// and listing the ones it owns. Firing is `ScheduleFirer`'s, reading the
 /// topic `ScheduleConsumer`'s; both share `book`.
 public final class ScheduleStore: Sendable {
-    let book = ScheduleBook()
+    let book: ScheduleBook
     /// Every schedule of the cluster (`ScheduleCatalogFollower` reads them all).
     let catalog = LockedValue(ScheduleCatalog())
     /// True once the catalog read every partition of the topic to its end.
@@ -42,12 +42,18 @@ public final class ScheduleStore: Sendable {
     let logger: Logger
     /// Recent fire delays (due time to acknowledgement, µs), for the benchmark.
     let recentDelays = LockedValue<[Int64]>([])
+    /// API creations between the capacity check and their record applied:
+    /// counted with the book under this lock, so concurrent posts cannot
+    /// both pass `max_schedules`.
+    private let creating = LockedValue(0)
 
     init(config: SchedulesSection, publisher: TaskPublisher, metrics: SchedulerMetrics, logger: Logger) {
         self.publisher = publisher
         self.metrics = metrics
         self.capacity = config.maxSchedules
         self.logger = logger
+        let book = ScheduleBook(), capacity = config.maxSchedules
+        self.book = book
         self.placement = SchedulePlacement(topic: config.topic, partitions: config.partitions, publish: { [publisher, logger] message in
             // Scripts outside process(): fire and forget, failures logged.
             guard case .success(let pending) = publisher.enqueue(message, checkSize: false) else {
@@ -61,6 +67,9 @@ public final class ScheduleStore: Sendable {
                     logger.error("a schedule record from a script failed: \(error)", metadata: [LogKey.topic: "\(message.topic)"])
                 }
             }
+        }, admit: { [book] in
+            // Scripts: checked per schedule; a call makes at most [scripts] max_call_emits.
+            book.read { $0.count } >= capacity ? ScheduleError.full(capacity: capacity).description : nil
         })
     }
 
@@ -73,10 +82,25 @@ public final class ScheduleStore: Sendable {
     /// The schedules this daemon owns, earliest due first.
     var schedules: [Schedule] { book.read { $0.schedules } }
 
+    /// Holds a place for a new schedule until `releaseNew()`: past
+    /// max_schedules, counting creations still waiting for the broker (two
+    /// concurrent posts cannot both pass the last place), throws `.full`.
+    func reserveNew() throws(ScheduleError) {
+        let reserved = creating.withLock { inFlight in
+            guard book.read({ $0.count }) + inFlight < capacity else { return false }
+            inFlight += 1
+            return true
+        }
+        guard reserved else { throw .full(capacity: capacity) }
+    }
+
+    func releaseNew() { creating.withLock { $0 -= 1 } }
+
     /// Stores a new schedule; returns it once its record was acknowledged.
     func create(task: TaskSpec, kind: ScheduleKind) async throws(ScheduleError) -> Schedule {
         if let problem = publisher.problem(with: task) { throw .invalid(problem) }
-        if book.read({ $0.count }) >= capacity { throw .full(capacity: capacity) }
+        try reserveNew()
+        defer { releaseNew() }
         let (schedule, message): (Schedule, OutgoingMessage)
         do {
             (schedule, message) = try placement.create(task: task, kind: kind, now: RFC3339.nowMs)
@@ -118,7 +142,30 @@ public final class ScheduleStore: Sendable {
             table.removeHere(id, partition: partition)
             return []
         }
-        for record in again { _ = publisher.enqueue(record.message(topic: topic, partitions: placement.partitions), checkSize: false) }
+        for record in again { rewrite(record) }
+    }
+
+    /// Most attempts at writing a record again (1 s apart, each up to the producer timeout).
+    static let rewriteAttempts = 30
+
+    /// Writes `record` again, retrying until acknowledged: a re-cancel
+    /// tombstone (a fire's state landed after the cancel: a cancelled
+    /// schedule must not fire again after a restart) or this owner's merged
+    /// state. Gives up after `rewriteAttempts`, logging what to do by hand.
+    func rewrite(_ record: ScheduleRecord) {
+        let message = record.message(topic: topic, partitions: placement.partitions)
+        let id = record.id
+        let what = if case .removed = record { "the tombstone of cancelled schedule \(id); cancel it again with DELETE /schedules/\(id)" }
+                   else { "the merged state of schedule \(id); its fire count may be behind after a restart" }
+        Task { [self] in
+            for attempt in 1...Self.rewriteAttempts {
+                if case .success(let pending) = publisher.enqueue(message, checkSize: false), (try? await pending.report()) != nil { return }
+                logger.warning("writing schedule \(id) again (attempt \(attempt) of \(Self.rewriteAttempts)) failed; retrying in 1 s",
+                               metadata: [LogKey.schedule: "\(id)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+            logger.error("could not write \(what)", metadata: [LogKey.schedule: "\(id)"])
+        }
     }
 
     func write(_ message: OutgoingMessage) async throws(ScheduleError) {

@@ -57,38 +57,49 @@ public final class DedicatedThread: @unchecked Sendable {
         finished.signal()
     }
 
-    /// Queues `body` without waiting for it.
-    public func submit(_ body: @escaping @Sendable () -> Void) {
+    /// Queues `body` without waiting for it. Returns false, dropping `body`,
+    /// once `stop()` was called: nothing would ever run it.
+    @discardableResult
+    public func submit(_ body: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return false }
         jobs.append(body)
         condition.signal()
-        condition.unlock()
+        return true
     }
 
-    /// Runs `body` on this thread and returns its result.
+    /// Runs `body` on this thread and returns its result. Throws
+    /// `DedicatedThreadStopped` if the thread was stopped (the job never runs).
     public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            submit {
+            let queued = submit {
                 do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
             }
+            if !queued { continuation.resume(throwing: DedicatedThreadStopped(thread: name)) }
         }
     }
 
-    /// Runs `body`, which cannot fail, on this thread and returns its result.
-    public func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-            submit { continuation.resume(returning: body()) }
+    /// Runs `body`, which cannot fail, on this thread and returns its result;
+    /// throws only if the thread was stopped (the job never runs).
+    public func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async throws(DedicatedThreadStopped) -> T {
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let queued = submit { continuation.resume(returning: body()) }
+            if !queued { continuation.resume(returning: nil) }
         }
+        guard let outcome else { throw DedicatedThreadStopped(thread: name) }
+        return outcome
     }
 
     /// Runs `body` on this thread; nil if it has not finished within `limit`
-    /// (it then still runs to its end, unobserved). For shutdown paths that
-    /// must not wait for ever on a thread that may be stuck.
+    /// (it then still runs to its end, unobserved) or the thread was stopped
+    /// (it never runs). For shutdown paths that must not wait for ever on a
+    /// thread that may be stuck.
     public func run<T: Sendable>(within limit: Duration, _ body: @escaping @Sendable () -> T) async -> T? {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = OneShot(continuation)
+            guard submit({ once.resume(body()) }) else { return once.resume(nil) }
             DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds) { once.resume(nil) }
-            submit { once.resume(body()) }
         }
     }
 
@@ -106,6 +117,13 @@ public final class DedicatedThread: @unchecked Sendable {
     deinit {
         stop()
     }
+}
+
+/// A job given to a `DedicatedThread` after `stop()`: it was not run.
+public struct DedicatedThreadStopped: Error, CustomStringConvertible, Sendable {
+    /// The thread's name.
+    public let thread: String
+    public var description: String { "thread \(thread) is stopped; the job was not run" }
 }
 
 /// A continuation resumed by whichever of several paths comes first.

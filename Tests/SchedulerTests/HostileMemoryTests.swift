@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+@testable import Scheduler
+
+/// A process's memory from `/proc/<pid>/status`, in MiB: the resident set
+/// now (`VmRSS`) and its peak so far (`VmHWM`).
+func processMemoryMiB(_ pid: Int32) -> (rss: Int, peak: Int)? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    func field(_ name: String) -> Int? {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return nil }
+        return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 / 1024 }
+    }
+    guard let rss = field("VmRSS"), let peak = field("VmHWM") else { return nil }
+    return (rss, peak)
+}
+
+@Suite("Hostile scripts: the daemon's memory", .serialized)
+struct HostileMemoryTests {
+    @Test("process() emitting a 100 kB string in a loop: every call ends at [scripts] max_call_emit_mb, the message is dead-lettered, the daemon's peak RSS stays bounded",
+          .timeLimit(.minutes(3)))
+    func emitLoopBounded() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")
+        let topic = try TestBroker.freshTopic("emit-bomb", partitions: 2)
+        try TestBroker.shared.createTopic("\(topic).dlq", partitions: 2)
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              if msg.payload == "bomb" then
+                local s = string.rep("x", 100000)
+                while true do scheduler.emit("\(topic)-out", s) end
+              end
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " x " .. msg.payload)
+            end
+            """])
+        let configFile = try daemonConfig(next: scripts, topic: topic, group: "emit-bomb", workers: 2, sliceMs: 50,
+                                          groupExtra: "max_attempts = 3\nretry_backoff_ms = 1")
+        let daemon = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
+        // The idle daemon's size first, once it has joined and processed a message.
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        for partition: Int32 in [0, 1] {
+            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("warm".utf8), partition: partition))
+        }
+        #expect(await eventually(timeout: .seconds(60)) { daemon.lines.filter { $0.contains("] seen ") }.count >= 2 })
+        let idle = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        // One bomb per partition: both workers run one at once.
+        for partition: Int32 in [0, 1] {
+            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("bomb".utf8), partition: partition))
+            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("after".utf8), partition: partition))
+        }
+        await producer.close(timeoutMs: 1000)
+        let letters = try await readAll(topic: "\(topic).dlq", partitions: 2, count: 2, timeout: .seconds(90))
+        let done = await eventually(timeout: .seconds(30)) { daemon.lines.filter { $0.contains("] seen ") && $0.hasSuffix(" after") }.count >= 2 }
+        let memory = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        let status = await daemon.terminate(timeout: .seconds(30))
+        print("emit loop of 100 kB strings (2 workers, 3 attempts each, [scripts] max_call_emit_mb 16): daemon RSS idle \(idle.rss) MiB, peak \(memory.peak) MiB (+\(memory.peak - idle.rss) MiB)")
+        #expect(letters.map { $0.value.utf8String } == ["bomb", "bomb"])
+        #expect(done, "log:\n\(daemon.log.suffix(3000))")
+        let failures = daemon.lines.filter { $0.contains("process() failed") }
+        #expect(failures.count == 6)
+        #expect(failures.allSatisfy { $0.contains("emit limit exceeded") && $0.contains("[scripts] max_call_emit_mb") }, "\(failures.prefix(2))")
+        // Unbounded, each call grew the daemon ~350 MB/s for max_call_ms (5 s).
+        // Bounded: 2 workers × 16 MiB of copies, plus the allocator's slack.
+        #expect(memory.peak - idle.rss < 160, "peak RSS \(memory.peak) MiB, idle \(idle.rss) MiB")
+        #expect(status == 0)
+    }
+}
