@@ -57,7 +57,9 @@ struct MetricsTests {
             #expect(sample(text, "scheduler_messages_dead_lettered_total", groupTopic) == 1)
             #expect(sample(text, "scheduler_partition_lag", ["group": group, "topic": topic, "partition": "0"]) != nil)
             #expect((sample(text, "scheduler_slices_total", ["group": group, "worker": "\(group)-0"]) ?? 0) > 0)
-            #expect(sample(text, "scheduler_worker_busy_seconds_total", ["group": group, "worker": "\(group)-1"]) != nil)
+            // Which workers got leases depends on timing (a batch of 500 may
+            // be done in a slice or two): at least one worker was busy.
+            #expect((0..<3).contains { sample(text, "scheduler_worker_busy_seconds_total", ["group": group, "worker": "\(group)-\($0)"]) != nil })
             #expect(text.contains("scheduler_handoff_gap_seconds_bucket{group=\"\(group)\""))
             #expect((sample(text, "scheduler_lua_call_seconds_count", ["script": "process.lua", "hook": "process"]) ?? 0) >= 502)
             #expect(sample(text, "scheduler_lua_errors_total", ["script": "process.lua", "hook": "process"]) == 1)
