@@ -66,16 +66,7 @@ struct ScheduleRoutes: Sendable {
         let posted = try TaskRequest.parse(Data(buffer: buffer))
         guard let kind = posted.schedule else { throw APIError(.badRequest, "give one of the fields at, after, every, cron") }
         if let other = posted.id, other != id { throw APIError(.badRequest, "field 'id' ('\(other.prefix(64))') differs from the path's ('\(id.prefix(64))')") }
-        let accepted: TaskSpec
-        do {
-            switch try await script.onTask(posted.task) {
-            case .accept(let changed): accepted = changed
-            case .refuse(let reason): throw APIError(.badRequest, reason)
-            }
-        } catch let error as LuaError {
-            context.logger.error("on_task() failed: \(error)", metadata: [LogKey.script: "\(error.script)"])
-            throw APIError(.internalServerError, "on_task() failed: \(error)")
-        }
+        let accepted = try await script.acceptPosted(posted.task, logger: context.logger)
         do throws(ScheduleError) {
             let put = try await schedules.put(id: id, .init(task: accepted, kind: kind, policy: posted.policy))
             let partition = ScheduleRecord.partition(of: id, partitions: schedules.placement.partitions)

@@ -86,16 +86,7 @@ struct TaskRoutes: Sendable {
         var request = request
         let buffer = try await request.collectBody(upTo: maxBodyBytes)
         let posted = try TaskRequest.parse(Data(buffer: buffer))
-        let accepted: TaskSpec
-        do {
-            switch try await script.onTask(posted.task) {
-            case .accept(let changed): accepted = changed
-            case .refuse(let reason): throw APIError(.badRequest, reason)
-            }
-        } catch let error as LuaError {
-            context.logger.error("on_task() failed: \(error)", metadata: [LogKey.script: "\(error.script)"])
-            throw APIError(.internalServerError, "on_task() failed: \(error)")
-        }
+        let accepted = try await script.acceptPosted(posted.task, logger: context.logger)
         if let kind = posted.schedule, posted.id != nil || !posted.policy.isEmpty {
             let id = posted.id ?? "s-" + UUID().uuidString.lowercased()
             do {
