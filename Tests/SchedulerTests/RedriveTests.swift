@@ -211,6 +211,18 @@ struct RedriveTests {
     }
 }
 
+@Suite("Dead-letter redrive without brokers")
+struct RedriveOutageTests {
+    @Test("unreachable brokers fail the redrive with the reason; they are not an empty topic", .timeLimit(.minutes(1)))
+    func unreachable() async throws {
+        let producer = try KafkaProducer.make(bootstrapServers: "127.0.0.1:1", deliveryTimeoutMs: 1000)
+        let redriver = Redriver(bootstrapServers: "127.0.0.1:1", properties: [:], producer: producer,
+                                ledgerTopic: "ledger", timeoutMs: 500, logger: quietLogger)
+        await #expect(throws: KafkaError.self) { try await redriver.redrive("orders.dlq", filter: RedriveFilter()) }
+        await producer.close(timeoutMs: 100)
+    }
+}
+
 private func redrive(_ client: some TestClientProtocol, _ topic: String) async throws -> [String: Any]? {
     let response = try await client.execute(uri: "/dlq/\(topic)/redrive", method: .post)
     #expect(response.status == .ok, "\(String(buffer: response.body))")

@@ -31,6 +31,9 @@ struct DeadLetterRoutes: Sendable {
                 result = try await redriver.redrive(topic, filter: filter)
             } catch Redriver.Refusal.busy(let running) {
                 throw APIError(.conflict, "a redrive of '\(running)' is running on this daemon; try again once it answered")
+            } catch {
+                // Before anything was claimed (the topic's offsets, the ledger): nothing moved.
+                throw APIError(.serviceUnavailable, "cannot redrive '\(topic)': \(error)")
             }
             // A redrive that stopped part way says so; what it moved stays moved.
             return JSONBody.response(status: result.error == nil ? .ok : .serviceUnavailable, result)

@@ -275,7 +275,10 @@ private struct RangeReader {
         let metadata: TopicMetadata
         do {
             metadata = try KafkaMetadata.fetch(handle: consumer.handle, topic: topic, timeoutMs: timeoutMs)
-        } catch {
+        } catch let error as KafkaError where error.code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue {
+            // Nothing was ever dead-lettered to it: nothing to redrive. Any
+            // other failure (brokers unreachable) is the redrive's error,
+            // not an empty topic.
             return [:]
         }
         var ranges: [Int32: Range<Int64>] = [:]
