@@ -5,8 +5,8 @@ import Testing
 /// Messages without a key (the API's keyless posts, keyless emits) are not
 /// held on one "sticky" partition: librdkafka's default kept them all on one
 /// partition for 2 x linger.ms, which halved keyless posts under load
-/// (docs/benchmarks.md). Keyed messages still follow their key's hash.
-@Suite("Partitions of messages without a key")
+/// (docs/performance-notes.md). Keyed messages still follow their key's hash.
+@Suite("Partitions of messages without a key", .sharesMachine)
 struct KeylessPartitionTests {
     @Test("a burst of keyless messages spreads over the partitions; keyed messages keep one partition per key")
     func keylessSpread() async throws {

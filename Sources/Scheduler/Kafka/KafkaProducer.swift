@@ -55,7 +55,7 @@ public final class KafkaProducer: @unchecked Sendable {
             // with a key, p99 ~50 ms against ~10 ms): all of them queue on
             // one partition (whose requests the idempotent producer keeps
             // at most 5 in flight). Keyed messages go by the hash of their
-            // key as before, so their order is kept (docs/benchmarks.md).
+            // key as before, so their order is kept (docs/performance-notes.md).
             "sticky.partitioning.linger.ms": "0",
             // Small produce requests must not wait for Nagle's algorithm.
             "socket.nagle.disable": "true",
