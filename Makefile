@@ -46,16 +46,13 @@ check: release
 
 # Builds the executable too (a test runs the daemon as a process), and the
 # dependency tree once: `swift build --build-tests`, then the tests without
-# building again. Most suites run in parallel; the ones that time faults,
-# rebalances, killed daemons and shutdown bounds against the embedded broker
-# run one at a time after them: run in parallel with everything else on a
-# 2-core machine (load 15-20) their group sessions and timeouts stretch
-# past what they measure.
-SERIAL_SUITES := FaultInjectionTests|RedriveTests|RedriveKillTests|SharedPoolTests|ClusterProcessTests|StartupStopTests|StaticMembershipTests|ScaleOutTests|PipelinedEmitTests|HostileShutdownTests|TaskAPITests|KeyLaneKillTests|KeyLaneEmitTests|BrokerOutageTests|SlowConsumerTests|BackPressureTests|DaemonKillTests|DaemonProcessTests|ScheduleFailoverTests|WorkerPoolTests|KeyLanePoolTests|ScriptScheduleProcessTests|HostileMemoryTests|PartitionFeedTurnTests|DurableRecordTests|ClientGrowthTests|LagGaugeTests
+# building again. The suites that time faults, rebalances, killed daemons and
+# shutdown bounds against the embedded broker carry `.runsAlone` in code
+# (Tests/SchedulerTests/MachineShare.swift): no other suite runs while they
+# do, so a plain `swift test` gives them the quiet machine they measure on.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'
-	$(SWIFT) test --skip-build --no-parallel --filter '$(SERIAL_SUITES)'
+	$(SWIFT) test --skip-build
 	/usr/bin/python3 tools/chaos.py --short --binary .build/debug/task-scheduler
 
 # The hostile-script corpus: endless loops (plain, coroutines, metamethods,

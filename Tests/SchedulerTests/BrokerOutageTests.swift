@@ -4,7 +4,7 @@ import HummingbirdTesting
 import Testing
 @_spi(Benchmark) @testable import Scheduler
 
-@Suite("Broker outage")
+@Suite("Broker outage", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct BrokerOutageTests {
     @Test("broker down: POST answers 503 after the producer timeout; when it returns, processing resumes and every accepted task is processed")
     func outage() async throws {
@@ -72,7 +72,7 @@ struct BrokerOutageTests {
     }
 }
 
-@Suite("Back pressure")
+@Suite("Back pressure", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct BackPressureTests {
     @Test("when max_pending tasks wait for the broker, further tasks get 503 with Retry-After instead of queueing without limit")
     func producerQueueFull() async throws {
@@ -111,7 +111,7 @@ struct BackPressureTests {
     }
 }
 
-@Suite("Slow consumer, fast producer")
+@Suite("Slow consumer, fast producer", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct SlowConsumerTests {
     @Test("prefetch stays within queued.max.messages.kbytes: a slow process() does not pull the whole backlog into memory")
     func boundedPrefetch() async throws {

@@ -1,7 +1,7 @@
 import Testing
 @testable import Scheduler
 
-@Suite("Per-call emit budget (CallOutput)")
+@Suite("Per-call emit budget (CallOutput)", .sharesMachine)
 struct CallOutputTests {
     /// A charge: items, bytes; whether it is accepted.
     struct Step: Sendable {

@@ -10,7 +10,7 @@ func report(_ id: String, atMs: Int64, state: String = "running", intervalMs: In
                  rates: RatesReport(processed_per_s: 0, published_per_s: 0, window_ms: 0), scripts: [], last_reload: nil)
 }
 
-@Suite("Cluster view rules")
+@Suite("Cluster view rules", .sharesMachine)
 struct ClusterTableTests {
     @Test("a daemon's standing: live while it reports, stopping when it says so, gone when stopped or silent for three intervals",
           arguments: [
@@ -107,7 +107,7 @@ struct ClusterTableTests {
 
 /// Measures the resident set, which every test running at the same time
 /// moves: run alone, `MEMORY_FIGURES=1 swift test --filter ScheduleCatalogMemoryTests`.
-@Suite("Schedule catalog memory", .serialized)
+@Suite("Schedule catalog memory", .serialized, .sharesMachine)
 struct ScheduleCatalogMemoryTests {
     @Test("a schedule in the catalog costs a few hundred bytes (id, partition, due time, its record), below the owner's table",
           .enabled(if: ProcessInfo.processInfo.environment["MEMORY_FIGURES"] != nil, "measures the resident set: run alone with MEMORY_FIGURES=1"))
@@ -141,7 +141,7 @@ struct ScheduleCatalogMemoryTests {
     }
 }
 
-@Suite("Schedule catalog keys")
+@Suite("Schedule catalog keys", .sharesMachine)
 struct ScheduleCatalogKeyTests {
     @Test("the scheduler's ids are kept as their UUID's 16 bytes and come back unchanged; any other id is kept as text",
           arguments: [

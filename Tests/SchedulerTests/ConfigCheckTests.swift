@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("task-scheduler check")
+@Suite("task-scheduler check", .sharesMachine)
 struct ConfigCheckTests {
     @Test("the shipped config and scripts pass")
     func shippedFilesPass() async throws {

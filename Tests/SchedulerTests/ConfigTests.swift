@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Configuration")
+@Suite("Configuration", .sharesMachine)
 struct ConfigTests {
     @Test("the shipped config.toml loads and equals the built-in defaults")
     func shippedConfigIsTheDefault() throws {
@@ -243,7 +243,7 @@ struct ConfigTests {
     }
 }
 
-@Suite("Configuration: every key refuses a wrong type")
+@Suite("Configuration: every key refuses a wrong type", .sharesMachine)
 struct ConfigTypeTests {
     static let keys: [(header: String, key: String, path: String, wrong: String)] = [
         ("[kafka]", "brokers", "kafka.brokers", "\"k:9092\""),

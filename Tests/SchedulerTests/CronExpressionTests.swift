@@ -7,7 +7,7 @@ func ms(_ text: String) -> Int64 {
     (try? RFC3339.parse(text, field: "test")) ?? -1
 }
 
-@Suite("Cron expressions: parsing and the next time")
+@Suite("Cron expressions: parsing and the next time", .sharesMachine)
 struct CronExpressionTests {
     struct Case: CustomTestStringConvertible, Sendable {
         let cron: String

@@ -11,7 +11,7 @@ import Testing
 /// its first pass. Windows: 26 hours either side of every offset change
 /// 2020-2040 of each zone, plus two 30-hour windows a year away from them
 /// (all of them for a zone without changes).
-@Suite("Cron next fire against a minute-by-minute oracle, 2020-2040, zones with unusual rules")
+@Suite("Cron next fire against a minute-by-minute oracle, 2020-2040, zones with unusual rules", .sharesMachine)
 struct CronOracleTests {
     static let expressions = [
         "30 2 * * *", "*/15 2 * * *", "0 * * * *", "*/20 * * * *", "30 1 * * *", "0 0 * * *",

@@ -30,7 +30,7 @@ private func runChromiumBlocking(_ arguments: [String], url: String) throws -> S
     return String(decoding: data, as: UTF8.self)
 }
 
-@Suite("Dashboard")
+@Suite("Dashboard", .sharesMachine)
 struct DashboardTests {
     @Test("GET / serves the page")
     func servesPage() async throws {
@@ -122,7 +122,7 @@ struct DashboardTests {
     }
 }
 
-@Suite("Dashboard: the cluster and a quiet default load")
+@Suite("Dashboard: the cluster and a quiet default load", .sharesMachine)
 struct DashboardClusterTests {
     @Test("in headless Chromium the cluster panel lists this daemon live with what it holds; never-committed partitions read 'none yet'; every partition has its own colour; the rate names its window",
           .enabled(if: chromium != nil, "needs Debian's chromium (make test installs it)"))

@@ -4,7 +4,7 @@ import HummingbirdTesting
 import Testing
 @testable import Scheduler
 
-@Suite("GET /dlq: the dead-letter topics")
+@Suite("GET /dlq: the dead-letter topics", .sharesMachine)
 struct DeadLetterListTests {
     @Test("one entry per dead-letter topic, groups and sources merged, in config order")
     func topicsOfConfig() {

@@ -2,7 +2,7 @@ import Foundation
 @testable import Scheduler
 import Testing
 
-@Suite("Dedicated threads")
+@Suite("Dedicated threads", .sharesMachine)
 struct DedicatedThreadTests {
     /// The name the operating system holds for the calling thread.
     private static func osName() -> String {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("The shipped process.lua")
+@Suite("The shipped process.lua", .sharesMachine)
 struct DefaultScriptsTests {
     @Test("the default process.lua logs each message, then each of its headers, the way the seed did")
     func processLogsHeaders() async throws {

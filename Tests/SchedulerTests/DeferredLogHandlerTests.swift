@@ -14,7 +14,7 @@ private struct Capture: TextOutputStream, Sendable {
     func write(_ string: String) { into.text.withLock { $0 += string } }
 }
 
-@Suite("Log lines")
+@Suite("Log lines", .sharesMachine)
 struct DeferredLogHandlerTests {
     @Test("the deferred handler writes exactly StreamLogHandler's lines: the logger's metadata, a provider's and the call's")
     func sameLines() throws {

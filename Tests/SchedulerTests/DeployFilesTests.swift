@@ -63,7 +63,7 @@ func exportedNames(_ text: String) -> Set<String> {
     })
 }
 
-@Suite("Deploy files: the Grafana dashboard and the alert rules")
+@Suite("Deploy files: the Grafana dashboard and the alert rules", .sharesMachine)
 struct DeployFilesTests {
     @Test("metric names are read out of PromQL", arguments: [
         ("sum by (instance, group) (rate(scheduler_x_total{instance=~\"$instance\"}[$__rate_interval]))", ["scheduler_x_total"]),

@@ -4,7 +4,7 @@ import HummingbirdTesting
 import Testing
 @testable import Scheduler
 
-@Suite("Durable records: a failed POST stays failed", .serialized)
+@Suite("Durable records: a failed POST stays failed", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct DurableRecordTests {
     @Test("a POST whose pool record timed out (but landed) is retracted before the daemon stops, though the first tombstones are refused: it never reappears after a restart",
           .timeLimit(.minutes(3)))

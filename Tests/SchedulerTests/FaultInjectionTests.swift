@@ -38,7 +38,7 @@ enum Fault: String, CaseIterable, Sendable {
     }
 }
 
-@Suite("Faults injected by the mock broker")
+@Suite("Faults injected by the mock broker", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct FaultInjectionTests {
     @Test("nothing accepted is lost; nothing is processed twice unless the group rebalances, and then only what was not committed before the fault", arguments: Fault.allCases)
     func fault(_ fault: Fault) async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("generate.lua: tasks, generate(tick, pool) and on_task(task)")
+@Suite("generate.lua: tasks, generate(tick, pool) and on_task(task)", .sharesMachine)
 struct GenerateScriptTests {
     @Test("the default script is the seed's producer: pool A to D, every pool task published as 'Message <m>', 'Key <index>', header_key")
     func defaultScript() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Group membership: assignor, session timeout, static members")
+@Suite("Group membership: assignor, session timeout, static members", .sharesMachine)
 struct GroupMembershipTests {
     struct Case: Sendable, CustomTestStringConvertible {
         let configured: String?

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Kafka handles: every call consults the state")
+@Suite("Kafka handles: every call consults the state", .sharesMachine)
 struct HandleLifecycleTests {
     @Test("after close a consumer's calls answer with an error (or nothing), never touching the destroyed handle", .timeLimit(.minutes(1)))
     func consumerAfterClose() async throws {

@@ -14,7 +14,7 @@ func processMemoryMiB(_ pid: Int32) -> (rss: Int, peak: Int)? {
     return (rss, peak)
 }
 
-@Suite("Hostile scripts: the daemon's memory", .serialized)
+@Suite("Hostile scripts: the daemon's memory", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct HostileMemoryTests {
     @Test("process() emitting a 100 kB string in a loop: every call ends at [scripts] max_call_emit_mb, the message is dead-lettered, the daemon's peak RSS stays bounded",
           .timeLimit(.minutes(3)))

@@ -101,7 +101,7 @@ struct Hostile: CustomTestStringConvertible, Sendable {
     ]
 }
 
-@Suite("Hostile scripts")
+@Suite("Hostile scripts", .sharesMachine)
 struct HostileScriptTests {
     @Test("a hostile process() fails that message only: it is dead-lettered, the error names the budget, the worker goes on",
           arguments: Hostile.corpus)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @_spi(Benchmark) @testable import Scheduler
 
-@Suite("Hostile scripts: shutdown")
+@Suite("Hostile scripts: shutdown", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct HostileShutdownTests {
     @Test("a worker still busy when the stop grace ends is logged by name and left behind; shutdown returns")
     func stuckWorkerNamed() async throws {
@@ -137,7 +137,7 @@ extension HostileShutdownTests {
     }
 }
 
-@Suite("Hostile scripts: the daemon as a process")
+@Suite("Hostile scripts: the daemon as a process", .sharesMachine)
 struct HostileDaemonTests {
     @Test("SIGTERM stops the daemon within the documented bound while process() wedges; completed offsets are committed")
     func sigtermWhileWedged() async throws {

@@ -24,7 +24,7 @@ private final class CapturedLines: Sendable {
     }
 }
 
-@Suite("JSON log lines")
+@Suite("JSON log lines", .sharesMachine)
 struct JSONLogTests {
     /// Messages that must come back unchanged through a JSON parser.
     static let awkward: [String] = [

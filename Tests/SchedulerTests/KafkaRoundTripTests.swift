@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Kafka layer against the embedded broker")
+@Suite("Kafka layer against the embedded broker", .sharesMachine)
 struct KafkaRoundTripTests {
     @Test("messages come back with their key, headers and payload; one key keeps one partition, in order")
     func roundTrip() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Key lanes: failed emits")
+@Suite("Key lanes: failed emits", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct KeyLaneEmitTests {
     @Test("emits refused in a lane: only that lane is read again, the other lanes skip what they had; every input's emit arrives, per-key order kept")
     func refusedEmitsInALane() async throws {

@@ -24,7 +24,7 @@ func firstPartition(_ client: some TestClientProtocol) async throws -> [String: 
     return (groups?.first?["partitions"] as? [[String: Any]])?.first
 }
 
-@Suite("Key lanes: several workers on one partition, per-key order kept")
+@Suite("Key lanes: several workers on one partition, per-key order kept", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct KeyLanePoolTests {
     @Test("thousands of keys on one partition, 4 lanes, 6 workers, many handoffs: none lost, none doubled, per-key order kept, lanes worked side by side")
     func perKeyOrderAcrossLanes() async throws {

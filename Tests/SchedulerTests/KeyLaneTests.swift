@@ -1,7 +1,7 @@
 import Testing
 @testable import Scheduler
 
-@Suite("Key lanes: the lane rule and the partition's position across lanes")
+@Suite("Key lanes: the lane rule and the partition's position across lanes", .sharesMachine)
 struct KeyLaneTests {
     @Test("FNV-1a matches the published test vectors, so lanes are stable across processes")
     func fnvVectors() {

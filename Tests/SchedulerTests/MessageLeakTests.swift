@@ -5,7 +5,7 @@ import Testing
 /// `msg` tables are lazy (fields read from the message on first use) and
 /// made per message; these tests fail if one message's fields show through
 /// another's `msg`, fresh or kept past its call.
-@Suite("msg does not leak between messages")
+@Suite("msg does not leak between messages", .sharesMachine)
 struct MessageLeakTests {
     /// Message `index` of the input: keys absent, text or binary; payloads
     /// binary, empty, null or text; headers absent or binary, null, text.

@@ -20,7 +20,7 @@ func sample(_ text: String, _ name: String, _ labels: [String: String] = [:]) ->
     return nil
 }
 
-@Suite("Prometheus metrics")
+@Suite("Prometheus metrics", .sharesMachine)
 struct MetricsTests {
     @Test("GET /metrics has every family, and they move with traffic")
     func metricsMove() async throws {

@@ -1,7 +1,7 @@
 import Testing
 @testable import Scheduler
 
-@Suite("Offset watermark: what may be committed with emits in flight")
+@Suite("Offset watermark: what may be committed with emits in flight", .sharesMachine)
 struct OffsetWatermarkTests {
     @Test("with nothing in flight the next offset to process is committable")
     func nothingInFlight() {

@@ -8,7 +8,7 @@ private struct Unreachable: Error, CustomStringConvertible {
     var description: String { "broker unreachable (test)" }
 }
 
-@Suite("Partition feed: no lock across blocking calls", .serialized)
+@Suite("Partition feed: no lock across blocking calls", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct PartitionFeedTurnTests {
     /// A feed with two key lanes on a fresh one-partition topic (the queue of
     /// a consumer assigned to it; nothing is produced, so reads find nothing).

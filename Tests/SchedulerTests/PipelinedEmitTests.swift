@@ -5,7 +5,7 @@ import Testing
 /// Emits are pipelined: `scheduler.emit` returns at once, and an input offset
 /// is committed only once its message and every earlier one of the partition
 /// were processed and all their emits acknowledged.
-@Suite("Pipelined emits")
+@Suite("Pipelined emits", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct PipelinedEmitTests {
     @Test("while the broker is slow to acknowledge emits, the committed offset never passes an emit that was not acknowledged; nothing lost, nothing doubled, per-key order kept")
     func slowAcknowledgements() async throws {
@@ -236,7 +236,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     return try await thread.run(body)
 }
 
-@Suite("process_batch(msgs) and process_columns(batch)")
+@Suite("process_batch(msgs) and process_columns(batch)", .sharesMachine)
 struct ProcessBatchTests {
     /// The same work in both batch hooks: a batch holding "bad" reports it;
     /// otherwise every message is emitted with its partition and offset.
@@ -368,7 +368,7 @@ struct ProcessBatchTests {
     }
 }
 
-@Suite("The msg table")
+@Suite("The msg table", .sharesMachine)
 struct MessageTableTests {
     @Test("msg names its topic, partition, offset, key, payload, group and the worker that holds it, through process() and process_batch(), across handoffs", arguments: [false, true])
     func fields(batch: Bool) async throws {

@@ -167,3 +167,18 @@ func awaitCommittedToEnd(
             && partitions.allSatisfy { $0.lag == 0 && $0.committed == $0.next_offset }
     }
 }
+
+/// The offsets committed by the group named in a `daemonConfig` file, per
+/// partition (-1 where nothing was committed): where a restart resumes.
+func committedOffsets(configFile: URL, topic: String, partitions: Int) async throws -> [Int64] {
+    let groupName = try String(contentsOf: configFile, encoding: .utf8).split(separator: "\n")
+        .first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("name = ") }
+        .map { $0.split(separator: "\"")[1] }.map(String.init)
+    let group = try #require(groupName)
+    return try await offThePool {
+        let observer = try KafkaConsumer.make(bootstrapServers: TestBroker.shared.bootstrapServers, groupID: group)
+        defer { observer.close() }
+        let asked = (0..<partitions).map { PartitionOffset(topic: topic, partition: Int32($0), offset: -1) }
+        return try observer.committed(asked, timeoutMs: 5000).sorted { $0.partition < $1.partition }.map(\.offset)
+    }
+}

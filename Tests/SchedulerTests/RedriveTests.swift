@@ -14,7 +14,7 @@ private func record(_ offset: Int64, _ state: RedriveRecord.State = .claimed, jo
 
 private let marker = RedriveMarker(topic: "X.dlq", partition: 0, offset: 1)
 
-@Suite("Dead-letter redrive: the ledger's rules and the redriven message")
+@Suite("Dead-letter redrive: the ledger's rules and the redriven message", .sharesMachine)
 struct RedriveRulesTests {
     /// A history of the ledger, what a job `me` does before claiming at 100 s,
     /// and once its claim (written at 100 s) is in the ledger. A claim at
@@ -125,7 +125,7 @@ struct RedriveRulesTests {
     }
 }
 
-@Suite("Dead-letter redrive against the broker", .serialized)
+@Suite("Dead-letter redrive against the broker", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct RedriveTests {
     @Test("after the script is fixed every dead letter is processed once; a second redrive moves nothing", .timeLimit(.minutes(3)))
     func fixAndRedrive() async throws {
@@ -211,7 +211,7 @@ struct RedriveTests {
     }
 }
 
-@Suite("Dead-letter redrive without brokers")
+@Suite("Dead-letter redrive without brokers", .sharesMachine)
 struct RedriveOutageTests {
     @Test("unreachable brokers fail the redrive with the reason; they are not an empty topic", .timeLimit(.minutes(1)))
     func unreachable() async throws {

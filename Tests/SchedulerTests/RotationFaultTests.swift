@@ -3,7 +3,7 @@ import Testing
 
 /// The rules around rebalances, refused commits and stopping (each of the
 /// issue's defects has a rule here that fails when the fix is taken out).
-@Suite("Rotation rules under rebalances and faults (RotationState, no broker)")
+@Suite("Rotation rules under rebalances and faults (RotationState, no broker)", .sharesMachine)
 struct RotationFaultTests {
     @Test("a revoked partition is neither granted nor renewed, and released once no lease holds it", arguments: [
         Rule("revoke during a handoff: both leases stop, the partition is released after the last", [

@@ -254,7 +254,7 @@ struct RotationWorld {
     }
 }
 
-@Suite("Rotation rules under random event sequences")
+@Suite("Rotation rules under random event sequences", .sharesMachine)
 struct RotationRandomTests {
     @Test("invariants hold after every step of 2,000 random sequences")
     func randomSequences() {

@@ -79,7 +79,7 @@ struct Rule: Sendable, CustomTestStringConvertible {
     }
 }
 
-@Suite("Rotation rules (RotationState, no broker)")
+@Suite("Rotation rules (RotationState, no broker)", .sharesMachine)
 struct RotationStateTests {
     @Test("the default policy", arguments: [
         Rule("at a slice boundary the next idle worker takes the same partition, make-before-break", workers: 3, [

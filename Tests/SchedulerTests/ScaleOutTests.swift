@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Two daemons in one group")
+@Suite("Two daemons in one group", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct ScaleOutTests {
     /// What one run of two daemons sharing a group did.
     struct Run {

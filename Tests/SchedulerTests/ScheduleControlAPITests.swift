@@ -11,7 +11,7 @@ func scheduleCall(_ client: some TestClientProtocol, _ uri: String, _ method: HT
     return (response.status, try? JSONSerialization.jsonObject(with: Data(buffer: response.body)))
 }
 
-@Suite("Schedules by id over HTTP: client-chosen ids, PUT, pause, resume, trigger, DELETE, catch-up policy")
+@Suite("Schedules by id over HTTP: client-chosen ids, PUT, pause, resume, trigger, DELETE, catch-up policy", .sharesMachine)
 struct ScheduleControlAPITests {
     @Test("the same id posted twice is one schedule; PUT changes it in place; pause stops fires, trigger fires once while paused, resume fires again; DELETE removes it")
     func lifecycle() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Schedule control as data: revisions, pause, trigger, catch-up policies, old records")
+@Suite("Schedule control as data: revisions, pause, trigger, catch-up policies, old records", .sharesMachine)
 struct ScheduleControlTests {
     static let base = ms("2026-11-30T00:00:00Z")
 

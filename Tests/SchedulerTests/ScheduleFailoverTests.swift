@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Schedules across daemons and from process()")
+@Suite("Schedules across daemons and from process()", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct ScheduleFailoverTests {
     @Test("process() schedules a follow-up per message under load: each stored with its message, each fired once, never early")
     func processFollowUps() async throws {

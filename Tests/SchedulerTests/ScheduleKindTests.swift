@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Schedule kinds: durations, due times, catch-up")
+@Suite("Schedule kinds: durations, due times, catch-up", .sharesMachine)
 struct ScheduleKindTests {
     @Test("durations", arguments: [
         ("90s", Int64(90_000)), ("10m", 600_000), ("1h30m", 5_400_000), ("250ms", 250), ("2d", 172_800_000),

@@ -1,7 +1,7 @@
 import Testing
 @testable import Scheduler
 
-@Suite("Schedule table: ownership, replay, fires, hand-over")
+@Suite("Schedule table: ownership, replay, fires, hand-over", .sharesMachine)
 struct ScheduleTableTests {
     static let base = ms("2026-11-30T00:00:00Z")
 

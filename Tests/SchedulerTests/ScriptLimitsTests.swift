@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("Script limits")
+@Suite("Script limits", .sharesMachine)
 struct ScriptLimitsTests {
     @Test("an endless loop, a memory bomb or a wrong answer in process() is dead-lettered; the worker goes on", arguments: [
         ("while true do end", "instruction limit exceeded"),

@@ -21,7 +21,7 @@ func json(_ response: TestResponse) -> [String: Any] {
     (try? JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]) ?? [:]
 }
 
-@Suite("Hot reload of scripts")
+@Suite("Hot reload of scripts", .sharesMachine)
 struct ScriptReloadTests {
     @Test("reloading under a steady stream loses nothing, doubles nothing, and the new version takes over each partition for good")
     func reloadUnderLoad() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("generate.lua's named schedules across two daemon processes")
+@Suite("generate.lua's named schedules across two daemon processes", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct ScriptScheduleProcessTests {
     static func script(_ entries: String) -> String {
         """

@@ -5,7 +5,7 @@ import HummingbirdTesting
 import Testing
 @testable import Scheduler
 
-@Suite("API security")
+@Suite("API security", .sharesMachine)
 struct SecurityTests {
     @Test("with a token set, mutating endpoints answer 401 without it or with a wrong one; reads stay open")
     func token() async throws {
@@ -68,7 +68,7 @@ struct SecurityTests {
     }
 }
 
-@Suite("HTTP fuzz")
+@Suite("HTTP fuzz", .sharesMachine)
 struct APIFuzzTests {
     /// Deterministic pseudo-random bytes (a failing case can be replayed).
     struct Generator {

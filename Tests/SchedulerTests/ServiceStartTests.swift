@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @_spi(Benchmark) @testable import Scheduler
 
-@Suite("Services start their work in run()")
+@Suite("Services start their work in run()", .sharesMachine)
 struct ServiceStartTests {
     @Test("a group that is made but not started joins nothing: another member of the group is given every partition")
     func madeGroupDoesNotJoin() async throws {

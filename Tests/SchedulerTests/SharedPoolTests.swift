@@ -95,7 +95,7 @@ func tickAnomalies(_ publications: [TickPublication]) -> (doubled: [String: [Int
     return (doubled, missing)
 }
 
-@Suite("One task pool shared by several daemons", .serialized)
+@Suite("One task pool shared by several daemons", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct SharedPoolTests {
     /// Two daemon processes on one pool topic; generate.lua publishes each
     /// pool task as `<message> tick <n>` to `output` every `intervalMs`.

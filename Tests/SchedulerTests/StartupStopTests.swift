@@ -5,7 +5,7 @@ import Testing
 /// A daemon stopped with SIGTERM at many moments of its start-up, next to a
 /// second member of its group (librdkafka before 2.3.0 aborted closing a
 /// cooperative-sticky consumer between its JoinGroup and its first SyncGroup).
-@Suite("A daemon stopped while it starts", .serialized)
+@Suite("A daemon stopped while it starts", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct StartupStopTests {
     /// Seconds from the start of the process to its SIGTERM: before the
     /// group is joined, during the join (the mock broker answers it after

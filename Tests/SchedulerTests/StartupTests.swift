@@ -54,7 +54,7 @@ func runTool(_ executable: String, _ arguments: [String], in directory: URL = re
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-@Suite("Startup: a taken API port, make check")
+@Suite("Startup: a taken API port, make check", .sharesMachine)
 struct StartupTests {
     @Test("a second daemon with the API port taken exits at once with one line naming the address and [api] listen, before connecting to Kafka",
           .timeLimit(.minutes(2)))

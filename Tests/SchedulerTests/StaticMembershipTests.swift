@@ -4,7 +4,7 @@ import Testing
 
 /// `[kafka] instance_id` (KIP-345) on the embedded broker, which supports
 /// only part of it (README, "Several daemons").
-@Suite("Static group membership", .serialized)
+@Suite("Static group membership", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct StaticMembershipTests {
     @Test("two static members split the partitions and work; one stopped with SIGTERM exits 0 after its final commit and, as a static member, does not leave: its partitions move only when its session expires", .timeLimit(.minutes(3)))
     func staticMembersStartWorkAndStop() async throws {

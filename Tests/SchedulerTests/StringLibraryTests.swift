@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("The budgeted string library")
+@Suite("The budgeted string library", .sharesMachine)
 struct StringLibraryTests {
     /// Lua 5.4's documented answers for its pattern functions; `eq` raises
     /// on the first difference, naming the case.

@@ -24,7 +24,7 @@ func errorText(_ response: TestResponse) -> String? {
     return object?["error"] as? String
 }
 
-@Suite("HTTP task API")
+@Suite("HTTP task API", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct TaskAPITests {
     @Test("POST /tasks/generate answers \"Success\" once the broker has the task, as posted, with key and headers")
     func generateSuccess() async throws {

@@ -47,7 +47,7 @@ func delete(_ client: some TestClientProtocol, _ uri: String, token: String? = n
     try await client.execute(uri: uri, method: .delete, headers: token.map { [.authorization: "Bearer \($0)"] } ?? [:])
 }
 
-@Suite("The task pool over HTTP: GET /tasks, every tick, DELETE, bound, restart")
+@Suite("The task pool over HTTP: GET /tasks, every tick, DELETE, bound, restart", .sharesMachine)
 struct TaskPoolAPITests {
     @Test("the seed's README: POST E, then GET /tasks lists A to E, and the next ticks publish E as 'Message EE' with key 'Key 4'")
     func seedSequence() async throws {

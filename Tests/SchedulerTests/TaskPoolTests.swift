@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("The task pool as a value: projection of the pool topic, bound, ticks, references")
+@Suite("The task pool as a value: projection of the pool topic, bound, ticks, references", .sharesMachine)
 struct TaskPoolTests {
     let a = TaskSpec(topic: "A", message: "AA")
     let b = TaskSpec(topic: "B", message: "BB")

@@ -1,7 +1,7 @@
 import Testing
 @testable import Scheduler
 
-@Suite("Timer heap")
+@Suite("Timer heap", .sharesMachine)
 struct TimerHeapTests {
     @Test("pops in due order (ties by id) whatever the insertion order", arguments: [1, 2, 3, 4])
     func order(seed: Int) {

@@ -4,7 +4,7 @@ import HummingbirdTesting
 import Testing
 @_spi(Benchmark) @testable import Scheduler
 
-@Suite("Topic policy ([api] topics, max_topics)")
+@Suite("Topic policy ([api] topics, max_topics)", .sharesMachine)
 struct TopicPolicyTests {
     @Test("patterns: '*' matches any run of characters, the rest exactly", arguments: [
         ("orders", "orders", true), ("orders", "orders2", false), ("orders.*", "orders.eu", true), ("orders.*", "orders.", true),
@@ -39,7 +39,7 @@ struct TopicPolicyTests {
     }
 }
 
-@Suite("Client-controlled growth", .serialized)
+@Suite("Client-controlled growth", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct ClientGrowthTests {
     @Test("posting many distinct topics: past [api] max_topics a new topic gets 400 naming the key; /metrics and the daemon's memory stay bounded",
           .timeLimit(.minutes(3)))
@@ -135,7 +135,7 @@ struct ClientGrowthTests {
     }
 }
 
-@Suite("HTTP metrics labels")
+@Suite("HTTP metrics labels", .sharesMachine)
 struct HTTPMetricsLabelTests {
     @Test("a method nobody uses shares the label 'other', so clients cannot grow the series", arguments: [
         ("GET", "GET"), ("DELETE", "DELETE"), ("FROB", "other"), ("X-\(UUID().uuidString)", "other"),
@@ -146,7 +146,7 @@ struct HTTPMetricsLabelTests {
     }
 }
 
-@Suite("Lag gauges follow the assignment", .serialized)
+@Suite("Lag gauges follow the assignment", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct LagGaugeTests {
     /// The partitions with a `scheduler_partition_lag` series of `group`.
     private func lagPartitions(_ metrics: SchedulerMetrics, group: String) -> Set<String> {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Scheduler
 
-@Suite("WatchedValue: waits woken by the change that satisfies them")
+@Suite("WatchedValue: waits woken by the change that satisfies them", .sharesMachine)
 struct WatchedValueTests {
     @Test("an async wait is resumed by the update that satisfies it, not before; a wait already satisfied returns at once")
     func resumedByUpdate() async {

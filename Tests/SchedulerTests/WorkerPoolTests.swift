@@ -4,7 +4,7 @@ import Testing
 
 let idleGenerate = "function generate() return nil end"
 
-@Suite("Consumer worker pool: rotation and exact handoff")
+@Suite("Consumer worker pool: rotation and exact handoff", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct WorkerPoolTests {
     @Test("thousands of keyed messages through many slice boundaries: none lost, none doubled, per-key order kept, every worker took part")
     func exactHandoff() async throws {

@@ -120,6 +120,10 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
                                    properties: config.kafka.properties, source: reportSource, publisher: publisher, logger: logger),
                     at: clusterServiceIndex)
     services.append(ClusterStopNotice(book: cluster))
+    // After the producer's service: a running redrive ends before the producer closes.
+    let redriver = Redriver(bootstrapServers: bootstrapServers, properties: config.kafka.properties, producer: producer,
+                            ledgerTopic: config.cluster.redriveTopic, timeoutMs: config.producer.timeoutMs, logger: logger)
+    services.append(redriver)
 
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: HTTPMetricsMiddleware(metrics: metrics))
@@ -139,8 +143,7 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
     GroupRoutes(groups: groups).add(to: router)
     DeadLetterRoutes(groups: config.groups, inspector: DeadLetterInspector(
         bootstrapServers: bootstrapServers, properties: config.kafka.properties, timeoutMs: config.producer.timeoutMs),
-                     redriver: Redriver(bootstrapServers: bootstrapServers, properties: config.kafka.properties, producer: producer,
-                                        ledgerTopic: config.cluster.redriveTopic, timeoutMs: config.producer.timeoutMs, logger: logger)).add(to: router)
+                     redriver: redriver).add(to: router)
     ClusterRoutes(book: cluster).add(to: router)
     ScriptRoutes(catalog: catalog, logger: logger).add(to: router)
     TaskRoutes(publisher: publisher, pool: pool, schedules: schedules, cluster: cluster, script: script, maxBodyBytes: config.api.maxBodyBytes).add(to: router)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// `GET /dlq`: the dead-letter topics of the configured groups, with how
 /// many dead letters each holds and the newest one's error.
@@ -28,9 +29,17 @@ struct DeadLetterRoutes: Sendable {
             let filter = try RedriveRequest.parse(Data(buffer: body))
             let result: RedriveResult
             do {
-                result = try await redriver.redrive(topic, filter: filter)
+                // The handler runs under the server's service: its shutdown
+                // (the first) ends the redrive after its batch.
+                result = try await withGracefulShutdownHandler {
+                    try await redriver.redrive(topic, filter: filter)
+                } onGracefulShutdown: {
+                    redriver.beginStop()
+                }
             } catch Redriver.Refusal.busy(let running) {
                 throw APIError(.conflict, "a redrive of '\(running)' is running on this daemon; try again once it answered")
+            } catch Redriver.Refusal.stopping {
+                throw APIError(.serviceUnavailable, "this daemon is stopping; redrive through another daemon or after the restart")
             } catch {
                 // Before anything was claimed (the topic's offsets, the ledger): nothing moved.
                 throw APIError(.serviceUnavailable, "cannot redrive '\(topic)': \(error)")

@@ -1,6 +1,7 @@
 import CRdKafka
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// Publishes the dead letters of one dead-letter topic back to the topics
@@ -13,7 +14,15 @@ import Synchronization
 /// have published it before dying). The rules are `RedriveLedger`'s; this is
 /// the shell that reads and writes Kafka. Its calls block: they run on the
 /// redriver's own thread, one redrive at a time per daemon.
-final class Redriver: Sendable {
+///
+/// A `Service`: at graceful shutdown a running redrive stops after its
+/// current batch (each batch's dead letters are resolved in the ledger
+/// before the next is read), before the producer it publishes through is
+/// closed; what it did not reach is left for the next redrive. The request
+/// that runs a redrive also stops it when the HTTP server's shutdown begins
+/// (`DeadLetterRoutes`): the server waits for its requests before any
+/// later service hears of the shutdown.
+final class Redriver: Service, Sendable {
     private let thread = DedicatedThread(name: "dlq-redrive")
     private let bootstrapServers: String
     private let properties: [String: String]
@@ -24,6 +33,8 @@ final class Redriver: Sendable {
     private let logger: Logger
     /// The topic being redriven on this daemon, if any.
     private let running = Mutex<String?>(nil)
+    /// Set at graceful shutdown: no redrive starts, a running one ends after its batch.
+    private let stopping = Atomic<Bool>(false)
 
     /// Dead letters claimed and published together.
     static let batchSize = 200
@@ -41,12 +52,31 @@ final class Redriver: Sendable {
         self.logger = logger
     }
 
-    enum Refusal: Error { case busy(String) }
+    enum Refusal: Error { case busy(String), stopping }
+
+    /// Waits for graceful shutdown, then lets a running redrive end after
+    /// its batch and stops the thread.
+    func run() async throws {
+        try? await gracefulShutdown()
+        beginStop()
+        // Jobs run in order on the thread: this one runs once the redrive ended.
+        _ = try? await thread.run { () -> Void in }
+        thread.stop()
+    }
+
+    /// No redrive starts from now on, and a running one ends after its
+    /// batch. Called at the graceful shutdown of the HTTP server, which
+    /// stops first and waits for its requests (a redrive's among them), and
+    /// again at this service's own.
+    func beginStop() { stopping.store(true, ordering: .releasing) }
+
+    fileprivate var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
     /// Redrives `topic`'s dead letters that `filter` takes, up to the end
     /// offsets it has when the redrive begins.
     func redrive(_ topic: String, filter: RedriveFilter) async throws -> RedriveResult {
         try running.withLock { current in
+            if isStopping { throw Refusal.stopping }
             if let current { throw Refusal.busy(current) }
             current = topic
         }
@@ -101,6 +131,11 @@ private struct RedriveJob {
         var reader = RangeReader(topic: topic, consumer: dlq, ranges: ranged, timeoutMs: redriver.producerTimeoutMs)
         try reader.start()
         while let batch = try reader.next(Redriver.batchSize) {
+            if redriver.isStopping {
+                result.error = "the daemon is stopping; redrive again to continue (what was moved stays moved)"
+                redriver.log.notice("redrive of \(topic) stopped by the daemon's shutdown: \(result.moved) moved")
+                return result
+            }
             do {
                 try redrive(batch, ledger: &ledger, ends: ends, into: &result)
             } catch {
