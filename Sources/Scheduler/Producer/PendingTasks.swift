@@ -3,7 +3,7 @@ import Foundation
 /// Tasks handed to the producer that the broker has not acknowledged yet,
 /// in submission order (`GET /tasks/pending`).
 final class PendingTasks: Sendable {
-    // Threading rule: all state behind `lock` (a Mutex-like NSLock wrapper).
+    // Threading rule: all state inside `state.withLock`.
     private let state = LockedValue<(next: UInt64, tasks: [UInt64: TaskSpec])>((1, [:]))
 
     /// Records `task`; returns its ticket for `remove`.
