@@ -21,13 +21,9 @@ protocol ConfigSection: Sendable {
     init()
     /// Every key of the section, in the order the shipped `config.toml` lists them.
     static var keys: [ConfigKey<Self>] { get }
-    /// Checks between keys of the section, after each key's own check.
-    static func checkTogether(_ section: Self, _ place: KeyPlace) throws
 }
 
 extension ConfigSection {
-    static func checkTogether(_ section: Self, _ place: KeyPlace) throws {}
-
     /// Reads `table` into a section holding the defaults for keys absent from it.
     static func read(_ table: TOMLTable, _ place: KeyPlace) throws -> Self {
         var section = Self()
@@ -40,10 +36,9 @@ extension ConfigSection {
         return section
     }
 
-    /// Each key's range or form, then the section's rules between keys.
+    /// Each key's range or form (rules between sections: `ConfigValidator`).
     static func check(_ section: Self, _ place: KeyPlace) throws {
         for key in keys { try key.check(section, place) }
-        try checkTogether(section, place)
     }
 }
 
