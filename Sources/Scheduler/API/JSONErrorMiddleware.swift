@@ -2,12 +2,9 @@ import Hummingbird
 import Logging
 
 /// Turns every error, including the framework's own (404 for an unknown path,
-/// 413 for an oversized body), into a JSON `{"error": ...}` answer, and an
-/// unknown method on a known path into 405 with `Allow`.
+/// 413 for an oversized body), into a JSON `{"error": ...}` answer. (405 for
+/// a known path's wrong method: `MethodNotAllowedMiddleware`.)
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    /// Path → methods served there, for 405 answers.
-    let routes: [String: [HTTPRequest.Method]]
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
@@ -19,10 +16,6 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let httpError = error as? HTTPError
             switch error.status {
             case .notFound:
-                if let methods = routes[request.uri.path], !methods.contains(request.method) {
-                    throw APIError(.methodNotAllowed, "method \(request.method) not allowed on \(request.uri.path)",
-                                   headers: [.allow: methods.map(\.rawValue).joined(separator: ", ")])
-                }
                 throw APIError(.notFound, "no such endpoint: \(request.method) \(request.uri.path)")
             case .contentTooLarge:
                 throw APIError(.contentTooLarge, "request body is larger than the limit (api.max_body_bytes)")

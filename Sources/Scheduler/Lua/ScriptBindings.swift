@@ -63,18 +63,17 @@ final class ScriptBindings {
         scheduler.emit, scheduler.log, scheduler.yield = scheduler._emit, scheduler._log, scheduler._yield
         scheduler._emit, scheduler._log, scheduler._yield = nil, nil, nil
         local raw_schedule, pairs, tostring = scheduler._schedule, pairs, tostring
-        local schedule_fields = {topic = true, message = true, key = true, headers = true, at = true, after = true,
-                                 every = true, cron = true, timezone = true}
+        local schedule_fields = {\(ScriptScheduleFields.names.map { "\($0) = true" }.joined(separator: ", "))}
         scheduler.schedule = function(spec)
           if type(spec) ~= "table" then
             error("scheduler.schedule: expects a table {topic=, message=, key=?, headers=?, at=|after=|every=|cron=}", 2)
           end
           for name in pairs(spec) do
             if not schedule_fields[name] then
-              error("scheduler.schedule: unknown field '" .. tostring(name) .. "' (allowed: topic, message, key, headers, at, after, every, cron, timezone)", 2)
+              error("scheduler.schedule: unknown field '" .. tostring(name) .. "' (allowed: \(ScriptScheduleFields.names.joined(separator: ", ")))", 2)
             end
           end
-          return raw_schedule(spec.topic, spec.message, spec.key, spec.headers, spec.at, spec.after, spec.every, spec.cron, spec.timezone)
+          return raw_schedule(\(ScriptScheduleFields.names.map { "spec.\($0)" }.joined(separator: ", ")))
         end
         scheduler.cancel = scheduler._cancel
         scheduler._schedule, scheduler._cancel = nil, nil
