@@ -11,11 +11,11 @@ struct HealthRoutes: Sendable {
 
     func add(to router: Router<BasicRequestContext>) {
         router.get("/health") { _, _ in
-            JSONBody.response(HealthView(
+            let ownership = schedules.ownership
+            return JSONBody.response(HealthView(
                 status: "ok", bootstrap_servers: bootstrapServers, embedded_broker: embeddedBroker,
                 pending_tasks: publisher.pendingCount,
-                schedules: ScheduleHealthView(live: schedules.isLive, owned: schedules.book.read { $0.count },
-                                              partitions: schedules.book.read { $0.partitions.keys.sorted() },
+                schedules: ScheduleHealthView(live: schedules.isLive, owned: ownership.count, partitions: ownership.partitions,
                                               catalog: schedules.catalog.withLock { CatalogHealthView(live: $0.isLive, schedules: $0.count) }),
                 pool: PoolHealthView(pool: pool, role: election.role.read { $0 })))
         }

@@ -79,7 +79,7 @@ struct ScheduleRoutes: Sendable {
 
     private func views(_ listed: [ScheduleStore.Listed]) -> [ScheduleView] {
         let owners = cluster.scheduleOwners(Array(Set(listed.filter { !$0.local }.map(\.partition))))
-        let owned = schedules.book.read { table in Set(table.partitions.filter { $0.value == .live }.keys) }
+        let owned = schedules.ownership.live
         return listed.map { item in
             let local = item.local || owned.contains(item.partition)
             return ScheduleView(item.schedule, owner: local ? cluster.identity.id : owners[item.partition])

@@ -33,7 +33,8 @@ struct ClusterReportSource: Sendable {
             window.add(RateWindow.Sample(ms: now, processed: counts.0, published: counts.1))
             return window.rates
         }
-        let (partitions, owned) = schedules.book.read { table in (table.partitions.keys.sorted(), table.count) }
+        let ownership = schedules.ownership
+        let (partitions, owned) = (ownership.partitions, ownership.count)
         let scripts = catalog.view()
         return DaemonReport(
             id: identity.id, host: identity.host, pid: identity.pid, version: DaemonIdentity.version, api: api.withLock { $0 }, state: state,
