@@ -43,14 +43,18 @@ extension RotationCoordinator {
 
     /// A message that reached the consumer queue instead of its partition
     /// queue: queue it on its feed so the lease holder processes it in order.
-    func routeStray(_ message: KafkaRawMessage) {
+    func routeStray(_ message: consuming KafkaRawMessage) {
+        // An escaping closure cannot capture a non-copyable value (Swift
+        // 6.3): it travels in a batch's pointers, owned again at once.
+        let stray = KafkaMessageBatch(message).release()
         thread.submit { [self] in
-            let partition = TopicPartition(topic: message.topic, partition: message.partition)
+            let batch = KafkaMessageBatch(adopting: Array(stray))
+            guard let first = batch.first else { return }
+            let partition = TopicPartition(topic: first.topic, partition: first.partition)
             if let feed = feeds[partition] {
-                feed.addStray(message)
+                feed.addStray(batch)
             } else {
                 logger.warning("message for unassigned partition \(partition) dropped; it will be fetched again by its owner")
-                message.destroy()
             }
         }
     }
