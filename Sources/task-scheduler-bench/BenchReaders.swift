@@ -39,7 +39,7 @@ enum BenchReaders {
                 if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
                     count += 1
                     if collect {
-                        let raw = KafkaRawMessage(pointer: message)
+                        let raw = KafkaMessageView(pointer: message)
                         collected.append((raw.partition, raw.key.map { String(decoding: $0, as: UTF8.self) } ?? "",
                                           String(decoding: raw.payload, as: UTF8.self)))
                     }

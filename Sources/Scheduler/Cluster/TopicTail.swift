@@ -100,7 +100,7 @@ final class TopicTail: @unchecked Sendable {
         logger.info("following topic", metadata: [LogKey.topic: "\(topic)", LogKey.partition: "\(partitions)"])
         while isRunning {
             guard let raw = consumer.pollRaw(timeoutMs: 100) else { continue }
-            handle(raw)
+            handle(raw.view)
         }
     }
 
@@ -120,8 +120,8 @@ final class TopicTail: @unchecked Sendable {
         return nil
     }
 
-    private func handle(_ raw: KafkaRawMessage) {
-        defer { raw.destroy() }
+    /// `raw` is the caller's: it destroys the message when this returns.
+    private func handle(_ raw: KafkaMessageView) {
         if let error = raw.error {
             if error.code == RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue {
                 onEnd(raw.partition)

@@ -109,7 +109,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Rebalance callbacks run inside this call.
     /// Nil once `close` began.
     public func pollRaw(timeoutMs: Int) -> KafkaRawMessage? {
-        gate.use { rd_kafka_consumer_poll(handle, Int32(timeoutMs)).map(KafkaRawMessage.init(pointer:)) } ?? nil
+        // The gate hands back the pointer (its `use` is generic over copyable results only).
+        guard let polled = gate.use({ rd_kafka_consumer_poll(handle, Int32(timeoutMs)) }), let pointer = polled else { return nil }
+        return KafkaRawMessage(pointer: pointer)
     }
 
     /// Joins the group and subscribes to `topics`.

@@ -8,8 +8,8 @@ import CLua
 extension LuaState {
     /// Calls `process(msg)` and returns its two results `(ok, reason)`.
     /// Throws `LuaError` if the script raised or broke a budget.
-    func callProcess(_ message: KafkaRawMessage, group: String, worker: String) throws -> (LuaValue, LuaValue) {
-        try callProcessEach([message], group: group, worker: worker).answer.get()
+    func callProcess(_ message: KafkaMessageView, group: String, worker: String) throws -> (LuaValue, LuaValue) {
+        try callProcessEach([message][...], group: group, worker: worker).answer.get()
     }
 
     /// Calls `process(msg)` for each of `messages` (one partition's, in
@@ -17,7 +17,7 @@ extension LuaState {
     /// one fails or `after(index, nanoseconds)`, run after each call that
     /// succeeded (inside the Lua call: it must not use this state), returns
     /// false. See `EachRun` for what the run reports.
-    func callProcessEach(_ messages: [KafkaRawMessage], group: String, worker: String, after: (Int, Int64) -> Bool) -> EachRun {
+    func callProcessEach(_ messages: ArraySlice<KafkaMessageView>, group: String, worker: String, after: (Int, Int64) -> Bool) -> EachRun {
         withMessages(messages, group: group, worker: worker) { list in
             messages.withUnsafeBufferPointer { raw in
                 callEach("process", messages: list, headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)), after: after)
@@ -26,7 +26,7 @@ extension LuaState {
     }
 
     /// `callProcessEach` without `after`: until a call fails.
-    func callProcessEach(_ messages: [KafkaRawMessage], group: String, worker: String) -> EachRun {
+    func callProcessEach(_ messages: ArraySlice<KafkaMessageView>, group: String, worker: String) -> EachRun {
         withMessages(messages, group: group, worker: worker) { list in
             messages.withUnsafeBufferPointer { raw in
                 callEach("process", messages: list, headers: (Self.readHeaders, UnsafeRawPointer(raw.baseAddress)))
@@ -36,7 +36,7 @@ extension LuaState {
 
     /// Calls `process_batch(msgs)` with `messages` (one partition's, in
     /// order) and returns its first result.
-    func callProcessBatch(_ messages: [KafkaRawMessage], group: String, worker: String) throws -> LuaValue {
+    func callProcessBatch(_ messages: ArraySlice<KafkaMessageView>, group: String, worker: String) throws -> LuaValue {
         try withMessages(messages, group: group, worker: worker) { list in
             try messages.withUnsafeBufferPointer { raw in
                 try call("process_batch", messages: list, asList: true,
@@ -52,7 +52,7 @@ extension LuaState {
     /// `batch.headers` is built only if the script reads it (see
     /// `readHeaders`), so a batch whose headers are not used costs no
     /// header lookups.
-    func callProcessColumns(_ messages: [KafkaRawMessage], group: String, worker: String) throws -> LuaValue {
+    func callProcessColumns(_ messages: ArraySlice<KafkaMessageView>, group: String, worker: String) throws -> LuaValue {
         try withMessages(messages, group: group, worker: worker) { list in
             try messages.withUnsafeBufferPointer { raw in
                 try call("process_columns", messages: list, asList: true, asColumns: true,
@@ -70,7 +70,7 @@ extension LuaState {
     static let readHeaders: @convention(c) (UnsafeRawPointer?, Int, UnsafeMutablePointer<clua_header>?, Int) -> Int = {
         context, index, out, capacity in
         guard let context else { return 0 }
-        let message = context.assumingMemoryBound(to: KafkaRawMessage.self)[index]
+        let message = context.assumingMemoryBound(to: KafkaMessageView.self)[index]
         var count = 0
         message.forEachHeader { name, value in
             if count < capacity, let out {
@@ -101,7 +101,7 @@ extension LuaState {
     /// the duration of `body`. The descriptions carry no headers: the
     /// script's first read of them asks librdkafka (`readHeaders`).
     private func withMessages<T>(
-        _ messages: [KafkaRawMessage], group: String, worker: String,
+        _ messages: ArraySlice<KafkaMessageView>, group: String, worker: String,
         _ body: (UnsafeBufferPointer<clua_message>) throws -> T
     ) rethrows -> T {
         refreshNames(group: group, worker: worker)
@@ -124,7 +124,7 @@ extension LuaState {
 
     /// One message for C, pointing into librdkafka's buffers.
     private func describe(
-        _ message: KafkaRawMessage, headers: UnsafePointer<clua_header>?, count: Int,
+        _ message: KafkaMessageView, headers: UnsafePointer<clua_header>?, count: Int,
         group: UnsafePointer<CChar>?, worker: UnsafePointer<CChar>?
     ) -> clua_message {
         let key = message.key

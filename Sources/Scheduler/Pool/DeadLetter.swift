@@ -17,7 +17,7 @@ enum DeadLetter {
         group.deadLetterTopic.replacingOccurrences(of: "{topic}", with: topic)
     }
 
-    static func message(for message: KafkaRawMessage, error: String, attempts: Int, group: GroupConfig, worker: String) -> OutgoingMessage {
+    static func message(for message: KafkaMessageView, error: String, attempts: Int, group: GroupConfig, worker: String) -> OutgoingMessage {
         var headers: [KafkaHeader] = []
         // Byte for byte; a null value stays null.
         message.forEachHeader { name, value in

@@ -36,13 +36,70 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger, grace: ShutdownGrace? = nil
     ) async throws -> GroupRuntime {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
-        let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
+        // The rebalance callbacks need the consumer and coordinator made below.
+        let wired = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
         let emitBudget = EmitBudget(limit: group.maxInflightEmits)
         let assignments = WatchedValue(0)
-        let rebalance = RebalanceHandler(
+        AssignorChoice.logOnce(properties: properties, logger: logger)
+        let settings = ConsumerSettings(group: group, membership: membership, user: properties)
+        let consumer = try KafkaConsumer.make(
+            bootstrapServers: bootstrapServers, groupID: group.name, properties: settings.properties,
+            rebalance: rebalanceHandler(group: group, wired: wired, emitBudget: emitBudget, assignments: assignments, logger: logger))
+        let commits = CommitGate()
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
+                                            emitBudget: emitBudget, commits: commits, fetchedElsewhere: FetchedElsewhere())
+        var workers: [Worker] = []
+        let coordinator: RotationCoordinator
+        do {
+            for index in 0..<group.workers {
+                workers.append(try await Worker.start(index: index, environment: environment))
+            }
+            coordinator = try await RotationCoordinator.start(group: group, workers: workers, environment: environment, catalog: catalog, logger: logger,
+                                                              cooperative: settings.cooperative, sessionTimeoutMs: settings.sessionTimeoutMs)
+        } catch {
+            // Whatever was made so far: the workers started, then the consumer.
+            for worker in workers { await worker.close() }
+            consumer.close()
+            throw error
+        }
+        wired.withLock { $0 = (consumer, coordinator) }
+        return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace,
+                            assignments: assignments, commits: commits, settleWait: .milliseconds(2 * settings.sessionTimeoutMs))
+    }
+
+    /// The group consumer's properties and what the group reads from them.
+    private struct ConsumerSettings {
+        var properties: [String: String]
+        var cooperative: Bool
+        var sessionTimeoutMs: Int
+
+        /// Session timeout, assignor and static membership: `membership`
+        /// (the same for the schedule consumer); [kafka.properties] (`user`)
+        /// overrides. Prefetch is bounded (librdkafka CONFIGURATION.md:
+        /// queued.max.messages.kbytes caps each partition's fetch queue), so a
+        /// slow process() with a fast producer keeps memory flat: the fetcher
+        /// simply waits.
+        init(group: GroupConfig, membership: GroupMembership, user: [String: String]) {
+            properties = membership.properties(group: group.name, user: [
+                "queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608",
+            ].merging(user) { _, user in user })
+            cooperative = properties["partition.assignment.strategy"]?.contains("cooperative") == true
+            sessionTimeoutMs = properties["session.timeout.ms"].flatMap { Int($0) } ?? 10_000
+            properties["enable.partition.eof"] = "false"
+        }
+    }
+
+    /// The rebalance callbacks: an assignment makes the partitions' feeds, a
+    /// revocation takes them back and commits them, a refused commit is
+    /// sent again. They do nothing until the group is `wired`.
+    private static func rebalanceHandler(
+        group: GroupConfig, wired: LockedValue<(KafkaConsumer, RotationCoordinator)?>, emitBudget: EmitBudget,
+        assignments: WatchedValue<Int>, logger: Logger
+    ) -> RebalanceHandler {
+        RebalanceHandler(
             assigned: { partitions in
                 defer { assignments.update { $0 += 1 } }
-                guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
+                guard let (consumer, coordinator) = wired.withLock({ $0 }) else { return }
                 let feeds = partitions.compactMap { assigned -> PartitionFeed? in
                     guard let queue = consumer.partitionQueue(topic: assigned.topic, partition: assigned.partition) else { return nil }
                     return PartitionFeed(partition: TopicPartition(topic: assigned.topic, partition: assigned.partition), queue: queue, budget: emitBudget,
@@ -51,7 +108,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 coordinator.assign(feeds)
             },
             revoking: { partitions, lost in
-                guard let (consumer, coordinator) = consumerRef.withLock({ $0 }) else { return }
+                guard let (consumer, coordinator) = wired.withLock({ $0 }) else { return }
                 let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }), lost: lost)
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
@@ -61,7 +118,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 logger.info("partitions revoked\(lost ? " (assignment lost)" : ""): \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
             },
             commitFailed: { error in
-                guard let (_, coordinator) = consumerRef.withLock({ $0 }) else { return }
+                guard let (_, coordinator) = wired.withLock({ $0 }) else { return }
                 if !error.isRebalance {
                     logger.warning("offset commit failed, will retry: \(error)", metadata: [LogKey.group: "\(group.name)"])
                 }
@@ -69,45 +126,6 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 // the eager protocol the leases also pause (RotationState).
                 coordinator.commitRefused(rebalance: error.isRebalance)
             })
-        // Session timeout, assignor and static membership: `membership`
-        // (the same for the schedule consumer); [kafka.properties] overrides.
-        // Prefetch is bounded (librdkafka CONFIGURATION.md: queued.max.messages.kbytes
-        // caps each partition's fetch queue), so a slow process() with a fast
-        // producer keeps memory flat: the fetcher simply waits.
-        AssignorChoice.logOnce(properties: properties, logger: logger)
-        var properties = membership.properties(group: group.name, user: [
-            "queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608",
-        ].merging(properties) { _, user in user })
-        let cooperative = properties["partition.assignment.strategy"]?.contains("cooperative") == true
-        let sessionTimeoutMs = properties["session.timeout.ms"].flatMap { Int($0) } ?? 10_000
-        properties["enable.partition.eof"] = "false"
-        let consumer = try KafkaConsumer.make(
-            bootstrapServers: bootstrapServers, groupID: group.name, properties: properties, rebalance: rebalance)
-        let commits = CommitGate()
-        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
-                                            emitBudget: emitBudget, commits: commits, fetchedElsewhere: FetchedElsewhere())
-        var workers: [Worker] = []
-        do {
-            for index in 0..<group.workers {
-                workers.append(try await Worker.start(index: index, environment: environment))
-            }
-        } catch {
-            for worker in workers { await worker.close() }
-            consumer.close()
-            throw error
-        }
-        let coordinator: RotationCoordinator
-        do {
-            coordinator = try await RotationCoordinator.start(group: group, workers: workers, environment: environment, catalog: catalog, logger: logger,
-                                                              cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
-        } catch {
-            for worker in workers { await worker.close() }
-            consumer.close()
-            throw error
-        }
-        consumerRef.withLock { $0 = (consumer, coordinator) }
-        return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace,
-                            assignments: assignments, commits: commits, settleWait: .milliseconds(2 * sessionTimeoutMs))
     }
 
     /// Joins the group: subscribes to the group's topics and starts the
@@ -146,7 +164,6 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         if let message = consumer.pollRaw(timeoutMs: 50) {
             if let error = message.error {
                 logger.warning("consumer: \(error)", metadata: [LogKey.group: "\(group.name)"])
-                message.destroy()
             } else {
                 coordinator.routeStray(message)
             }

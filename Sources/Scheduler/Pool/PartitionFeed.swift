@@ -37,7 +37,9 @@ final class PartitionFeed: Sendable {
         // Threading rule: only inside `split`'s lock (the messages are
         // handed over whole, see KafkaRawMessage).
         var ledger: LaneLedger
-        var backlogs: [[KafkaRawMessage]]
+        /// Owned: messages come in from a `KafkaMessageBatch` (`release`)
+        /// and leave in one (`adopting`) or are destroyed here.
+        var backlogs: [[KafkaMessageView]]
     }
 
     init(partition: TopicPartition, queue: PartitionQueue, budget: EmitBudget, lanes: Int = 1, maxAhead: Int = 10_000) {
@@ -60,16 +62,16 @@ final class PartitionFeed: Sendable {
     /// While the partition has run `lane_max_ahead` past its lowest
     /// unfinished offset nothing is read: the lane waits (and comes back
     /// empty) until the slow lane catches up.
-    func takeBatch(lane: Int, timeoutMs: Int) -> [KafkaRawMessage] {
+    func takeBatch(lane: Int, timeoutMs: Int) -> KafkaMessageBatch {
         let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
         while true {
             if let mine = takeBacklog(lane) { return mine }
             if split.withLock({ $0.ledger.mayFetch }) {
                 // Another lane's holder reads (or seeks) until our deadline:
                 // come back empty, the lease loop checks its stop flag.
-                guard readTurn.take(until: deadline, shouldStop: { false }) else { return takeBacklog(lane) ?? [] }
+                guard readTurn.take(until: deadline, shouldStop: { false }) else { return takeBacklog(lane) ?? KafkaMessageBatch() }
                 let remaining = max(0, Int((deadline - .now) / .milliseconds(1)))
-                let fetched = { () -> [KafkaRawMessage]? in
+                let fetched = { () -> KafkaMessageBatch? in
                     defer { readTurn.give() }
                     // Another lane's holder may have read ours meanwhile.
                     if let mine = takeBacklog(lane) { return mine }
@@ -78,26 +80,27 @@ final class PartitionFeed: Sendable {
                     return takeBacklog(lane)
                 }()
                 if let fetched { return fetched }
-                if lanes == 1 { return [] }
+                if lanes == 1 { return KafkaMessageBatch() }
             } else {
                 Thread.sleep(forTimeInterval: 0.0005)
             }
-            if ContinuousClock.now >= deadline { return [] }
+            if ContinuousClock.now >= deadline { return KafkaMessageBatch() }
         }
     }
 
-    private func takeBacklog(_ lane: Int) -> [KafkaRawMessage]? {
-        split.withLock { state -> [KafkaRawMessage]? in
-            guard !state.backlogs[lane].isEmpty else { return nil }
+    private func takeBacklog(_ lane: Int) -> KafkaMessageBatch? {
+        let mine = split.withLock { state -> [KafkaMessageView] in
             defer { state.backlogs[lane].removeAll() }
             return state.backlogs[lane]
         }
+        return mine.isEmpty ? nil : KafkaMessageBatch(adopting: mine)
     }
 
     /// Splits messages read from the partition into their lanes.
-    private func distribute(_ messages: [KafkaRawMessage]) {
-        guard !messages.isEmpty else { return }
-        var dropped: [KafkaRawMessage] = []
+    private func distribute(_ batch: consuming KafkaMessageBatch) {
+        guard !batch.isEmpty else { return }
+        let messages = batch.release()
+        var dropped: [KafkaMessageView] = []
         split.withLock { state in
             var last: Int64 = -1
             for message in messages {
@@ -117,28 +120,29 @@ final class PartitionFeed: Sendable {
             }
             if last >= 0 { state.ledger.splitThrough(next: last + 1) }
         }
-        dropped.forEach { $0.destroy() }
+        KafkaMessageBatch(adopting: dropped).destroy()
     }
 
     /// Returns `lane`'s unprocessed messages to the front, for its next holder.
-    func giveBack(lane: Int, _ messages: ArraySlice<KafkaRawMessage>) {
-        guard !messages.isEmpty else { return }
+    func giveBack(lane: Int, _ batch: consuming KafkaMessageBatch) {
+        guard !batch.isEmpty else { return }
+        let messages = batch.release()
         split.withLock { $0.backlogs[lane].insert(contentsOf: messages, at: 0) }
     }
 
     /// Adds a message that arrived on the consumer queue instead of the partition queue.
-    func addStray(_ message: KafkaRawMessage) {
-        distribute([message])
+    func addStray(_ batch: consuming KafkaMessageBatch) {
+        distribute(batch)
     }
 
     /// Frees every lane's unprocessed messages (the partition was revoked:
     /// its next owner fetches them again from the committed offset).
     func discardBacklog() {
-        let dropped = split.withLock { state -> [KafkaRawMessage] in
+        let dropped = split.withLock { state -> [KafkaMessageView] in
             defer { state.backlogs = state.backlogs.map { _ in [] } }
             return state.backlogs.flatMap { $0 }
         }
-        dropped.forEach { $0.destroy() }
+        KafkaMessageBatch(adopting: dropped).destroy()
     }
 
     /// `lane`'s messages up to `offset` are done (processed or dead-lettered).
@@ -172,12 +176,12 @@ final class PartitionFeed: Sendable {
         } catch {
             return .failed("\(error)")
         }
-        let dropped = split.withLock { state -> [KafkaRawMessage] in
+        let dropped = split.withLock { state -> [KafkaMessageView] in
             defer { state.backlogs[lane].removeAll() }
             state.ledger.rewind(lane: lane, to: offset)
             return state.backlogs[lane]
         }
-        dropped.forEach { $0.destroy() }
+        KafkaMessageBatch(adopting: dropped).destroy()
         return .done
     }
 
@@ -257,8 +261,8 @@ struct LaneFeed: Sendable {
     var partition: TopicPartition { feed.partition }
     /// The lane's emits in flight.
     var emits: EmitTracker { feed.laneEmits[lane] }
-    func takeBatch(timeoutMs: Int) -> [KafkaRawMessage] { feed.takeBatch(lane: lane, timeoutMs: timeoutMs) }
-    func giveBack(_ messages: ArraySlice<KafkaRawMessage>) { feed.giveBack(lane: lane, messages) }
+    func takeBatch(timeoutMs: Int) -> KafkaMessageBatch { feed.takeBatch(lane: lane, timeoutMs: timeoutMs) }
+    func giveBack(_ batch: consuming KafkaMessageBatch) { feed.giveBack(lane: lane, batch) }
     func finished(through offset: Int64) { feed.finished(lane: lane, through: offset) }
     var readyCount: Int { feed.readyCount(lane: lane) }
     /// The lane's next message to process (-1 until known).

@@ -1,6 +1,8 @@
-/// Housekeeping beside the rotation itself: idle commits, metrics, and
-/// messages that reached the consumer queue. All of it runs on the
-/// coordinator's thread.
+import Logging
+
+/// Housekeeping beside the rotation itself: idle commits, metrics, logs of
+/// the rules' notes, and messages that reached the consumer queue. All of
+/// it runs on the coordinator's thread.
 extension RotationCoordinator {
     /// Messages waiting on `partition`: fetched and not processed, or known to
     /// be on the broker past the next offset.
@@ -41,16 +43,43 @@ extension RotationCoordinator {
         metrics.luaCalls.merge(script: ScriptCatalog.process, hook: "process", report.luaCalls)
     }
 
+    /// Logs what the rules noted.
+    func log(_ note: RotationNote) {
+        let metadata: Logger.Metadata = [LogKey.group: "\(group.name)"]
+        switch note {
+        case .assigned(let slots):
+            // Partitions, not slots: with key lanes every partition brings `lanes` slots.
+            let partitions = Set(slots.map(\.partition)).sorted().map(\.description).joined(separator: ", ")
+            let lanes = group.lanes > 1 ? " (\(group.lanes) lanes each)" : ""
+            logger.info("partitions assigned: \(partitions)\(lanes)", metadata: metadata)
+        case .paused:
+            logger.info("group is rebalancing: pausing leases and commits", metadata: metadata)
+        case .commitsHeld:
+            logger.info("group is rebalancing: commits wait for the next assignment", metadata: metadata)
+        case .pauseGaveUp(let after):
+            logger.warning("no assignment came \(after) after the group began rebalancing; resuming leases and commits", metadata: metadata)
+        case .topicMoved(let topic):
+            logger.debug("group moves to the next topic", metadata: metadata.merging([LogKey.topic: "\(topic)"]) { $1 })
+        case .answerRejected(let message):
+            let script = rotate.script
+            logger.warning("rotate() answer not used, default policy applies: \(message)", metadata: metadata.merging([LogKey.script: "\(script)"]) { $1 })
+        }
+    }
+
     /// A message that reached the consumer queue instead of its partition
     /// queue: queue it on its feed so the lease holder processes it in order.
-    func routeStray(_ message: KafkaRawMessage) {
+    func routeStray(_ message: consuming KafkaRawMessage) {
+        // An escaping closure cannot capture a non-copyable value (Swift
+        // 6.3): it travels in a batch's pointers, owned again at once.
+        let stray = KafkaMessageBatch(message).release()
         thread.submit { [self] in
-            let partition = TopicPartition(topic: message.topic, partition: message.partition)
+            let batch = KafkaMessageBatch(adopting: Array(stray))
+            guard let first = batch.first else { return }
+            let partition = TopicPartition(topic: first.topic, partition: first.partition)
             if let feed = feeds[partition] {
-                feed.addStray(message)
+                feed.addStray(batch)
             } else {
                 logger.warning("message for unassigned partition \(partition) dropped; it will be fetched again by its owner")
-                message.destroy()
             }
         }
     }

@@ -5,7 +5,8 @@ import Logging
 /// it feeds the state the events (assignments, revocations, workers' slice
 /// reports, refused commits, ticks, stop) and carries out its decisions
 /// (start a lease on a worker's thread, renew, stop, commit, release revoked
-/// partitions), and it hosts the `rotate.lua` state the rules ask.
+/// partitions). The rules ask `rotate.lua` through `RotationPolicyHost`;
+/// what the group looks like from outside is `GroupViewBuilder`'s.
 final class RotationCoordinator: @unchecked Sendable {
     // Threading rule: every `var` below is read and written only on `thread`.
     let group: GroupConfig
@@ -16,8 +17,8 @@ final class RotationCoordinator: @unchecked Sendable {
     let environment: WorkerEnvironment
     let consumer: KafkaConsumer
     let thread: DedicatedThread
-    var policy: LuaState?
-    var policyGeneration = 0
+    /// The group's `rotate.lua`.
+    let rotate: RotationPolicyHost
     let catalog: ScriptCatalog
     /// The rules and everything they decide on.
     var state: RotationState
@@ -43,7 +44,7 @@ final class RotationCoordinator: @unchecked Sendable {
         let coordinator = RotationCoordinator(group: group, workers: workers, environment: environment, catalog: catalog, logger: logger,
                                               cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
         do {
-            try await coordinator.thread.run { [coordinator] in try coordinator.loadPolicy(strict: true) }
+            try await coordinator.thread.run { [coordinator] in try coordinator.rotate.load(strict: true) }
         } catch {
             coordinator.thread.stop()
             throw error
@@ -59,6 +60,7 @@ final class RotationCoordinator: @unchecked Sendable {
         self.environment = environment
         self.consumer = environment.consumer
         self.logger = logger
+        self.rotate = RotationPolicyHost(group: group.name, catalog: catalog, logger: logger)
         self.activity = workers.map { _ in WorkerActivity() }
         var rules = RotationRules(group: group.name, topics: group.topics, workers: workers.map(\.id), sliceMs: group.sliceMs)
         rules.cooperative = cooperative
@@ -152,8 +154,7 @@ final class RotationCoordinator: @unchecked Sendable {
     @discardableResult
     func close(within limit: Duration) async -> Bool {
         let closed = await thread.run(within: limit) { [self] () -> Bool in
-            if policy?.finish() != nil { catalog.countError(script: ScriptCatalog.rotate, hook: "shutdown") }
-            policy = nil
+            rotate.finish()
             return true
         } != nil
         if closed { thread.stop() }
@@ -169,6 +170,16 @@ final class RotationCoordinator: @unchecked Sendable {
     /// Throws once the coordinator's thread is stopped.
     func inspect<T: Sendable>(_ body: @escaping @Sendable (RotationCoordinator) -> T) async throws(DedicatedThreadStopped) -> T {
         try await thread.run { [self] in body(self) }
+    }
+
+    /// What the group looks like now, for `ctx` and `GET /groups`.
+    var views: GroupViewBuilder {
+        GroupViewBuilder(group: group, workerIDs: workers.map(\.id), activity: activity, facts: FeedFacts(feeds: feeds, consumer: consumer))
+    }
+
+    /// The group's state now (`GET /groups`).
+    func snapshot() -> GroupView {
+        views.snapshot(state: state, gaps: gaps, history: history, emitBudget: environment.emitBudget)
     }
 
     // MARK: Internals (coordinator thread only)
@@ -198,8 +209,10 @@ final class RotationCoordinator: @unchecked Sendable {
     private func apply(_ event: RotationEvent, asking report: SliceReport? = nil) {
         let facts = FeedFacts(feeds: feeds, consumer: consumer)
         let decisions: [RotationDecision]
-        if let report, policyGeneration != catalog.generation || policy != nil {
-            decisions = state.handle(event, at: .now, facts: facts, policy: LuaRotationPolicy(coordinator: self, report: report))
+        if let report, rotate.isActive {
+            let views = views
+            let policy = LuaRotationPolicy(host: rotate) { views.context(after: report, state: $0) }
+            decisions = state.handle(event, at: .now, facts: facts, policy: policy)
         } else {
             decisions = state.handle(event, at: .now, facts: facts, policy: DefaultPolicy())
         }

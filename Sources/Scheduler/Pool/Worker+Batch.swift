@@ -17,10 +17,10 @@ extension Worker {
     /// `process_batch`: the script defines one, and no failure is on record
     /// for this partition (a message being retried or rewound goes through
     /// `process()`, one by one).
-    func mayProcessAsBatch(_ batch: [KafkaRawMessage], feed: LaneFeed) -> Bool {
+    func mayProcessAsBatch(_ batch: ArraySlice<KafkaMessageView>, feed: LaneFeed) -> Bool {
         // process() is there too: loading process.lua requires it.
         guard batch.count > 1, let script, script.hasColumnsHook || script.hasBatchHook else { return false }
-        guard !feed.emits.hasFailure, feed.emits.failedRounds(at: batch[0].offset) == 0 else { return false }
+        guard !feed.emits.hasFailure, feed.emits.failedRounds(at: batch[batch.startIndex].offset) == 0 else { return false }
         return batch.allSatisfy { $0.error == nil }
     }
 
@@ -31,7 +31,7 @@ extension Worker {
     /// all of them are acknowledged, and a failed emit reads the whole batch
     /// again.
     func handleBatch(
-        _ batch: [KafkaRawMessage], lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
+        _ batch: ArraySlice<KafkaMessageView>, lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
         began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
     ) -> BatchOutcome {
         guard let script else { return .fallback }
@@ -58,7 +58,7 @@ extension Worker {
             environment.logger.debug("\(hook)() reported a failure; the batch is processed one message at a time", metadata: logMetadata)
             return .fallback
         }
-        switch emit(emitted, offset: batch[0].offset, lease: lease, feed: feed) {
+        switch emit(emitted, offset: batch[batch.startIndex].offset, lease: lease, feed: feed) {
         case .sent: return .done
         case .invalid(let reason):
             environment.logger.warning("\(hook)(): \(reason); the batch is processed one message at a time", metadata: logMetadata)

@@ -33,7 +33,7 @@ extension Worker {
     /// Whether `messages` may go through `drive`: nothing about them calls
     /// for the one-by-one path (a consumer error, an emit failure on record,
     /// a message being retried).
-    func mayDrive(_ messages: ArraySlice<KafkaRawMessage>, feed: LaneFeed) -> Bool {
+    func mayDrive(_ messages: ArraySlice<KafkaMessageView>, feed: LaneFeed) -> Bool {
         guard script != nil, !feed.emits.hasFailure else { return false }
         return messages.allSatisfy { $0.error == nil && feed.emits.failedRounds(at: $0.offset) == 0 }
     }
@@ -56,9 +56,9 @@ extension Worker {
     /// `driveCheckNanoseconds` of calls, a message that emitted or yielded,
     /// and at the end.
     func drive(
-        _ messages: ArraySlice<KafkaRawMessage>, lease: Lease, feed: LaneFeed,
+        _ messages: ArraySlice<KafkaMessageView>, lease: Lease, feed: LaneFeed,
         checkpoint: (ContinuousClock.Instant) -> SliceEndReason?,
-        handled: (Int, KafkaRawMessage, LuaCallTally, ContinuousClock.Instant) -> Void
+        handled: (Int, KafkaMessageView, LuaCallTally, ContinuousClock.Instant) -> Void
     ) -> DrivenRun {
         guard let script else { return DrivenRun(next: .oneByOne) }
         let batch = Array(messages)
@@ -66,7 +66,7 @@ extension Worker {
         var calls = LuaCallTally()
         var unreported = 0
         var sinceCheck: Int64 = 0
-        let each = script.callProcessEach(batch, group: environment.group.name, worker: id) { index, nanoseconds in
+        let each = script.callProcessEach(batch[...], group: environment.group.name, worker: id) { index, nanoseconds in
             let message = batch[index]
             let emitted = !script.bindings.emitted.isEmpty
             if emitted {

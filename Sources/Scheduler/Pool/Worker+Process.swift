@@ -22,7 +22,7 @@ extension Worker {
     /// to two per message on this path). `failedFirst`: the reason of a
     /// first attempt already made and failed (`drive`).
     func handle(
-        _ message: KafkaRawMessage, lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
+        _ message: KafkaMessageView, lease: Lease, feed: LaneFeed, calls: inout LuaCallTally,
         began: ContinuousClock.Instant, ended: inout ContinuousClock.Instant, failedFirst: String? = nil
     ) -> MessageOutcome {
         let group = environment.group
@@ -63,7 +63,7 @@ extension Worker {
 
     /// One call of `process(msg)`; on success, what it emitted.
     private func attempt(
-        _ message: KafkaRawMessage, calls: inout LuaCallTally, started: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
+        _ message: KafkaMessageView, calls: inout LuaCallTally, started: ContinuousClock.Instant, ended: inout ContinuousClock.Instant
     ) -> Result<[OutgoingMessage], ProcessFailure> {
         guard let script else { return .failure(ProcessFailure("process.lua is not loaded")) }
         let answer: (LuaValue, LuaValue)
@@ -117,7 +117,7 @@ extension Worker {
     /// Sends a message that failed its last attempt to the dead-letter topic,
     /// retrying the send until it is acknowledged (nothing is dropped) or the
     /// lease must end (then the message stays unprocessed: returns the reason).
-    private func deadLetter(_ message: KafkaRawMessage, error: String, attempts: Int, lease: Lease) -> SliceEndReason? {
+    private func deadLetter(_ message: KafkaMessageView, error: String, attempts: Int, lease: Lease) -> SliceEndReason? {
         let letter = DeadLetter.message(for: message, error: error, attempts: attempts, group: environment.group, worker: id)
         var tries = 0
         while true {

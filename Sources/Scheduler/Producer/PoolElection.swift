@@ -85,7 +85,7 @@ final class PoolElection: @unchecked Sendable {
         while isRunning {
             if pendingElection { takeOffice(consumer) }
             // Records fetched for the assigned partition are not needed here.
-            consumer.pollRaw(timeoutMs: 100)?.destroy()
+            _ = consumer.pollRaw(timeoutMs: 100)  // destroyed at once
         }
     }
 

@@ -62,12 +62,12 @@ final class PoolFollower: @unchecked Sendable {
                                              offset: resume == 0 ? PartitionOffset.beginning : resume)])
         while isRunning {
             guard let raw = consumer.pollRaw(timeoutMs: 100) else { continue }
-            handle(raw)
+            handle(raw.view)
         }
     }
 
-    private func handle(_ raw: KafkaRawMessage) {
-        defer { raw.destroy() }
+    /// `raw` is the caller's: it destroys the message when this returns.
+    private func handle(_ raw: KafkaMessageView) {
         if let error = raw.error {
             if error.code == RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue {
                 state.update { $0.reachedEnd(raw.offset) }

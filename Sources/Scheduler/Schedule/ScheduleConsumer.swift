@@ -86,7 +86,7 @@ final class ScheduleConsumer: @unchecked Sendable {
         var lastGauge = ContinuousClock.now
         while isRunning {
             if let raw = consumer.pollRaw(timeoutMs: 100) {
-                handle(raw)
+                handle(raw.view)
             }
             if ContinuousClock.now - lastGauge > .seconds(1) {
                 lastGauge = .now
@@ -98,8 +98,8 @@ final class ScheduleConsumer: @unchecked Sendable {
         }
     }
 
-    private func handle(_ raw: KafkaRawMessage) {
-        defer { raw.destroy() }
+    /// `raw` is the caller's: it destroys the message when this returns.
+    private func handle(_ raw: KafkaMessageView) {
         let partition = raw.partition
         if let error = raw.error {
             if error.code == RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue {

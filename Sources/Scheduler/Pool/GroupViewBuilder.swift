@@ -1,6 +1,15 @@
-/// The `ctx` table `rotate(ctx)` receives, and the `GET /groups` view; both
-/// are built from the same state.
-extension RotationCoordinator {
+/// What the group looks like from outside, built from the same parts: the
+/// `ctx` table `rotate(ctx)` receives and the `GET /groups` view. A value
+/// made on the coordinator's thread from its current parts.
+struct GroupViewBuilder {
+    let group: GroupConfig
+    /// The workers' ids, by index.
+    let workerIDs: [String]
+    /// Per-worker figures, by index.
+    let activity: [WorkerActivity]
+    /// The partitions assigned to this process, with the consumer's watermarks.
+    let facts: FeedFacts
+
     /// `state`: the rules' state as the policy is asked (the coordinator's
     /// own copy is being changed at that moment).
     func context(after report: SliceReport, state: RotationState) -> LuaValue {
@@ -14,7 +23,7 @@ extension RotationCoordinator {
             "topic": .string(partition.topic),
             "partition": .integer(Int64(partition.partition)),
             "lane": .integer(Int64(report.lease.slot.lane)),
-            "worker": .string(workers[report.lease.workerIndex].id),
+            "worker": .string(workerIDs[report.lease.workerIndex]),
             "reason": .string(report.reason.rawValue),
             "slice": .table([
                 "messages": .integer(Int64(report.messages)),
@@ -66,7 +75,7 @@ extension RotationCoordinator {
     }
 
     /// The group's state now (`GET /groups`).
-    func snapshot() -> GroupView {
+    func snapshot(state: RotationState, gaps: GapRecorder, history: LeaseHistory, emitBudget: EmitBudget) -> GroupView {
         let now = ContinuousClock.now
         return GroupView(
             name: group.name, topics: group.topics, current_topic: state.currentTopic, slice_ms: group.sliceMs,
@@ -74,21 +83,21 @@ extension RotationCoordinator {
             handoff: HandoffView(
                 count: gaps.count, p50_ms: gaps.quantileMs(0.5), p99_ms: gaps.quantileMs(0.99), last_ms: gaps.lastMs(20)),
             recent_leases: history.spans.filter { now - $0.end <= LeaseHistory.window }.map { span in
-                LeaseSpanView(worker: workers[span.worker].id, topic: span.partition.topic, partition: span.partition.partition,
+                LeaseSpanView(worker: workerIDs[span.worker], topic: span.partition.topic, partition: span.partition.partition,
                               start_ms_ago: Int((now - span.start) / .milliseconds(1)), end_ms_ago: Int((now - span.end) / .milliseconds(1)))
             },
-            emits_in_flight: environment.emitBudget.current,
-            emits_in_flight_peak: environment.emitBudget.peak,
+            emits_in_flight: emitBudget.current,
+            emits_in_flight_peak: emitBudget.peak,
             max_inflight_emits: group.maxInflightEmits)
     }
 
     /// Every worker of the pool, in order.
     func workerViews(now: ContinuousClock.Instant, state: RotationState) -> [WorkerView] {
-        workers.indices.map { index -> WorkerView in
+        workerIDs.indices.map { index -> WorkerView in
             let entry = activity[index]
             let lease = state.leases[index]
             return WorkerView(
-                id: workers[index].id,
+                id: workerIDs[index],
                 state: lease == nil ? "idle" : "busy",
                 lease: lease.map { LeaseView(topic: $0.slot.topic, partition: $0.slot.partition.partition, lane: $0.slot.lane,
                                              held_ms: Int((now - $0.grantedAt) / .milliseconds(1))) },
@@ -101,20 +110,20 @@ extension RotationCoordinator {
     func partitionViews(state: RotationState) -> [PartitionView] {
         let byPartition = Dictionary(grouping: state.slots.keys, by: \.partition)
         return byPartition.keys.sorted().map { partition -> PartitionView in
-            let feed = feeds[partition]
+            let feed = facts.feeds[partition]
             let lanes = byPartition[partition, default: []].sorted().map { slot in
-                LaneView(lane: slot.lane, holder: state.slots[slot]?.holder.map { workers[$0].id },
+                LaneView(lane: slot.lane, holder: state.slots[slot]?.holder.map { workerIDs[$0] },
                          next_offset: feed?.lowestUnfinished(lane: slot.lane) ?? -1, lag: feed?.unfinished(lane: slot.lane) ?? 0)
             }
             let next = feed?.nextOffset ?? -1
             let read = feed?.readPosition ?? -1
             return PartitionView(
                 topic: partition.topic, partition: partition.partition,
-                holder: state.slots[SlotKey(partition)]?.holder.map { workers[$0].id },
+                holder: state.slots[SlotKey(partition)]?.holder.map { workerIDs[$0] },
                 committed: feed?.committedOffset ?? -1,
                 next_offset: next,
                 committable: feed?.committableOffset ?? -1,
-                lag: lag(partition), lanes: lanes, ahead: next >= 0 && read >= 0 ? read - next : 0)
+                lag: facts.lag(partition), lanes: lanes, ahead: next >= 0 && read >= 0 ? read - next : 0)
         }
     }
 }
