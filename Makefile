@@ -51,7 +51,7 @@ check: release
 # run one at a time after them: run in parallel with everything else on a
 # 2-core machine (load 15-20) their group sessions and timeouts stretch
 # past what they measure.
-SERIAL_SUITES := FaultInjectionTests|RedriveTests|RedriveKillTests|SharedPoolTests|ClusterProcessTests|StartupStopTests|StaticMembershipTests|ScaleOutTests|PipelinedEmitTests|HostileShutdownTests|TaskAPITests|KeyLaneKillTests|KeyLaneEmitTests|BrokerOutageTests|SlowConsumerTests|BackPressureTests|DaemonKillTests|DaemonProcessTests|ScheduleFailoverTests|WorkerPoolTests|KeyLanePoolTests|ScriptScheduleProcessTests|HostileMemoryTests|PartitionFeedTurnTests|DurableRecordTests|ClientGrowthTests|LagGaugeTests
+SERIAL_SUITES := FaultInjectionTests|RedriveTests|RedriveKillTests|SharedPoolTests|ClusterProcessTests|StartupStopTests|StaticMembershipTests|ScaleOutTests|PipelinedEmitTests|HostileShutdownTests|TaskAPITests|KeyLaneKillTests|KeyLaneEmitTests|BrokerOutageTests|SlowConsumerTests|BackPressureTests|DaemonKillTests|DaemonProcessTests|ScheduleFailoverTests|WorkerPoolTests|KeyLanePoolTests|ScriptScheduleProcessTests|HostileMemoryTests|PartitionFeedTurnTests|DurableRecordTests|ClientGrowthTests|LagGaugeTests|EmitBytesPoolTests|RebalanceFailureTests|ConsumerCloseThreadTests
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(SERIAL_SUITES)'
@@ -61,10 +61,12 @@ test: test-deps
 # The hostile-script corpus: endless loops (plain, coroutines, metamethods,
 # comparators, replacements), catastrophic patterns, memory bombs, bad error
 # objects, SIGTERM with a wedged script, emit loops past the per-call emit
-# budget (with the daemon's peak RSS); plus the budgeted string library.
+# budget and large emits against a slow broker (max_inflight_emit_mb), both
+# with the daemon's peak RSS; schedule records piling up behind a slow broker
+# (max_pending_records); plus the budgeted string library.
 test-hostile: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|HostileMemoryTests|ScriptLimitsTests|CallOutputTests|StringLibraryTests'
+	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|HostileMemoryTests|ScriptLimitsTests|CallOutputTests|StringLibraryTests|EmitBudgetBytesTests|EmitBytesPoolTests|PendingRecordsTests|ClientGrowthTests/scriptRecordsBounded'
 
 # Steady-state throughput on one embedded broker: 1M keyed messages over 16
 # partitions read by librdkafka alone (the limit), kcat, the scheduler with a

@@ -63,3 +63,49 @@ struct HostileMemoryTests {
         #expect(status == 0)
     }
 }
+
+extension HostileMemoryTests {
+    @Test("process() emitting 3.6 MB per message while the broker acknowledges slowly: emits wait at [[groups]] max_inflight_emit_mb, never fail; the daemon's peak RSS stays bounded",
+          .timeLimit(.minutes(3)))
+    func emitBytesInFlightBounded() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: daemonBinary.path), "build the executable first (make test does)")
+        let topic = try TestBroker.freshTopic("emit-bytes", partitions: 2)
+        try TestBroker.shared.createTopic("\(topic)-out", partitions: 2)
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            local big = string.rep("x", 900000)
+            function process(msg)
+              if msg.payload ~= "warm" then
+                for i = 1, 4 do scheduler.emit("\(topic)-out", big) end
+              end
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " x " .. msg.payload)
+            end
+            """])
+        // Every acknowledgement comes 400 ms late: without the byte bound the
+        // workers hand over all 60 messages' emits (216 MB) before the first returns.
+        let configFile = try daemonConfig(next: scripts, topic: topic, group: "emit-bytes", workers: 2, sliceMs: 200,
+                                          groupExtra: "max_inflight_emit_mb = 16",
+                                          properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500", "linger.ms": "400"])
+        let daemon = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        for partition: Int32 in [0, 1] {
+            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("warm".utf8), partition: partition))
+        }
+        #expect(await eventually(timeout: .seconds(60)) { daemon.lines.filter { $0.contains("] seen ") }.count >= 2 })
+        let idle = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        for index in 0..<60 {
+            _ = producer.enqueue(OutgoingMessage(topic: topic, value: Array("load".utf8), partition: Int32(index % 2)))
+        }
+        _ = await producer.flush(timeoutMs: 5000)
+        await producer.close(timeoutMs: 1000)
+        let done = await eventually(timeout: .seconds(120)) { daemon.lines.filter { $0.contains("] seen ") && $0.hasSuffix(" load") }.count >= 60 }
+        let out = try await readAll(topic: "\(topic)-out", partitions: 2, count: 240, timeout: .seconds(60))
+        let memory = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        let status = await daemon.terminate(timeout: .seconds(30))
+        print("60 messages emitting 4 x 900 kB each, acknowledgements 400 ms late, max_inflight_emit_mb 16: daemon RSS idle \(idle.rss) MiB, peak \(memory.peak) MiB (+\(memory.peak - idle.rss) MiB)")
+        #expect(done, "log:\n\(daemon.log.suffix(3000))")
+        #expect(out.count == 240)
+        #expect(!daemon.lines.contains { $0.contains("process() failed") }, "waiting for room is never a failed attempt")
+        #expect(memory.peak - idle.rss < 150, "peak RSS \(memory.peak) MiB, idle \(idle.rss) MiB")
+        #expect(status == 0)
+    }
+}

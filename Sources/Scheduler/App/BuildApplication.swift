@@ -60,7 +60,8 @@ public func buildApplication(_ options: LaunchOptions) async throws -> some Appl
         topicCreator: broker.map { broker in { @Sendable topic in try broker.createTopic(topic, partitions: partitions) } },
         policy: TopicPolicy(config))
 
-    let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger)
+    let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger,
+                                  pending: PendingRecords(config.scripts))
     if config.schedules.enabled {
         // After the producer: it stops (leaving the group, settling fires) before the producer closes.
         services.append(ScheduleService(store: schedules, group: config.schedules.group, bootstrapServers: bootstrapServers,

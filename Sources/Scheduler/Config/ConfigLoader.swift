@@ -150,8 +150,11 @@ public enum ConfigLoader {
             case "max_call_ms": section.maxCallMs = try reader.int(value, path, table: "scripts")
             case "max_call_emits": section.maxCallEmits = try reader.int(value, path, table: "scripts")
             case "max_call_emit_mb": section.maxCallEmitMB = try reader.int(value, path, table: "scripts")
+            case "max_pending_records": section.maxPendingRecords = try reader.int(value, path, table: "scripts")
+            case "max_pending_record_mb": section.maxPendingRecordMB = try reader.int(value, path, table: "scripts")
             default: throw reader.unknownKey(key, table: "scripts", allowed: ["max_instructions", "max_memory_mb", "max_call_ms",
-                                                                           "max_call_emits", "max_call_emit_mb"])
+                                                                           "max_call_emits", "max_call_emit_mb",
+                                                                           "max_pending_records", "max_pending_record_mb"])
             }
         }
     }
@@ -203,12 +206,13 @@ public enum ConfigLoader {
                 case "retry_backoff_ms": group.retryBackoffMs = try reader.int(value, path, table: header)
                 case "dead_letter_topic": group.deadLetterTopic = try reader.string(value, path, table: header)
                 case "max_inflight_emits": group.maxInflightEmits = try reader.int(value, path, table: header)
+                case "max_inflight_emit_mb": group.maxInflightEmitMB = try reader.int(value, path, table: header)
                 case "lanes": group.lanes = try reader.int(value, path, table: header)
                 case "lane_max_ahead": group.laneMaxAhead = try reader.int(value, path, table: header)
                 default:
                     throw reader.unknownKey(key, table: header, allowed: [
                         "name", "topics", "workers", "slice_ms", "max_attempts", "retry_backoff_ms", "dead_letter_topic",
-                        "max_inflight_emits", "lanes", "lane_max_ahead",
+                        "max_inflight_emits", "max_inflight_emit_mb", "lanes", "lane_max_ahead",
                     ], path: path)
                 }
             }

@@ -62,6 +62,8 @@ enum ConfigValidator {
         try positive(config.scripts.maxCallMs, "scripts.max_call_ms", table: "scripts", reader, max: 600_000)
         try positive(config.scripts.maxCallEmits, "scripts.max_call_emits", table: "scripts", reader, max: 10_000_000)
         try positive(config.scripts.maxCallEmitMB, "scripts.max_call_emit_mb", table: "scripts", reader, max: 4096)
+        try positive(config.scripts.maxPendingRecords, "scripts.max_pending_records", table: "scripts", reader, max: 10_000_000)
+        try positive(config.scripts.maxPendingRecordMB, "scripts.max_pending_record_mb", table: "scripts", reader, max: 65_536)
         if Logger.Level(rawValue: config.log.level) == nil {
             throw reader.error("log.level", table: "log",
                                "'\(config.log.level)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -91,6 +93,7 @@ enum ConfigValidator {
             try positive(group.sliceMs, "\(prefix).slice_ms", table: table, reader, max: 86_400_000)
             try positive(group.maxAttempts, "\(prefix).max_attempts", table: table, reader, max: 1000)
             try positive(group.maxInflightEmits, "\(prefix).max_inflight_emits", table: table, reader, max: 10_000_000)
+            try positive(group.maxInflightEmitMB, "\(prefix).max_inflight_emit_mb", table: table, reader, max: 65_536)
             try positive(group.lanes, "\(prefix).lanes", table: table, reader, max: 256)
             try positive(group.laneMaxAhead, "\(prefix).lane_max_ahead", table: table, reader, max: 10_000_000)
             if group.retryBackoffMs < 0 || group.retryBackoffMs > 30_000 {

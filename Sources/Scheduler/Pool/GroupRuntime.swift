@@ -37,8 +37,10 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     ) async throws -> GroupRuntime {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
         let consumerRef = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
-        let emitBudget = EmitBudget(limit: group.maxInflightEmits)
+        let emitBudget = EmitBudget(limit: group.maxInflightEmits, byteLimit: group.maxInflightEmitMB * 1024 * 1024)
         let assignments = WatchedValue(0)
+        var rebalanceLogger = logger
+        rebalanceLogger[metadataKey: LogKey.group] = "\(group.name)"
         let rebalance = RebalanceHandler(
             assigned: { partitions in
                 defer { assignments.update { $0 += 1 } }
@@ -68,7 +70,8 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                 // The refused positions are sent again; for a rebalance under
                 // the eager protocol the leases also pause (RotationState).
                 coordinator.commitRefused(rebalance: error.isRebalance)
-            })
+            },
+            logger: rebalanceLogger)
         // Session timeout, assignor and static membership: `membership`
         // (the same for the schedule consumer); [kafka.properties] overrides.
         // Prefetch is bounded (librdkafka CONFIGURATION.md: queued.max.messages.kbytes
@@ -93,7 +96,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
             }
         } catch {
             for worker in workers { await worker.close() }
-            consumer.close()
+            await closeOffThePool(consumer, group: group.name)
             throw error
         }
         let coordinator: RotationCoordinator
@@ -102,7 +105,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
                                                               cooperative: cooperative, sessionTimeoutMs: sessionTimeoutMs)
         } catch {
             for worker in workers { await worker.close() }
-            consumer.close()
+            await closeOffThePool(consumer, group: group.name)
             throw error
         }
         consumerRef.withLock { $0 = (consumer, coordinator) }
@@ -120,6 +123,14 @@ public final class GroupRuntime: Service, @unchecked Sendable {
         }) else { return }
         try consumer.subscribe(group.topics)
         pollLoop.withLock { $0 = KafkaPollLoop(name: "group-\(group.name)") { [self] in pollOnce() } }
+    }
+
+    /// Closes a consumer that never joined (a failed start) on a thread of
+    /// its own: the close blocks, never on the concurrency pool.
+    private static func closeOffThePool(_ consumer: KafkaConsumer, group: String) async {
+        let closer = DedicatedThread(name: "close-\(group)")
+        try? await closer.run { consumer.close() }  // a fresh thread: never stopped yet
+        closer.stop()
     }
 
     /// The group consumers' assignor unless [kafka.properties] names one:
