@@ -74,6 +74,7 @@ struct EmitBytesPoolTests {
               local n = msg.payload == "big" and 3 or 2
               local part = msg.payload == "big" and string.rep("y", 600000) or chunk
               for i = 1, n do scheduler.emit("out", part, msg.key) end
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " " .. msg.payload)
             end
             """])
         let catalog = try await ScriptCatalog.load(directory: scripts, limits: .standard, needsProcess: true, logger: quietLogger)
@@ -86,14 +87,16 @@ struct EmitBytesPoolTests {
                                                   publisher: publisher, catalog: catalog, logger: capture.logger)
         try runtime.startConsuming()
         let budget = runtime.coordinator.environment.emitBudget
-        let outputs = { try await read(broker, topic: "out", partitions: 2).count }
-        #expect(try await eventually(timeout: .seconds(90)) { try await outputs() >= total * 2 })
+        // The mock broker keeps only the last few MB of a partition: what was
+        // handed over is counted by the `seen` lines, what settled by the budget.
+        let seen = { capture.lines(startingWith: "seen ").count }
+        #expect(await eventually(timeout: .seconds(90)) { seen() >= total })
         let peak = budget.peakBytes
         // Then one message emitting 1.8 MB: more than the bound alone.
         let big = try KafkaProducer.make(bootstrapServers: broker.bootstrapServers, deliveryTimeoutMs: 10_000)
         _ = try await big.send(OutgoingMessage(topic: "in", key: Array("k0".utf8), value: Array("big".utf8)))
         await big.close(timeoutMs: 1000)
-        #expect(try await eventually(timeout: .seconds(60)) { try await outputs() >= total * 2 + 3 })
+        #expect(await eventually(timeout: .seconds(60)) { seen() >= total + 1 })
         #expect(await eventually { budget.current == 0 && budget.currentBytes == 0 }, "every emit settled gives its bytes back: \(budget.currentBytes)")
         await runtime.shutdown()
         await producer.close(timeoutMs: 1000)
@@ -101,6 +104,7 @@ struct EmitBytesPoolTests {
         #expect(peak <= 1024 * 1024, "peak \(peak) bytes")
         #expect(peak >= 800_000, "the pipeline held two messages' emits at once (\(peak) bytes)")
         #expect(budget.peakBytes >= 1_800_000, "the large message went through alone")
-        #expect(!capture.all.contains { $0.message.hasPrefix("process() failed") }, "waiting for room is never a failed attempt")
+        #expect(!capture.all.contains { $0.message.hasPrefix("process() failed") || $0.message.hasPrefix("emits of offset") },
+                "waiting for room is never a failed attempt, and no emit failed: \(capture.all.filter { $0.level >= .warning }.map(\.message).prefix(3))")
     }
 }

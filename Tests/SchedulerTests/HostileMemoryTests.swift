@@ -98,13 +98,13 @@ extension HostileMemoryTests {
         _ = await producer.flush(timeoutMs: 5000)
         await producer.close(timeoutMs: 1000)
         let done = await eventually(timeout: .seconds(120)) { daemon.lines.filter { $0.contains("] seen ") && $0.hasSuffix(" load") }.count >= 60 }
-        let out = try await readAll(topic: "\(topic)-out", partitions: 2, count: 240, timeout: .seconds(60))
         let memory = try #require(processMemoryMiB(daemon.process.processIdentifier))
         let status = await daemon.terminate(timeout: .seconds(30))
         print("60 messages emitting 4 x 900 kB each, acknowledgements 400 ms late, max_inflight_emit_mb 16: daemon RSS idle \(idle.rss) MiB, peak \(memory.peak) MiB (+\(memory.peak - idle.rss) MiB)")
         #expect(done, "log:\n\(daemon.log.suffix(3000))")
-        #expect(out.count == 240)
-        #expect(!daemon.lines.contains { $0.contains("process() failed") }, "waiting for room is never a failed attempt")
+        // (The embedded broker keeps only the last few MB of a partition: the
+        // output is not read back; a failed delivery would be logged.)
+        #expect(!daemon.lines.contains { $0.contains("process() failed") || $0.contains("emits of offset") }, "waiting for room is never a failed attempt")
         #expect(memory.peak - idle.rss < 150, "peak RSS \(memory.peak) MiB, idle \(idle.rss) MiB")
         #expect(status == 0)
     }
