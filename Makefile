@@ -58,10 +58,12 @@ test: test-deps
 # The hostile-script corpus: endless loops (plain, coroutines, metamethods,
 # comparators, replacements), catastrophic patterns, memory bombs, bad error
 # objects, SIGTERM with a wedged script, emit loops past the per-call emit
-# budget (with the daemon's peak RSS); plus the budgeted string library.
+# budget and large emits against a slow broker (max_inflight_emit_mb), both
+# with the daemon's peak RSS; schedule records piling up behind a slow broker
+# (max_pending_records); plus the budgeted string library.
 test-hostile: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|HostileMemoryTests|ScriptLimitsTests|CallOutputTests|StringLibraryTests'
+	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|HostileMemoryTests|ScriptLimitsTests|CallOutputTests|StringLibraryTests|EmitBudgetBytesTests|EmitBytesPoolTests|PendingRecordsTests|ClientGrowthTests/scriptRecordsBounded'
 
 # Steady-state throughput on one embedded broker: 1M keyed messages over 16
 # partitions read by librdkafka alone (the limit), kcat, the scheduler with a
