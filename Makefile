@@ -69,7 +69,11 @@ test-hostile: test-deps
 # partitions read by librdkafka alone (the limit), kcat, the scheduler with a
 # no-op and with an emitting process(), and the Python peer; ratios from one
 # run; then the handoff gaps over >= 500 handoffs; then the fire delay of
-# 10,000 schedules due within one minute (reader `schedules`). BENCH_ARGS, e.g.
+# 100,000 schedules due within one minute (reader `schedules`: p50/p95/p99/max,
+# the timer's share, every fire counted once by an independent reader, and the
+# timer table's heap bytes per schedule). Not by default: reader `startup`, a
+# daemon starting on 1,000,000 stored schedules (read time, RSS), e.g.
+# BENCH_ARGS="--readers startup --messages 1000". BENCH_ARGS, e.g.
 # BENCH_ARGS="--readers noop,librdkafka --runs 5".
 BENCH_ARGS ?=
 bench: release

@@ -42,6 +42,9 @@ public final class ScheduleStore: Sendable {
     let logger: Logger
     /// Recent fire delays (due time to acknowledgement, µs), for the benchmark.
     let recentDelays = LockedValue<[Int64]>([])
+    /// For the same fires, due time to when the timer took them (ms): the
+    /// timer's share of the delay, the rest is the broker's.
+    let recentTakeDelays = LockedValue<[Int64]>([])
     /// API creations between the capacity check and their record applied:
     /// counted with the book under this lock, so concurrent posts cannot
     /// both pass `max_schedules`.
