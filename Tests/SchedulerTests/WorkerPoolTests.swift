@@ -12,7 +12,9 @@ struct WorkerPoolTests {
         let total = 20_000
         try await publishKeyed(topic: topic, count: total, keys: 50)
         let capture = LogCapture()
-        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcessScript])
+        // 0.1 ms per message: a partition's 5,000 take about 0.5 s, twenty
+        // 25 ms slices (a no-op process() would finish one in two or three).
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcess(busySeconds: 0.0001)])
         // More workers than partitions, so that at each boundary another worker is idle to take over.
         let config = poolConfig(topics: [topic], workers: 6, sliceMs: 25)
         let seen = try await withPoolClient(config, scripts: scripts, logger: capture.logger) { client in

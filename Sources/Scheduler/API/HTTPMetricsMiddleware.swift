@@ -11,7 +11,7 @@ struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The counter and timer of each (method, route, status) seen, so a
     /// request looks them up by a small key instead of building the
     /// registry's label strings (a few per cent of a request's CPU).
-    private let series = Series()
+    private let series = HandleCache<SeriesKey, (CoreMetrics.Counter, CoreMetrics.Timer)>()
 
     init(metrics: SchedulerMetrics) {
         self.metrics = metrics
@@ -23,17 +23,11 @@ struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let status: Int
     }
 
-    private final class Series: Sendable {
-        let handles = Mutex<[SeriesKey: (CoreMetrics.Counter, CoreMetrics.Timer)]>([:])
-    }
-
     private func handles(method: String, path: String, status: Int) -> (CoreMetrics.Counter, CoreMetrics.Timer) {
-        let key = SeriesKey(method: method, path: path, status: status)
-        if let known = series.handles.withLock({ $0[key] }) { return known }
-        let made = (metrics.counter(MetricName.httpRequests, [("method", method), ("path", path), ("status", String(status))]),
-                    metrics.timer(MetricName.httpDuration, [("method", method), ("path", path)]))
-        series.handles.withLock { $0[key] = made }
-        return made
+        series.value(for: SeriesKey(method: method, path: path, status: status)) {
+            (metrics.counter(MetricName.httpRequests, [("method", method), ("path", path), ("status", String(status))]),
+             metrics.timer(MetricName.httpDuration, [("method", method), ("path", path)]))
+        }
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

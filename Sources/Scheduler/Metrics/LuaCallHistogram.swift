@@ -25,16 +25,10 @@ final class LuaCallHistogram: Sendable {
         let sumNanoseconds = Cell()
     }
 
-    private let series = Mutex<[String: Storage]>([:])
+    private let series = HandleCache<String, Storage>()
 
     private func storage(script: String, hook: String) -> Storage {
-        series.withLock { all in
-            let key = "\(script)\u{0}\(hook)"
-            if let existing = all[key] { return existing }
-            let created = Storage()
-            all[key] = created
-            return created
-        }
+        series.value(for: "\(script)\u{0}\(hook)") { Storage() }
     }
 
     /// Adds one observation (for calls that are not per message).
@@ -57,7 +51,7 @@ final class LuaCallHistogram: Sendable {
 
     /// The family in Prometheus text format (cumulative buckets).
     func render() -> String {
-        let all = series.withLock { $0 }
+        let all = series.snapshot
         var text = "# TYPE scheduler_lua_call_seconds histogram\n"
         for key in all.keys.sorted() {
             let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)

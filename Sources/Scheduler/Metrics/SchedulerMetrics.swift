@@ -11,10 +11,10 @@ import Synchronization
 public final class SchedulerMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
-    private let counters = Mutex<[String: CoreMetrics.Counter]>([:])
-    private let gauges = Mutex<[String: CoreMetrics.Gauge]>([:])
-    private let timers = Mutex<[String: CoreMetrics.Timer]>([:])
-    private let floatingCounters = Mutex<[String: CoreMetrics.FloatingPointCounter]>([:])
+    private let counters = HandleCache<String, CoreMetrics.Counter>()
+    private let gauges = HandleCache<String, CoreMetrics.Gauge>()
+    private let timers = HandleCache<String, CoreMetrics.Timer>()
+    private let floatingCounters = HandleCache<String, CoreMetrics.FloatingPointCounter>()
     let luaCalls = LuaCallHistogram()
 
     /// Creates an empty registry.
@@ -42,15 +42,9 @@ public final class SchedulerMetrics: Sendable {
     }
 
     /// The handle `name{labels}` from `cache`, made once by `make`.
-    private func cached<Handle>(_ cache: borrowing Mutex<[String: Handle]>, _ name: String, _ labels: [(String, String)],
+    private func cached<Handle>(_ cache: HandleCache<String, Handle>, _ name: String, _ labels: [(String, String)],
                                 _ make: () -> Handle) -> Handle {
-        cache.withLock { all in
-            let key = Self.key(name, labels)
-            if let existing = all[key] { return existing }
-            let created = make()
-            all[key] = created
-            return created
-        }
+        cache.value(for: Self.key(name, labels), make: make)
     }
 
     /// The counter `name{labels}` (created once, then cached).
@@ -72,7 +66,7 @@ public final class SchedulerMetrics: Sendable {
     /// left this daemon: its last value must not be summed with its new
     /// owner's).
     func removeGauge(_ name: String, _ labels: [(String, String)]) {
-        gauges.withLock { $0.removeValue(forKey: Self.key(name, labels)) }?.destroy()
+        gauges.remove(Self.key(name, labels))?.destroy()
     }
 
     /// The histogram (swift-metrics `Timer`) `name{labels}`, in seconds.

@@ -96,17 +96,12 @@ final class EmitTracker: Sendable {
         watermark.withLock { $0.lastError(at: offset) }
     }
 
-    private let sinks = Mutex<[String: TopicEmitSink]>([:])
+    private let sinks = HandleCache<String, TopicEmitSink>()
 
     /// Where the delivery reports of emits to `topic` go: this tracker,
     /// plus the topic's published / failed counters.
     func sink(topic: String, metrics: SchedulerMetrics) -> TopicEmitSink {
-        sinks.withLock { sinks in
-            if let sink = sinks[topic] { return sink }
-            let sink = TopicEmitSink(tracker: self, topic: topic, metrics: metrics)
-            sinks[topic] = sink
-            return sink
-        }
+        sinks.value(for: topic) { TopicEmitSink(tracker: self, topic: topic, metrics: metrics) }
     }
 
     /// The message at `offset` was dead-lettered: forget its failures.
