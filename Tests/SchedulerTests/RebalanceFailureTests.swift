@@ -117,6 +117,7 @@ struct ConsumerCloseThreadTests {
         let revokedOn = LockedValue<[String]>([])
         let consumer = try await assignedConsumer(topic: topic, on: owner, revokedOn: revokedOn)
         let id = consumer.handleID
+        Self.closedOn.withLock { $0[id] = nil }  // the address of a handle closed before
         try await owner.run { consumer.close() }
         #expect(Self.closedOn.withLock { $0[id] } == "owner-close")
         #expect(revokedOn.withLock { $0 } == ["owner-close"])
@@ -131,6 +132,8 @@ struct ConsumerCloseThreadTests {
         let revokedOn = LockedValue<[String]>([])
         let box = LockedValue<KafkaConsumer?>(try await assignedConsumer(topic: topic, on: owner, revokedOn: revokedOn))
         let id = try #require(box.withLock { $0?.handleID })
+        // The id is the handle's address: a consumer closed before may have had it.
+        Self.closedOn.withLock { $0[id] = nil }
         // The last reference is dropped on a concurrency-pool thread.
         let dropper = await Task.detached { () -> String in
             box.withLock { $0 = nil }

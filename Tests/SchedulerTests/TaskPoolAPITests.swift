@@ -105,8 +105,10 @@ struct TaskPoolAPITests {
             // (Read until both are there: the ticks go on, and the posted task
             // may sit in a partition read after the first ticks.)
             var pooled: [ConsumedMessage] = []
-            try await eventually(timeout: .seconds(15)) {
-                pooled = try await readAll(topic: pooledTopic, count: Int.max, timeout: .seconds(1))
+            // A reader's first fetch can take seconds while forty suites start
+            // at once: each read waits up to 3 s for a first message.
+            try await eventually(timeout: .seconds(40)) {
+                pooled = try await readAll(topic: pooledTopic, count: Int.max, timeout: .seconds(3))
                 return pooled.contains { $0.value.utf8String == "pooled" }
                     && pooled.filter { $0.value.utf8String.hasPrefix("tick ") }.count >= 2
             }
