@@ -6,7 +6,7 @@ import Foundation
 /// missing) `onFailure` is told and the job runs again a second later; a stop
 /// ends that wait at once.
 final class RetryLoop: @unchecked Sendable {
-    // Threading rule: `running` is only touched with `condition` locked; the
+    // Safe because `running` is only touched with `condition` locked; the
     // job runs on the loop's thread only.
     private let condition = NSCondition()
     private var running = false
