@@ -58,16 +58,22 @@ test: test-deps
 # The hostile-script corpus: endless loops (plain, coroutines, metamethods,
 # comparators, replacements), catastrophic patterns, memory bombs, bad error
 # objects, SIGTERM with a wedged script, emit loops past the per-call emit
-# budget (with the daemon's peak RSS); plus the budgeted string library.
+# budget and large emits against a slow broker (max_inflight_emit_mb), both
+# with the daemon's peak RSS; schedule records piling up behind a slow broker
+# (max_pending_records); plus the budgeted string library.
 test-hostile: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|HostileMemoryTests|ScriptLimitsTests|CallOutputTests|StringLibraryTests'
+	$(SWIFT) test --skip-build --filter 'HostileScriptTests|HostileShutdownTests|HostileDaemonTests|HostileMemoryTests|ScriptLimitsTests|CallOutputTests|StringLibraryTests|EmitBudgetBytesTests|EmitBytesPoolTests|PendingRecordsTests|ClientGrowthTests/scriptRecordsBounded'
 
 # Steady-state throughput on one embedded broker: 1M keyed messages over 16
 # partitions read by librdkafka alone (the limit), kcat, the scheduler with a
 # no-op and with an emitting process(), and the Python peer; ratios from one
 # run; then the handoff gaps over >= 500 handoffs; then the fire delay of
-# 10,000 schedules due within one minute (reader `schedules`). BENCH_ARGS, e.g.
+# 100,000 schedules due within one minute (reader `schedules`: p50/p95/p99/max,
+# the timer's share, every fire counted once by an independent reader, and the
+# timer table's heap bytes per schedule). Not by default: reader `startup`, a
+# daemon starting on 1,000,000 stored schedules (read time, RSS), e.g.
+# BENCH_ARGS="--readers startup --messages 1000". BENCH_ARGS, e.g.
 # BENCH_ARGS="--readers noop,librdkafka --runs 5".
 BENCH_ARGS ?=
 bench: release

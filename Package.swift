@@ -32,6 +32,8 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        // glibc's malloc.h (mallinfo2), for the benchmark's memory figures.
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "Scheduler",
             dependencies: [
@@ -64,6 +66,7 @@ let package = Package(
                 "Scheduler",
                 "CRdKafka",
                 "CLua",
+                "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

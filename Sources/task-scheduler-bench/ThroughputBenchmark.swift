@@ -29,16 +29,26 @@ public struct ThroughputBenchmark: Sendable {
     public var payloadBytes = 32
     /// Distinct keys.
     public var keys = 1000
-    /// The readers to run (all by default); for profiling one of them.
-    public var readers: Set<Reader> = Set(Reader.allCases)
+    /// The readers to run (all but `startup` by default: it stores
+    /// 1,000,000 schedules and starts a daemon holding them, ~5 GB); for
+    /// profiling one of them.
+    public var readers: Set<Reader> = Set(Reader.allCases).subtracting([.startup])
 
     /// The benchmark's readers and phases.
     public enum Reader: String, Sendable, CaseIterable {
-        case librdkafka, kcat, floor, noop, batch, columns, emitting, python, handoff, schedules, lanes
+        case librdkafka, kcat, floor, noop, batch, columns, emitting, python, handoff, schedules, lanes, startup
     }
 
     /// Pairs of key-lane runs.
     public var lanePairs = 5
+    /// Schedules of the `schedules` phase, due within one minute.
+    public var schedules = 100_000
+    /// Partitions of the `schedules` phase's schedule topic.
+    public var schedulePartitions = 16
+    /// Schedules stored before the daemon of the `startup` phase starts.
+    public var storedSchedules = 1_000_000
+    /// Partitions of the `startup` phase's schedule topic.
+    public var startupPartitions = 64
 
     /// Creates a benchmark with the defaults.
     public init() {}
@@ -77,16 +87,31 @@ public struct ThroughputBenchmark: Sendable {
         var luaFloor: LuaFloorBenchmark.Measured?
         /// Key lanes: pairs of runs, `lanes = 1` then `lanes = 4` (the `lanes` reader).
         var lanes: [LaneBenchmark.Measured] = []
-        /// The schedules phase: fires of 10,000 schedules due within a minute.
+        /// The schedules phase: fires of `schedules` schedules due within a minute.
         public var schedulesFired: Int?
         public var fireDelayP50Ms: Double?
+        public var fireDelayP95Ms: Double?
         public var fireDelayP99Ms: Double?
+        public var fireDelayMaxMs: Double?
         public var produceP99Ms: Double?
+        /// Lost or doubled fires, as the independent reader counted them.
+        public var fireProblems: [String] = []
+        /// Heap bytes per schedule in the timer table (slope between two sizes).
         public var bytesPerSchedule: Double?
+        /// The `startup` phase: a daemon on an empty schedule topic, then on `storedSchedules`.
+        var startup: (empty: StartupBenchmark.Measured, full: StartupBenchmark.Measured)?
     }
 
     /// Runs the benchmark; `report` receives progress lines.
     public func run(logger: Logger, report: @Sendable (String) -> Void) async throws -> Result {
+        var result = Result()
+        if readers.contains(.schedules) {
+            // First, while the heap is fresh: the resident set's growth is
+            // only a cross-check before other phases freed memory to reuse.
+            let memory = ScheduleMemory.measure()
+            result.bytesPerSchedule = memory.slope
+            report(ScheduleMemory.describe(memory))
+        }
         let broker = try EmbeddedBroker.start()
         defer { broker.shutdown() }
         let topic = "bench"
@@ -99,7 +124,6 @@ public struct ThroughputBenchmark: Sendable {
         report("backlog produced")
         let fetch = ["queued.max.messages.kbytes": "16384", "fetch.max.bytes": "8388608"]
 
-        var result = Result()
         if readers.contains(.floor) {
             let floor = try LuaFloorBenchmark(messages: messages, payloadBytes: payloadBytes, keys: keys).run()
             report(String(format: "Lua floor (no Kafka, one thread): empty call %.3f us; process(msg) %.3f us per message one call each, %.3f driven per batch; process_batch(msgs) %.3f us per message; process_columns(batch) %.3f us per message",
@@ -186,12 +210,23 @@ public struct ThroughputBenchmark: Sendable {
             }
         }
         if readers.contains(.schedules) {
-            let fired = try await FireDelayBenchmark().run(broker: broker, logger: logger, report: report)
+            var phase = FireDelayBenchmark()
+            phase.count = schedules
+            phase.partitions = schedulePartitions
+            let fired = try await phase.run(broker: broker, logger: logger, report: report)
             result.schedulesFired = fired.fired
             result.fireDelayP50Ms = fired.delayP50Ms
+            result.fireDelayP95Ms = fired.delayP95Ms
             result.fireDelayP99Ms = fired.delayP99Ms
+            result.fireDelayMaxMs = fired.delayMaxMs
             result.produceP99Ms = fired.produceP99Ms
-            result.bytesPerSchedule = fired.bytesPerSchedule
+            result.fireProblems = fired.outputProblems
+        }
+        if readers.contains(.startup) {
+            var phase = StartupBenchmark()
+            phase.stored = storedSchedules
+            phase.partitions = startupPartitions
+            result.startup = try await phase.run(logger: logger, report: report)
         }
         result.gapCount = gaps.count
         result.gapP50Ms = Self.quantileMs(gaps, 0.5)

@@ -110,4 +110,26 @@ struct CallOutputTests {
         let letters = try await readAll(topic: "\(topic).dlq", count: 1)
         #expect(letters.first?.value.utf8String == "many")
     }
+
+    @Test("each process(msg) of a run of fetched messages has its own emit budget: many messages within it never add up past it",
+          .timeLimit(.minutes(2)))
+    func budgetPerMessageInARun() async throws {
+        let topic = try TestBroker.freshTopic("run-budget", partitions: 1)
+        let capture = LogCapture()
+        let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": """
+            function process(msg)
+              for i = 1, 4 do scheduler.emit("\(topic)-out", msg.payload .. i) end
+              scheduler.log("notice", "seen " .. msg.partition .. " " .. msg.offset .. " ok " .. msg.payload)
+            end
+            """])
+        var config = poolConfig(topics: [topic], workers: 1, sliceMs: 500)
+        config.scripts.maxCallEmits = 5
+        // All fetched at once: the worker runs them as one run of process() calls.
+        try await publishKeyed(topic: topic, count: 30, keys: 1)
+        try await withPool(config, scripts: scripts, logger: capture.logger) {
+            #expect(await eventually { capture.lines(startingWith: "seen ").count >= 30 })
+        }
+        let failures = capture.all.filter { $0.message.hasPrefix("process() failed") }
+        #expect(failures.isEmpty, "\(failures.prefix(2).map(\.message))")
+    }
 }

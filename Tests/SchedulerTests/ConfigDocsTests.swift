@@ -5,7 +5,7 @@ import Testing
 /// `config.toml` and README.md document exactly the keys declared in
 /// `ConfigKeys.swift`, so a key added there without docs (or a documented
 /// key the loader no longer knows) fails here.
-@Suite("Configuration: the declared keys are the documented keys")
+@Suite("Configuration: the declared keys are the documented keys", .sharesMachine)
 struct ConfigDocsTests {
     /// One `key = value` line of `config.toml`, with the table header above it.
     struct Entry: Equatable {

@@ -5,7 +5,7 @@ import HummingbirdTesting
 import Testing
 @testable import Scheduler
 
-@Suite("HTTP routes: 405 derived from the registered routes")
+@Suite("HTTP routes: 405 derived from the registered routes", .sharesMachine)
 struct RouteTests {
     /// The order `Allow` lists methods in, stated here independently of `RouteTable`.
     static let allowOrder: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]

@@ -62,6 +62,36 @@ struct ScheduleTableTests {
         #expect(table.takeDue(now: Self.base + 2000).isEmpty)
     }
 
+    @Test("the counts per kind follow every change (new, changed kind, tombstone, fire, drop) without a pass over the table")
+    func countsByKind() {
+        var table = ScheduleTable()
+        table.assign([0, 1])
+        table.markLive(0)
+        table.markLive(1)
+        func check(_ expected: [String: Int], _ step: String) {
+            let recounted = table.entries.values.reduce(into: [String: Int]()) { $0[$1.schedule.kind.name, default: 0] += 1 }
+            #expect(table.countsByKind == expected, "\(step)")
+            #expect(table.countsByKind == recounted, "\(step): kept counts differ from the table")
+        }
+        _ = table.apply(.schedule(at("a1", Self.base + 100)), partition: 0)
+        _ = table.apply(.schedule(at("a2", Self.base + 200)), partition: 0)
+        _ = table.apply(.schedule(every("e1")), partition: 0)
+        _ = table.apply(.schedule(at("b", Self.base - 10)), partition: 1)
+        check(["at": 3, "every": 1], "created")
+        var changed = every("a2")
+        changed.revision = 1
+        _ = table.apply(.schedule(changed), partition: 0)
+        check(["at": 2, "every": 2], "a2 changed from at to every")
+        _ = table.apply(.removed(id: "a1"), partition: 0)
+        check(["at": 1, "every": 2], "a1 cancelled")
+        let fires = table.takeDue(now: Self.base)
+        #expect(fires.map(\.id) == ["b"])
+        #expect(table.acknowledged(fires[0]) == .remove(id: "b", partition: 1))
+        check(["every": 2], "b fired")
+        table.drop(0)
+        check([:], "partition 0 dropped")
+    }
+
     @Test("records of partitions not held are ignored; revoke stops fires and drop forgets")
     func ownership() {
         var table = ScheduleTable()

@@ -4,7 +4,7 @@ import Testing
 
 /// `scheduler.schedule{...}` and `POST /tasks/generate` go through one
 /// parser: the same fields are refused with the same message.
-@Suite("scheduler.schedule and the API parse a schedule alike")
+@Suite("scheduler.schedule and the API parse a schedule alike", .sharesMachine)
 struct ScriptScheduleFieldsTests {
     /// The same request as a JSON body and as a Lua table.
     static let cases: [(json: String, lua: String)] = [

@@ -47,7 +47,7 @@ struct ClientGrowthTests {
         var config = testConfig()
         config.api.maxTopics = 20
         let prefix = "growth-\(UUID().uuidString.prefix(6))"
-        let (sizes, refusals, allowListed) = try await withApplication(config) { client in
+        let (sizes, refusals, allowListed, growth) = try await withApplication(config) { client in
             var sizes: [Int] = []
             var refusals: [String] = []
             for index in 0..<300 {
@@ -57,12 +57,22 @@ struct ClientGrowthTests {
                     sizes.append(String(buffer: try await client.execute(uri: "/metrics", method: .get).body).utf8.count)
                 }
             }
-            return (sizes, refusals, try await post(client, #"{"topic": "\#(prefix)-0", "message": "m", "once": true}"#).status)
+            // The daemon runs in this process: its memory across a second,
+            // larger batch of new names (all past the bound) must not grow.
+            let before = try #require(processMemoryMiB(getpid()))
+            for index in 300..<1300 {
+                let response = try await post(client, #"{"topic": "\#(prefix)-\#(index)", "message": "m", "once": true}"#)
+                if response.status == .badRequest { refusals.append(errorText(response) ?? "") }
+            }
+            let after = try #require(processMemoryMiB(getpid()))
+            return (sizes, refusals, try await post(client, #"{"topic": "\#(prefix)-0", "message": "m", "once": true}"#).status,
+                    (before.rss, after.rss))
         }
-        print("/metrics size after every 50 distinct topics (max_topics 20): \(sizes) bytes; \(refusals.count) refused")
+        print("/metrics size after every 50 distinct topics (max_topics 20): \(sizes) bytes; \(refusals.count) refused; RSS \(growth.0) MiB before 1000 more distinct topics, \(growth.1) MiB after")
         // The pool topic, the reports topic and the first posted topics fill
         // the 20; from then on every new topic is refused.
-        #expect(refusals.count >= 300 - 20)
+        #expect(refusals.count >= 1300 - 20)
+        #expect(growth.1 - growth.0 < 8, "RSS grew from \(growth.0) to \(growth.1) MiB over 1000 refused topic names")
         #expect(refusals.allSatisfy { $0.contains("[api] max_topics") }, "\(refusals.prefix(1))")
         #expect(allowListed == .ok, "a topic already tracked still works")
         // Bounded: once the bound is reached only counts change (a few
@@ -194,5 +204,55 @@ struct LagGaugeTests {
         poller.stop()
         await runtime.shutdown()
         await producer.close(timeoutMs: 1000)
+    }
+}
+
+extension ClientGrowthTests {
+    @Test("scheduler.schedule outside process(): records waiting for the broker stop at [scripts] max_pending_records, and count against max_schedules until stored",
+          .timeLimit(.minutes(2)))
+    func scriptRecordsBounded() async throws {
+        let topic = try TestBroker.freshTopic("pending-rec", partitions: 1)
+        var config = schedulingConfig()
+        config.schedules.maxSchedules = 8
+        config.scripts.maxPendingRecords = 5
+        // Acknowledgements come 300 ms after a record is written at the
+        // earliest: one call writes its records before any is acknowledged.
+        config.kafka.properties["linger.ms"] = "300"
+        let scripts = try makeScripts(["generate.lua": """
+            tasks = {}
+            function on_task(task)
+              local made, first = 0, nil
+              for i = 1, 50 do
+                local ok, err = pcall(scheduler.schedule, {topic = task.topic, message = "s" .. i, after = "1h"})
+                if ok then made = made + 1 elseif not first then first = tostring(err) end
+              end
+              return nil, "made " .. made .. ": " .. tostring(first)
+            end
+            function generate() return nil end
+            """])
+        let answers = try await withApplication(config, scripts: scripts) { client in
+            #expect(try await eventually { try await schedulesLive(client) })
+            return try await Self.postUntilFull(client, topic: topic)
+        }
+        let made = answers.compactMap { Int($0.dropFirst("made ".count).prefix { $0.isNumber }) }
+        print("scheduler.schedule x 50 per on_task call, max_pending_records 5, max_schedules 8: \(made)")
+        #expect(answers.first?.hasPrefix("made 5: ") == true && answers.first?.contains("[scripts] max_pending_records") == true, "\(answers.first ?? "")")
+        #expect(made.reduce(0, +) == 8, "exactly max_schedules made in all: \(answers)")
+        #expect(answers.last?.contains("[schedules] max_schedules") == true, "\(answers.last ?? "")")
+    }
+
+    /// Posts tasks (each runs the script's on_task) until one makes no
+    /// schedule because of max_schedules; each makes what the two bounds let through.
+    private static func postUntilFull(_ client: some TestClientProtocol, topic: String) async throws -> [String] {
+        var answers: [String] = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let answer = errorText(try await post(client, #"{"topic": "\#(topic)", "message": "m"}"#)) ?? ""
+            answers.append(answer)
+            if answer.hasPrefix("made 0:") && answer.contains("[schedules] max_schedules") { break }
+            // The records of the last call are acknowledged after linger.ms (300 ms).
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return answers
     }
 }

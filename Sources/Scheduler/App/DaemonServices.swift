@@ -63,7 +63,8 @@ struct DaemonServices {
                 { @Sendable [partitions = config.kafka.partitions] topic in try broker.createTopic(topic, partitions: partitions) }
             },
             policy: TopicPolicy(config))
-        let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger)
+        let schedules = ScheduleStore(config: config.schedules, publisher: publisher, metrics: metrics, logger: logger,
+                                      pending: PendingRecords(config.scripts))
         let catalog = try await ScriptCatalog.load(
             directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,
             logger: logger, metrics: metrics, schedules: schedules.placement)

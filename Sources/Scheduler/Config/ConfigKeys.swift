@@ -99,6 +99,9 @@ extension ScriptsSection: ConfigSection {
             .int("max_call_ms", \.maxCallMs, 1...600_000, doc: "wall-clock milliseconds one call may take"),
             .int("max_call_emits", \.maxCallEmits, 1...10_000_000, doc: "tasks and schedule records one call may hand over"),
             .int("max_call_emit_mb", \.maxCallEmitMB, 1...4096, doc: "MiB of those one call may hand over"),
+            .int("max_pending_records", \.maxPendingRecords, 1...10_000_000,
+                 doc: "schedule records scripts wrote outside process() that await the broker, over the daemon"),
+            .int("max_pending_record_mb", \.maxPendingRecordMB, 1...65_536, doc: "MiB of those"),
         ]
     }
 }
@@ -119,6 +122,7 @@ extension GroupConfig: ConfigSection {
                 TopicName.problem(pattern.replacingOccurrences(of: "{topic}", with: "t"))
             },
             .int("max_inflight_emits", \.maxInflightEmits, 1...10_000_000, doc: "emits awaiting acknowledgement over the group"),
+            .int("max_inflight_emit_mb", \.maxInflightEmitMB, 1...65_536, doc: "MiB of emits awaiting acknowledgement over the group"),
             .int("lanes", \.lanes, 1...256, doc: "key lanes per partition"),
             .int("lane_max_ahead", \.laneMaxAhead, 1...10_000_000, doc: "offsets a partition may be read past its slowest lane"),
         ]

@@ -166,6 +166,15 @@ public struct ScriptsSection: Sendable, Equatable {
     /// counts (topic, key, payload, headers) and the text of
     /// `scheduler.log`. Default 16.
     public var maxCallEmitMB = 16
+    /// Schedule records (`scheduler.schedule`, `scheduler.cancel` outside
+    /// `process()`: in `generate()`, `on_task()`, `init()`) that may wait for
+    /// the broker's acknowledgement at once, over the daemon: they are
+    /// written without waiting, so without a bound a script called often
+    /// (every posted task runs `on_task`) piles them up while the broker is
+    /// slow. Past it the binding raises. Default 10000.
+    public var maxPendingRecords = 10_000
+    /// Bytes of those records, in MiB. Default 64.
+    public var maxPendingRecordMB = 64
 }
 
 /// `[log]`.
@@ -199,6 +208,12 @@ public struct GroupConfig: Sendable, Equatable {
     /// acknowledgement at once, over the whole group; past it a worker waits
     /// (back pressure). Bounds the memory pipelined emits take. Default 10000.
     public var maxInflightEmits = 10_000
+    /// Bytes (topic, key, payload, headers) of those emits that may wait at
+    /// once, over the group, in MiB; past it a worker waits the same way.
+    /// One message whose emits alone are larger goes through an empty
+    /// pipeline (its emits are bounded by `[scripts] max_call_emit_mb`).
+    /// Default 64.
+    public var maxInflightEmitMB = 64
     /// Key lanes per partition: each partition's messages are split by a
     /// hash of their key (FNV-1a, mod `lanes`; messages without a key go to
     /// lane 0) and each lane is leased on its own, so up to `lanes` workers

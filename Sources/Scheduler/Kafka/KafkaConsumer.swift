@@ -181,6 +181,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         return Self.readList(list)
     }
 
+    /// The partitions librdkafka fetches for this consumer now (its
+    /// current assignment); nil once `close` began or if it cannot tell.
+    func assignment() -> [PartitionOffset]? {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard gate.use({ rd_kafka_assignment(handle, &list) }) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return nil }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return Self.readList(list)
+    }
+
     /// Low and high watermark of a partition as last seen by this client (no request).
     public func watermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
         var low: Int64 = -1
@@ -211,6 +220,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// the handle once no call is inside. `keepHandle`: keep it if it never
     /// had an assignment (librdkafka issue #4312).
     private static func closeAndDestroy(_ handle: OpaquePointer, _ context: Unmanaged<RebalanceHandler>?, gate: HandleGate, keepHandle: Bool) {
+        if let observe = closeObserver.withLock({ $0 }) { observe(UInt(bitPattern: handle), currentThreadName()) }
         _ = rd_kafka_consumer_close(handle)
         gate.finishClosing()
         // After the close: no assignment is taken once it has begun.
@@ -220,6 +230,21 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         rd_kafka_destroy(handle)
         context?.release()
+    }
+
+    /// Test seam: told which handle (`handleID`) is being closed, and the
+    /// name of the thread the blocking `rd_kafka_consumer_close` (and the
+    /// rebalance callback inside it) runs on. Nil in production.
+    static let closeObserver = LockedValue<(@Sendable (UInt, String) -> Void)?>(nil)
+
+    /// The handle's address, as `closeObserver` names it.
+    var handleID: UInt { UInt(bitPattern: handle) }
+
+    /// The calling thread's name as the kernel knows it (what
+    /// `DedicatedThread` sets, and `top -H` shows).
+    static func currentThreadName() -> String {
+        let comm = try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)
+        return comm?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
     }
 
     /// Where consumers dropped without `close` are closed: the close blocks

@@ -1,4 +1,5 @@
 import CRdKafka
+import Logging
 
 /// Receives the consumer group's partition assignments and revocations
 /// (librdkafka's rebalance callback, run on the thread that polls the
@@ -17,6 +18,8 @@ public final class RebalanceHandler: @unchecked Sendable {
     /// is gone, so no commit will be accepted for them) rather than given up.
     let revoking: @Sendable ([PartitionOffset], Bool) -> Void
     let commitFailed: @Sendable (KafkaError) -> Void
+    /// Where failed assignment calls are reported (the group's logger).
+    let logger: Logger
     private let assignedOnce = LockedValue(false)
 
     /// An assignment (even an empty one) was received: the group's SyncGroup
@@ -27,7 +30,8 @@ public final class RebalanceHandler: @unchecked Sendable {
     /// (librdkafka's offset_commit_cb), e.g. "rebalance in progress".
     public init(assigned: @escaping @Sendable ([PartitionOffset]) -> Void,
                 revoking: @escaping @Sendable ([PartitionOffset], Bool) -> Void,
-                commitFailed: @escaping @Sendable (KafkaError) -> Void = { _ in }) {
+                commitFailed: @escaping @Sendable (KafkaError) -> Void = { _ in }, logger: Logger? = nil) {
+        self.logger = logger ?? KafkaLog.logger
         self.assigned = assigned
         self.revoking = revoking
         self.commitFailed = commitFailed
@@ -45,18 +49,20 @@ public final class RebalanceHandler: @unchecked Sendable {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             assignedOnce.withLock { $0 = true }
             assigned(list)
-            if let error = cooperative ? Self.take(rd_kafka_incremental_assign(rk, partitions)) : Self.check(rd_kafka_assign(rk, partitions)) {
+            let failure = Self.injected(\.assign, list)
+                ?? (cooperative ? Self.take(rd_kafka_incremental_assign(rk, partitions)) : Self.check(rd_kafka_assign(rk, partitions)))
+            if let error = failure {
                 // The feeds made for them would wait on partitions nobody
                 // fetches: drop them as lost (nothing committed); the group
                 // assigns the partitions again at its next rebalance.
-                KafkaLog.logger.error("assigning \(Self.names(list)) failed: \(error); they are dropped as lost, uncommitted")
+                logger.error("assigning \(Self.names(list)) failed: \(error); they are dropped as lost, uncommitted")
                 revoking(list, true)
             }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             revoking(list, rd_kafka_assignment_lost(rk) != 0)
             unassign(rk, partitions, list, cooperative: cooperative)
         default:
-            KafkaLog.logger.error("rebalance failed: \(KafkaError(err))")
+            logger.error("rebalance failed: \(KafkaError(err))")
             revoking(list, true)
             unassign(rk, nil, list, cooperative: false)
         }
@@ -68,12 +74,32 @@ public final class RebalanceHandler: @unchecked Sendable {
     private func unassign(_ rk: OpaquePointer, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
                           _ list: [PartitionOffset], cooperative: Bool) {
         func attempt() -> KafkaError? {
-            cooperative ? Self.take(rd_kafka_incremental_unassign(rk, partitions)) : Self.check(rd_kafka_assign(rk, nil))
+            Self.injected(\.unassign, list)
+                ?? (cooperative ? Self.take(rd_kafka_incremental_unassign(rk, partitions)) : Self.check(rd_kafka_assign(rk, nil)))
         }
         guard let first = attempt() else { return }
-        KafkaLog.logger.warning("giving up \(Self.names(list)) failed: \(first); trying again")
+        logger.warning("giving up \(Self.names(list)) failed: \(first); trying again")
         if let error = attempt() {
-            KafkaLog.logger.error("giving up \(Self.names(list)) failed twice: \(error); they stay assigned until the next rebalance")
+            logger.error("giving up \(Self.names(list)) failed twice: \(error); they stay assigned until the next rebalance")
+        }
+    }
+
+    /// Test seam: failures to inject into this process's assignment calls,
+    /// by topic. A call on a list holding the topic fails, without reaching
+    /// librdkafka, while its count lasts (so an injected unassign failure
+    /// leaves the partitions assigned, as a real one would). Empty in
+    /// production: one dictionary lookup per rebalance.
+    struct InjectedFailures: Sendable {
+        var assign = 0
+        var unassign = 0
+    }
+    static let injectedFailures = LockedValue<[String: InjectedFailures]>([:])
+
+    private static func injected(_ call: WritableKeyPath<InjectedFailures, Int>, _ list: [PartitionOffset]) -> KafkaError? {
+        injectedFailures.withLock { faults -> KafkaError? in
+            guard !faults.isEmpty, let topic = list.first(where: { (faults[$0.topic]?[keyPath: call] ?? 0) > 0 })?.topic else { return nil }
+            faults[topic]![keyPath: call] -= 1
+            return KafkaError(code: RD_KAFKA_RESP_ERR__STATE.rawValue, message: "injected failure (test seam)")
         }
     }
 

@@ -210,9 +210,16 @@ final class LuaState {
     /// per-message path without a Swift round trip per message. After each
     /// call that succeeded, `after(index, nanoseconds)` runs (inside the Lua
     /// call: it must not use this state); false stops the run there.
+    /// Each call has its own emit budget too (`CallOutput`): `after` takes
+    /// what the call emitted, then the budget starts again for the next.
     func callEach(_ name: String, messages: UnsafeBufferPointer<clua_message>, headers: HeaderReader?,
                   after: (Int, Int64) -> Bool) -> EachRun {
-        withoutActuallyEscaping(after) { after in
+        let bindings = self.bindings
+        let afterEach = { (index: Int, nanoseconds: Int64) -> Bool in
+            defer { bindings.output.reset() }
+            return after(index, nanoseconds)
+        }
+        return withoutActuallyEscaping(afterEach) { after in
             var box = AfterBox(body: after)
             return withUnsafeMutablePointer(to: &box) { each(name, messages: messages, headers: headers, after: UnsafeMutableRawPointer($0)) }
         }

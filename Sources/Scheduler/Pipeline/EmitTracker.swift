@@ -22,12 +22,13 @@ final class EmitTracker: Sendable {
         self.budget = budget
     }
 
-    /// `process()` succeeded for `offset` and emitted `emits` tasks (to be
-    /// enqueued right after this, with `offset` as their delivery token).
-    func processed(offset: Int64, emits: Int) {
+    /// `process()` succeeded for `offset` and emitted `emits` tasks of
+    /// `bytes` in all (to be enqueued right after this, with `offset` as their
+    /// delivery token; the budget's bytes come back when the last settles).
+    func processed(offset: Int64, emits: Int, bytes: Int = 0) {
         guard emits > 0 else { return }
         let count = watermark.withLock { state in
-            state.processed(offset: offset, emits: emits)
+            state.processed(offset: offset, emits: emits, bytes: bytes)
             return state.count
         }
         tracked.store(count, ordering: .releasing)
@@ -35,14 +36,14 @@ final class EmitTracker: Sendable {
 
     /// A delivery report for an emit of the message at `token` (its offset).
     func delivered(token: Int64, error: KafkaError?) {
-        let (count, failures) = watermark.withLock { state in
-            state.settle(offset: token, error: error.map { "\($0)" })
-            return (state.count, state.recordedFailures)
+        let (count, failures, freed) = watermark.withLock { state in
+            let freed = state.settle(offset: token, error: error.map { "\($0)" })
+            return (state.count, state.recordedFailures, freed)
         }
         tracked.store(count, ordering: .releasing)
         recordedFailures.store(failures, ordering: .releasing)
         if error != nil { failed.store(true, ordering: .releasing) }
-        budget.release(1)
+        budget.release(1, bytes: freed)
     }
 
     /// The offset that may be committed when the next message to process is `next`.

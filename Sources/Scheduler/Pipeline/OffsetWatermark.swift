@@ -17,6 +17,8 @@ struct OffsetWatermark: Sendable {
         var pending: Int
         /// The first delivery error of its emits, if any.
         var failure: String?
+        /// What its emits hold (`EmitBudget`'s bytes), given back when the last settles.
+        var bytes = 0
     }
 
     /// Processed messages with emits not all acknowledged (or failed), in
@@ -39,28 +41,43 @@ struct OffsetWatermark: Sendable {
 
     /// Records that `process()` succeeded for `offset` and emitted `emits`
     /// tasks, to be acknowledged through `settle`.
-    mutating func processed(offset: Int64, emits: Int) {
+    mutating func processed(offset: Int64, emits: Int, bytes: Int = 0) {
         guard emits > 0 else { return }
         pendingEmits += emits
         if entries.last.map({ $0.offset < offset }) ?? true {
-            storage.append(Entry(offset: offset, pending: emits, failure: nil))
+            storage.append(Entry(offset: offset, pending: emits, failure: nil, bytes: bytes))
         } else if let index = position(of: offset) {
-            storage[index].pending += emits  // the same message again (not expected)
+            // The same message again (not expected).
+            storage[index].pending += emits
+            storage[index].bytes += bytes
         } else {
             // Out of order (not expected within a partition): keep the order anyway.
             let index = storage[head...].firstIndex { $0.offset > offset } ?? storage.count
-            storage.insert(Entry(offset: offset, pending: emits, failure: nil), at: index)
+            storage.insert(Entry(offset: offset, pending: emits, failure: nil, bytes: bytes), at: index)
         }
     }
 
     /// One emit of the message at `offset` was acknowledged (`error` nil) or
-    /// failed. Complete messages at the front are forgotten.
-    mutating func settle(offset: Int64, error: String?) {
-        guard let index = position(of: offset) else { return }
-        guard storage[index].pending > 0 else { return }
+    /// failed. Complete messages at the front are forgotten. Returns the
+    /// bytes the message held once this was its last emit to settle, else 0.
+    @discardableResult
+    mutating func settle(offset: Int64, error: String?) -> Int {
+        guard let index = position(of: offset) else { return 0 }
+        guard storage[index].pending > 0 else { return 0 }
         storage[index].pending -= 1
         pendingEmits -= 1
         if let error, storage[index].failure == nil { storage[index].failure = error }
+        var freed = 0
+        if storage[index].pending == 0 {
+            freed = storage[index].bytes
+            storage[index].bytes = 0
+        }
+        dropComplete()
+        return freed
+    }
+
+    /// Forgets the complete messages at the front.
+    private mutating func dropComplete() {
         while head < storage.count, storage[head].pending == 0, storage[head].failure == nil {
             if !emitFailures.isEmpty { emitFailures[storage[head].offset] = nil }
             head += 1

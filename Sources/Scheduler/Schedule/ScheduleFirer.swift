@@ -126,6 +126,10 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
             if delays.count >= 200_000 { delays.removeFirst(100_000) }
             delays.append(late)
         }
+        store.recentTakeDelays.withLock { delays in
+            if delays.count >= 200_000 { delays.removeFirst(100_000) }
+            delays.append(max(fire.takenAt - fire.due - fire.jitterMs, 0))
+        }
         countMisses(fire)
         advance(fire, ackedAt: now)
     }

@@ -10,8 +10,9 @@ public struct SchedulePlacement: Sendable {
     /// Publishes a record at once, without waiting (scripts outside
     /// `process()`); nil inside workers, where the record travels as an emit
     /// of the message being processed, so it is stored before that message's
-    /// offset is committed.
-    let publish: (@Sendable (OutgoingMessage) -> Void)?
+    /// offset is committed. Answers why the record was not written
+    /// (`[scripts] max_pending_records`), or nil.
+    let publish: (@Sendable (OutgoingMessage, ScheduleRecord) -> String?)?
     /// Why no more schedules may be created now (`[schedules] max_schedules`), or nil.
     var admit: (@Sendable () -> String?)? = nil
 

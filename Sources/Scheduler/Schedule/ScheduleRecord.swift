@@ -20,6 +20,12 @@ enum ScheduleRecord: Sendable, Equatable {
         return encoder
     }()
 
+    /// Whether the record makes a new schedule (rather than removing one).
+    var isCreation: Bool {
+        if case .schedule = self { return true }
+        return false
+    }
+
     /// The schedule id this record is about.
     var id: String {
         switch self {

@@ -55,6 +55,9 @@ import Logging
     /// Fire delays so far (due time to acknowledgement), in microseconds.
     public var fireDelaysMicros: [Int64] { store.recentDelays.withLock { $0 } }
 
+    /// For the same fires, due time to when the timer took them, in milliseconds.
+    public var takeDelaysMs: [Int64] { store.recentTakeDelays.withLock { $0 } }
+
     /// Schedules still in the table.
     public var remaining: Int { store.book.read { $0.count } }
 
@@ -64,23 +67,38 @@ import Logging
     /// `ms` as RFC 3339 text.
     public static func format(_ ms: Int64) -> String { RFC3339.format(ms) }
 
-    /// The growth of `resident()` (the process's resident bytes) while a
-    /// timer table of `count` one-shot schedules (32-byte message) is built.
-    public static func residentGrowth(ofOneShots count: Int, resident: () -> Int) -> Int {
-        let before = resident()
-        var table = ScheduleTable()
-        table.assign([0])
-        table.markLive(0)
+    /// A timer table holding `count` one-shot schedules (32-byte message),
+    /// alive as long as the returned object: the benchmark measures the heap
+    /// while it is held (measured after it is freed, reused pages hide it).
+    public static func table(ofOneShots count: Int) -> AnyObject {
+        let holder = TableHolder()
+        holder.table.assign([0])
+        holder.table.markLive(0)
         let now = RFC3339.nowMs
         for index in 0..<count {
             // Error-free: a future one-shot always has a due time.
             guard let schedule = try? Schedule(id: "s-" + UUID().uuidString.lowercased(),
                                                task: TaskSpec(topic: "bench-fired", message: String(repeating: "x", count: 32), key: "k\(index % 100)"),
-                                               kind: .at(now + Int64(index)), now: now) else { continue }
-            _ = table.apply(.schedule(schedule), partition: 0)
+                                               kind: .at(now + 60_000 + Int64(index)), now: now) else { continue }
+            _ = holder.table.apply(.schedule(schedule), partition: 0)
         }
-        let after = resident()
-        withExtendedLifetime(table) {}
-        return after - before
+        return holder
+    }
+
+    /// Schedules in a table made by `table(ofOneShots:)`.
+    public static func count(of table: AnyObject) -> Int { (table as? TableHolder)?.table.count ?? 0 }
+
+    private final class TableHolder {
+        var table = ScheduleTable()
+    }
+
+    /// The record of a new one-shot schedule of `message` to `target`, due at
+    /// `dueMs`, for a schedule topic of `partitions` partitions (its
+    /// partition chosen as the daemons choose it): for filling a topic
+    /// before a daemon starts.
+    public static func oneShotRecord(scheduleTopic: String, partitions: Int, target: String, message: String,
+                                     key: String, dueMs: Int64) throws -> OutgoingMessage {
+        let placement = SchedulePlacement(topic: scheduleTopic, partitions: partitions, publish: nil)
+        return try placement.create(task: TaskSpec(topic: target, message: message, key: key), kind: .at(dueMs), now: RFC3339.nowMs).1
     }
 }

@@ -42,35 +42,57 @@ public final class ScheduleStore: Sendable {
     let logger: Logger
     /// Recent fire delays (due time to acknowledgement, µs), for the benchmark.
     let recentDelays = LockedValue<[Int64]>([])
+    /// For the same fires, due time to when the timer took them (ms): the
+    /// timer's share of the delay, the rest is the broker's.
+    let recentTakeDelays = LockedValue<[Int64]>([])
     /// API creations between the capacity check and their record applied:
     /// counted with the book under this lock, so concurrent posts cannot
     /// both pass `max_schedules`.
-    private let creating = LockedValue(0)
+    private let creating: LockedValue<Int>
+    /// Records scripts wrote outside `process()`, not acknowledged yet
+    /// (`[scripts] max_pending_records`).
+    let scriptRecords: LockedValue<PendingRecords>
 
-    init(config: SchedulesSection, publisher: TaskPublisher, metrics: SchedulerMetrics, logger: Logger) {
+    init(config: SchedulesSection, publisher: TaskPublisher, metrics: SchedulerMetrics, logger: Logger,
+         pending: PendingRecords = PendingRecords(ScriptsSection())) {
         self.publisher = publisher
         self.metrics = metrics
         self.capacity = config.maxSchedules
         self.logger = logger
         let book = ScheduleBook(), capacity = config.maxSchedules
+        let creating = LockedValue(0), scriptRecords = LockedValue(pending)
         self.book = book
-        self.placement = SchedulePlacement(topic: config.topic, partitions: config.partitions, publish: { [publisher, logger] message in
-            // Scripts outside process(): fire and forget, failures logged.
+        self.creating = creating
+        self.scriptRecords = scriptRecords
+        // Set below, once self exists: the records' delivery reports apply them.
+        let applier = LockedValue<(@Sendable (ScheduleRecord) -> Void)?>(nil)
+        self.placement = SchedulePlacement(topic: config.topic, partitions: config.partitions, publish: { [publisher, logger] message, record in
+            // Scripts outside process(): written without waiting, counted until the broker answers.
+            let bytes = message.heldBytes, creates = record.isCreation
+            if let refusal = scriptRecords.withLock({ $0.admit(bytes: bytes, creates: creates) }) { return refusal }
             guard case .success(let pending) = publisher.enqueue(message, checkSize: false) else {
+                scriptRecords.withLock { $0.settle(bytes: bytes, creates: creates) }
                 logger.error("could not write a schedule record from a script", metadata: [LogKey.topic: "\(message.topic)"])
-                return
+                return nil
             }
             Task {
                 do {
                     _ = try await pending.report()
+                    // Counted in the table from now on, as the API's are.
+                    applier.withLock { $0 }?(record)
                 } catch {
                     logger.error("a schedule record from a script failed: \(error)", metadata: [LogKey.topic: "\(message.topic)"])
                 }
+                scriptRecords.withLock { $0.settle(bytes: bytes, creates: creates) }
             }
+            return nil
         }, admit: { [book] in
-            // Scripts: checked per schedule; a call makes at most [scripts] max_call_emits.
-            book.read { $0.count } >= capacity ? ScheduleError.full(capacity: capacity).description : nil
+            // Scripts: checked per schedule; a call makes at most [scripts] max_call_emits. Counted
+            // with the API's creations and the scripts' records still waiting for the broker.
+            let waiting = creating.withLock { $0 } + scriptRecords.withLock { $0.creations }
+            return book.read { $0.count } + waiting >= capacity ? ScheduleError.full(capacity: capacity).description : nil
         })
+        applier.withLock { $0 = { [weak self] record in self?.applyLocally(record) } }
     }
 
     /// The schedule topic.
@@ -87,7 +109,8 @@ public final class ScheduleStore: Sendable {
     /// concurrent posts cannot both pass the last place), throws `.full`.
     func reserveNew() throws(ScheduleError) {
         let reserved = creating.withLock { inFlight in
-            guard book.read({ $0.count }) + inFlight < capacity else { return false }
+            // Scripts' creations waiting for the broker count too (lock order: creating, then scriptRecords).
+            guard book.read({ $0.count }) + inFlight + scriptRecords.withLock({ $0.creations }) < capacity else { return false }
             inFlight += 1
             return true
         }

@@ -99,8 +99,11 @@ struct ScheduleTable: Sendable {
     /// The schedules, earliest due first.
     var schedules: [Schedule] { entries.values.map(\.schedule).sorted { ($0.nextDueMs, $0.id) < ($1.nextDueMs, $1.id) } }
 
-    /// Schedules held per kind name (`at`, `after`, `every`, `cron`).
-    var countsByKind: [String: Int] { entries.values.reduce(into: [:]) { $0[$1.schedule.kind.name, default: 0] += 1 } }
+    /// Schedules held per kind name (`at`, `after`, `every`, `cron`), kept
+    /// up to date by `setEntry`: the gauge reads it every second under the
+    /// book's lock, and a pass over every schedule there (~20-40 ms at
+    /// 100,000 on 2 busy cores) held up the fires due meanwhile.
+    private(set) var countsByKind: [String: Int] = [:]
 
     /// True when at least one partition is held and all held ones are live.
     var isLive: Bool { !partitions.isEmpty && partitions.values.allSatisfy { $0 == .live } }
@@ -133,6 +136,7 @@ struct ScheduleTable: Sendable {
     mutating func drop(_ partition: Int32) {
         partitions[partition] = nil
         entries = entries.filter { $0.value.partition != partition }
+        countsByKind = entries.values.reduce(into: [:]) { $0[$1.schedule.kind.name, default: 0] += 1 }
         tombstoned = tombstoned.filter { $0.value.partition != partition }
         removedHere = removedHere.filter { $0.value.partition != partition }
         inFlight[partition] = nil
@@ -168,7 +172,7 @@ struct ScheduleTable: Sendable {
     /// acknowledged (a cancel through its API), before reading it back.
     mutating func removeHere(_ id: String, partition: Int32) {
         guard partitions[partition] != nil, let entry = entries[id] else { return }
-        entries[id] = nil
+        setEntry(nil, for: id)
         removedHere[id, default: Gone(partition: partition, revisions: [])].revisions.append(entry.schedule.revision ?? 0)
     }
 
@@ -178,12 +182,12 @@ struct ScheduleTable: Sendable {
             let revision = mine.revisions.removeFirst()
             removedHere[id] = mine.revisions.isEmpty ? nil : mine
             if let entry = entries[id], (entry.schedule.revision ?? 0) > revision { return }
-            entries[id] = nil
+            setEntry(nil, for: id)
             tombstoned[id] = Tomb(partition: partition, revision: revision)
             return
         }
         let revision = max(entries[id]?.schedule.revision ?? 0, tombstoned[id]?.revision ?? 0)
-        entries[id] = nil
+        setEntry(nil, for: id)
         tombstoned[id] = Tomb(partition: partition, revision: revision)
     }
 
@@ -196,7 +200,7 @@ struct ScheduleTable: Sendable {
             tombstoned[schedule.id] = nil
         }
         let entry = Entry(schedule: schedule, partition: partition, generation: nextGeneration())
-        entries[schedule.id] = entry
+        setEntry(entry, for: schedule.id)
         if partitions[partition] == .live { push(entry) }
         return []
     }
@@ -205,7 +209,7 @@ struct ScheduleTable: Sendable {
         var entry = held
         entry.schedule = schedule
         entry.generation = nextGeneration()
-        entries[schedule.id] = entry
+        setEntry(entry, for: schedule.id)
         if !entry.inFlight && partitions[entry.partition] == .live { push(entry) }
     }
 
@@ -225,7 +229,7 @@ struct ScheduleTable: Sendable {
             _ = heap.pop()
             guard isCurrent(top), var entry = entries[top.id] else { continue }
             entry.inFlight = true
-            entries[top.id] = entry
+            setEntry(entry, for: top.id)
             inFlight[entry.partition, default: 0] += 1
             fires.append(Self.fire(entry, now: now))
         }
@@ -291,14 +295,14 @@ struct ScheduleTable: Sendable {
             after = entry.schedule.afterFire(due: fire.due, now: now, ackedAt: ackedAt)
         }
         guard let next = after else {
-            entries[fire.id] = nil
+            setEntry(nil, for: fire.id)
             // Its tombstone is ours: until read back, its creation coming back is older.
             removedHere[fire.id, default: Gone(partition: fire.partition, revisions: [])].revisions.append(entry.schedule.revision ?? 0)
             return .remove(id: fire.id, partition: fire.partition)
         }
         entry.schedule = next
         entry.generation = nextGeneration()
-        entries[fire.id] = entry
+        setEntry(entry, for: fire.id)
         if partitions[fire.partition] == .live { push(entry) }
         return .write(next, partition: fire.partition)
     }
@@ -310,7 +314,7 @@ struct ScheduleTable: Sendable {
         guard var entry = entries[fire.id], entry.inFlight else { return }
         entry.inFlight = false
         entry.generation = nextGeneration()
-        entries[fire.id] = entry
+        setEntry(entry, for: fire.id)
         if partitions[fire.partition] == .live {
             heap.push(TimerHeap.Entry(due: retryAt, id: fire.id, generation: entry.generation))
         }
@@ -334,6 +338,17 @@ struct ScheduleTable: Sendable {
     private static func isCurrent(_ timer: TimerHeap.Entry, entries: [String: Entry], partitions: [Int32: PartitionState]) -> Bool {
         guard let entry = entries[timer.id] else { return false }
         return entry.generation == timer.generation && !entry.inFlight && partitions[entry.partition] == .live
+    }
+
+    /// Every change of `entries` but `drop`'s goes through here, keeping `countsByKind`.
+    private mutating func setEntry(_ entry: Entry?, for id: String) {
+        let old = if let entry { entries.updateValue(entry, forKey: id) } else { entries.removeValue(forKey: id) }
+        guard old?.schedule.kind.name != entry?.schedule.kind.name else { return }
+        if let kind = old?.schedule.kind.name {
+            let left = (countsByKind[kind] ?? 0) - 1
+            countsByKind[kind] = left > 0 ? left : nil
+        }
+        if let kind = entry?.schedule.kind.name { countsByKind[kind, default: 0] += 1 }
     }
 
     private mutating func nextGeneration() -> UInt64 {

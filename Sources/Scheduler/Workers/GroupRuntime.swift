@@ -37,7 +37,7 @@ public final class GroupRuntime: Service, Sendable {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
         // The rebalance callbacks need the consumer and coordinator made below.
         let wired = LockedValue<(KafkaConsumer, RotationCoordinator)?>(nil)
-        let emitBudget = EmitBudget(limit: group.maxInflightEmits)
+        let emitBudget = EmitBudget(limit: group.maxInflightEmits, byteLimit: group.maxInflightEmitMB * 1024 * 1024)
         let assignments = WatchedValue(0)
         AssignorChoice.logOnce(properties: properties, logger: logger)
         let settings = ConsumerSettings(group: group, membership: membership, user: properties)
@@ -58,12 +58,20 @@ public final class GroupRuntime: Service, Sendable {
         } catch {
             // Whatever was made so far: the workers started, then the consumer.
             for worker in workers { await worker.close() }
-            consumer.close()
+            await closeOffThePool(consumer, group: group.name)
             throw error
         }
         wired.withLock { $0 = (consumer, coordinator) }
         return GroupRuntime(group: group, logger: logger, consumer: consumer, coordinator: coordinator, workers: workers, grace: grace,
                             assignments: assignments, commits: commits, settleWait: .milliseconds(2 * settings.sessionTimeoutMs))
+    }
+
+    /// Closes a consumer that never joined (a failed start) on a thread of
+    /// its own: the close blocks, never on the concurrency pool.
+    private static func closeOffThePool(_ consumer: KafkaConsumer, group: String) async {
+        let closer = DedicatedThread(name: "close-\(group)")
+        try? await closer.run { consumer.close() }  // a fresh thread: never stopped yet
+        closer.stop()
     }
 
     /// The group consumer's properties and what the group reads from them.
@@ -124,7 +132,8 @@ public final class GroupRuntime: Service, Sendable {
                 // The refused positions are sent again; for a rebalance under
                 // the eager protocol the leases also pause (RotationState).
                 coordinator.commitRefused(rebalance: error.isRebalance)
-            })
+            },
+            logger: { var tagged = logger; tagged[metadataKey: LogKey.group] = "\(group.name)"; return tagged }())
     }
 
     /// Joins the group: subscribes to the group's topics and starts the

@@ -42,7 +42,7 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
     } catch {
         return reply.fail("\(name): \(error.description)", level: 2)
     }
-    bindings.store(record.1)
+    guard bindings.store(record.1, .schedule(record.0), name, reply) else { return }
     let id = record.0.id
     withUnsafeMutableBytes(of: &reply.pointee.message) { buffer in
         let bytes = id.utf8.prefix(buffer.count - 1)
@@ -129,17 +129,21 @@ func schedulerCancel(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _
         return reply.fail("scheduler.cancel: argument 1 must be a schedule id (a string returned by scheduler.schedule)")
     }
     guard bindings.charge(bytes: id.utf8.count, by: "scheduler.cancel", reply) else { return }
-    bindings.store(placement.cancel(id: id))
+    guard bindings.store(placement.cancel(id: id), .removed(id: id), "scheduler.cancel", reply, level: 1) else { return }
     reply.pointee.push_true = 1
 }
 
 extension ScriptBindings {
-    /// Writes a schedule record now (outside workers) or as an emit.
-    fileprivate func store(_ record: OutgoingMessage) {
-        if let publish = schedules?.publish {
-            publish(record)
-        } else {
-            appendEmitted(record)
+    /// Writes a schedule record now (outside workers) or as an emit; false
+    /// (`reply` set to raise) when too many wait for the broker already.
+    fileprivate func store(_ message: OutgoingMessage, _ record: ScheduleRecord, _ function: String,
+                           _ reply: UnsafeMutablePointer<clua_reply>, level: Int32 = 2) -> Bool {
+        guard let publish = schedules?.publish else {
+            appendEmitted(message)
+            return true
         }
+        guard let refusal = publish(message, record) else { return true }
+        reply.fail("\(function): \(refusal)", level: level)
+        return false
     }
 }

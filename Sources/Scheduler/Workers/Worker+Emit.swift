@@ -14,8 +14,8 @@ enum EmitResult {
 extension Worker {
     /// Hands `messages`, emitted by the message at `offset`, to the producer
     /// without waiting for their acknowledgements. Waits (back pressure, not
-    /// a failure) while the group has `max_inflight_emits` in flight or
-    /// librdkafka's queue is full. A task librdkafka refuses for another
+    /// a failure) while the group has `max_inflight_emits` (or
+    /// `max_inflight_emit_mb`) in flight or librdkafka's queue is full. A task librdkafka refuses for another
     /// reason counts as a failed delivery: the partition is read again from
     /// this message (see `recoverFromFailedEmit`).
     func emit(_ messages: [OutgoingMessage], offset: Int64, lease: Lease, feed: LaneFeed) -> EmitResult {
@@ -30,10 +30,11 @@ extension Worker {
             return .invalid("one message emitted \(messages.count) tasks, more than [[groups]] max_inflight_emits (\(environment.emitBudget.limit))")
         }
         let stopRequested = { lease.control.stopReason != nil }
-        guard environment.emitBudget.acquire(messages.count, shouldStop: stopRequested) else {
+        let bytes = messages.reduce(0) { $0 + $1.heldBytes }
+        guard environment.emitBudget.acquire(messages.count, bytes: bytes, shouldStop: stopRequested) else {
             return .stopped(lease.control.stopReason ?? .shutdown)
         }
-        feed.emits.processed(offset: offset, emits: messages.count)
+        feed.emits.processed(offset: offset, emits: messages.count, bytes: bytes)
         for message in messages {
             let sink = feed.emits.sink(topic: message.topic, metrics: environment.catalog.metrics)
             while true {
