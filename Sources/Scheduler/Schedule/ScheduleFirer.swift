@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Synchronization
 
 /// Fires due schedules: a dedicated timer thread sleeps until the earliest
 /// due time (`ScheduleBook.takeDue`), publishes each due task without
@@ -11,10 +12,8 @@ import Logging
 /// Every fired task carries the headers `x-schedule-id` and `x-schedule-due`
 /// (the due time, RFC 3339), so a consumer can drop the one duplicate a
 /// failover may cause.
-final class ScheduleFirer: DeliverySink, @unchecked Sendable {
-    // Threading rule: `pending` and `nextToken` are guarded by `lock`;
-    // `running` by `runLock`; the rest is immutable.
-    private enum Pending {
+final class ScheduleFirer: DeliverySink, Sendable {
+    private enum Pending: Sendable {
         case task(ScheduleTable.Fire)
         case state(partition: Int32)
     }
@@ -27,12 +26,10 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
     static let retryMs: Int64 = 1000
 
     private let store: ScheduleStore
-    private let lock = NSLock()
-    private var pending: [Int64: Pending] = [:]
-    private var nextToken: Int64 = 0
-    private let runLock = NSLock()
-    private var running = true
-    private let finished = DispatchSemaphore(value: 0)
+    /// Fires and state writes awaiting their delivery report, by token.
+    private let pending = Mutex<(items: [Int64: Pending], nextToken: Int64)>(([:], 0))
+    /// The timer thread.
+    private let timer = RetryLoop(name: "schedule-timer")
     private let fires: CoreMetrics.Counter
     private let fireErrors: CoreMetrics.Counter
     private let delay: CoreMetrics.Timer
@@ -46,29 +43,17 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
 
     /// Starts the timer thread.
     func start() {
-        let thread = Thread { [self] in
-            while isRunning {
-                let due = store.book.takeDue(maxWait: 1) { !isRunning }
-                for fire in due { publish(fire) }
-            }
-            finished.signal()
-        }
-        thread.name = "schedule-timer"
-        thread.start()
+        timer.start({ [self, timer] in
+            let due = store.book.takeDue(maxWait: 1) { !timer.isRunning }
+            for fire in due { publish(fire) }
+        }, onFailure: { _ in })
     }
 
-    /// Stops the timer thread (fires in flight still complete).
+    /// Stops the timer thread (fires in flight still complete): woken from
+    /// its wait on the book at once.
     func stop() {
-        let wasRunning = runLock.withLock {
-            defer { running = false }
-            return running
-        }
-        guard wasRunning else { return }
-        store.book.wake()
-        finished.wait()
+        timer.stop(waking: { [store] in store.book.wake() })
     }
-
-    private var isRunning: Bool { runLock.withLock { running } }
 
     private func publish(_ fire: ScheduleTable.Fire) {
         if fire.skip {
@@ -87,15 +72,15 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
     }
 
     private func register(_ item: Pending) -> Int64 {
-        lock.withLock {
-            nextToken += 1
-            pending[nextToken] = item
-            return nextToken
+        pending.withLock { pending in
+            pending.nextToken += 1
+            pending.items[pending.nextToken] = item
+            return pending.nextToken
         }
     }
 
     func delivered(token: Int64, error: KafkaError?) {
-        guard let item = lock.withLock({ pending.removeValue(forKey: token) }) else { return }
+        guard let item = pending.withLock({ $0.items.removeValue(forKey: token) }) else { return }
         switch item {
         case .task(let fire):
             taskDelivered(fire, error: error)

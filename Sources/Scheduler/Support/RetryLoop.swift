@@ -59,14 +59,17 @@ final class RetryLoop: @unchecked Sendable {
     }
 
     /// Ends the loop (the job returns at its next `isRunning` check) and
-    /// waits for the thread. Blocking: call it off the concurrency pool. Safe
-    /// before `start` and twice.
-    func stop() {
+    /// waits for the thread. `waking` wakes a job asleep on a signal of its
+    /// own, once `isRunning` is false. Blocking: call it off the concurrency
+    /// pool. Safe before `start` and twice.
+    func stop(waking: () -> Void = {}) {
         condition.lock()
         let wasRunning = running
         running = false
         condition.broadcast()
         condition.unlock()
-        if wasRunning { finished.wait() }
+        guard wasRunning else { return }
+        waking()
+        finished.wait()
     }
 }

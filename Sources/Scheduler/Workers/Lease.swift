@@ -93,7 +93,8 @@ final class LeaseControl: Sendable {
     func waitForStop(until deadline: ContinuousClock.Instant) -> SliceEndReason? {
         let limit = Date(timeIntervalSinceNow: max(0, (deadline - .now).seconds))
         _ = handoff.waitBlocking(until: limit) { $0.stopReason != nil }
-        return stopReason
+        // From the state, not `stopReason`: the flag is set after the wake-up.
+        return handoff.read { $0.stopReason }
     }
 
     /// The successor has started and waits for the partition.
