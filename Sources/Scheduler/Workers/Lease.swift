@@ -1,4 +1,3 @@
-import Foundation
 import Synchronization
 
 /// A topic partition.
@@ -41,113 +40,63 @@ public enum SliceEndReason: String, Sendable {
 /// processing ("overtime") while the coordinator decides; the successor,
 /// once its thread runs, asks for the partition (`requestTakeover`), the
 /// holder stops after its in-flight message and `release`s, and the successor
-/// starts at the very next offset. The holder lets go while the successor is
-/// on a CPU (spinning for a short while on the release), so the gap is the
-/// cost of a flag flip, not of waking a thread on a busy machine; between
-/// spins the successor sleeps, woken at once if the holder lets go then
-/// (after `patience`, or ending the lease for another reason).
+/// starts at the very next offset. The gap is then the cost of a flag flip,
+/// not of waking threads on a busy machine.
 final class LeaseControl: Sendable {
-    /// What the holder, its successor and the coordinator say about the
-    /// lease, changed together; a change wakes whoever waits on it (the
-    /// successor for the release, a paused holder for a stop).
-    private struct Handoff: Sendable {
-        var stopReason: SliceEndReason?
-        /// When the successor asked for the partition.
-        var takeoverAt: ContinuousClock.Instant?
-        /// The successor is on a CPU right now, spinning on the release.
-        var successorSpinning = false
-        var released: (at: ContinuousClock.Instant, messagesWaiting: Bool)?
-        var renewal: Int?
-    }
-    private let handoff = WatchedValue(Handoff())
-    // The holder reads `stopRequested` before every message, and the
-    // successor spins on `releasedFlag`: one atomic load each, instead of the
-    // lock the other side changes. Each is set after `handoff` has the detail.
     private let stopRequested = Atomic<Bool>(false)
+    private let reasonValue = Mutex<SliceEndReason>(.shutdown)
+    private let takeover = Atomic<Bool>(false)
     private let releasedFlag = Atomic<Bool>(false)
-
-    /// How long a holder in overtime waits for its successor to be on a CPU
-    /// before it lets go anyway (bounding the overtime).
-    static let patience = Duration.milliseconds(10)
-    /// How long the successor spins on the release, then sleeps, before it
-    /// spins again: on 2 cores a spinning successor competes with the
-    /// holders, so it spins a small share of the time. (A successor sleeping
-    /// until the holder woke it to spin held p99 gaps of 4-16 ms against
-    /// ~2-3 ms: on a busy machine the woken thread often missed its turn.)
-    static let spinLimit = Duration.microseconds(50)
-    static let spinEvery = 0.0005
+    private let release = Mutex<(at: ContinuousClock.Instant, messagesWaiting: Bool)?>(nil)
+    private let renewal = Mutex<Int?>(nil)
 
     /// End the lease at the next message boundary.
     func requestStop(_ reason: SliceEndReason) {
-        handoff.update { $0.stopReason = reason }
+        reasonValue.withLock { $0 = reason }
         stopRequested.store(true, ordering: .releasing)
     }
 
     /// The reason a stop was requested for, or nil while the lease may go on.
     var stopReason: SliceEndReason? {
-        stopRequested.load(ordering: .acquiring) ? handoff.read { $0.stopReason } : nil
+        stopRequested.load(ordering: .acquiring) ? reasonValue.withLock { $0 } : nil
     }
 
-    /// Blocks until a stop is requested (returning its reason) or `deadline`
-    /// passes (nil): a pause that a stop ends at once.
-    func waitForStop(until deadline: ContinuousClock.Instant) -> SliceEndReason? {
-        let limit = Date(timeIntervalSinceNow: max(0, (deadline - .now).seconds))
-        _ = handoff.waitBlocking(until: limit) { $0.stopReason != nil }
-        // From the state, not `stopReason`: the flag is set after the wake-up.
-        return handoff.read { $0.stopReason }
-    }
+    private let successorSpinning = Atomic<Bool>(false)
+    private let takeoverAt = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// How long a holder in overtime waits for its successor to be on a CPU
+    /// before it lets go anyway (bounding the overtime).
+    static let patience = Duration.milliseconds(10)
 
     /// The successor has started and waits for the partition.
     func requestTakeover() {
-        handoff.update { $0.takeoverAt = .now }
+        takeoverAt.withLock { $0 = .now }
+        takeover.store(true, ordering: .releasing)
     }
-    var takeoverRequested: Bool { handoff.read { $0.takeoverAt != nil } }
+    var takeoverRequested: Bool { takeover.load(ordering: .acquiring) }
 
-    /// For the holder in overtime, before each message: whether to let go
-    /// now. Yes while the successor spins (letting go costs no wake-up) or
-    /// once it has waited `patience`.
-    func successorReady() -> Bool {
-        let (requested, spinning) = handoff.read { ($0.takeoverAt, $0.successorSpinning) }
-        guard let requested else { return false }
-        return spinning || .now - requested > Self.patience
-    }
-
-    /// For the successor: returns once the holder has let go. Spins for at
-    /// most `spinLimit` at a time (the holder lets go only then, or after
-    /// `patience`), sleeping `spinEvery` between spins unless released.
-    func awaitRelease() {
-        requestTakeover()
-        while !isReleased {
-            handoff.update { $0.successorSpinning = true }
-            let until = ContinuousClock.now + Self.spinLimit
-            var spins = 0
-            while !isReleased {
-                spins += 1
-                if spins % 128 == 0 && ContinuousClock.now >= until { break }
-            }
-            handoff.update { $0.successorSpinning = false }
-            _ = handoff.waitBlocking(until: Date(timeIntervalSinceNow: Self.spinEvery)) { $0.released != nil }
-        }
+    /// The successor is on a CPU right now, spinning on `isReleased`: letting
+    /// go now costs no thread wake-up.
+    func setSuccessorSpinning(_ spinning: Bool) { successorSpinning.store(spinning, ordering: .releasing) }
+    var successorReady: Bool {
+        guard takeoverRequested else { return false }
+        if successorSpinning.load(ordering: .acquiring) { return true }
+        return takeoverAt.withLock { $0.map { .now - $0 > Self.patience } ?? false }
     }
 
     /// The holder stopped taking messages at `at` and gave back what it had
     /// not processed; `messagesWaiting`: the next message was already fetched.
     func release(at: ContinuousClock.Instant, messagesWaiting: Bool) {
-        handoff.update { $0.released = (at, messagesWaiting) }
+        self.release.withLock { $0 = (at, messagesWaiting) }
         releasedFlag.store(true, ordering: .releasing)
     }
     var isReleased: Bool { releasedFlag.load(ordering: .acquiring) }
     /// When and how the holder let go (after `isReleased`).
-    var released: (at: ContinuousClock.Instant, messagesWaiting: Bool)? { handoff.read { $0.released } }
+    var released: (at: ContinuousClock.Instant, messagesWaiting: Bool)? { release.withLock { $0 } }
 
     /// The same worker continues for another slice of `sliceMs`.
-    func renew(sliceMs: Int) { handoff.update { $0.renewal = sliceMs } }
-    /// The renewal, once (nil if none came): read first, so the holder's
-    /// check before each message in overtime wakes nobody.
-    func takeRenewal() -> Int? {
-        guard handoff.read({ $0.renewal }) != nil else { return nil }
-        return handoff.update { value in defer { value.renewal = nil }; return value.renewal }
-    }
+    func renew(sliceMs: Int) { renewal.withLock { $0 = sliceMs } }
+    func takeRenewal() -> Int? { renewal.withLock { value in defer { value = nil }; return value } }
 }
 
 /// The right of one worker to process one topic partition for one slice.

@@ -187,7 +187,7 @@ struct LeaseRun {
         if announced {
             // Hand over only while the successor is actually running, so
             // the partition never waits for a thread to be scheduled.
-            if lease.control.successorReady() { return .slice }
+            if lease.control.successorReady { return .slice }
             if let renewed = lease.control.takeRenewal() {
                 announced = false
                 sliceStart = now

@@ -138,10 +138,15 @@ extension Worker {
         }
     }
 
-    /// Waits `milliseconds`; returns early with the reason if the lease is
-    /// asked to stop (woken by the request, not polled).
+    /// Sleeps `milliseconds` in short steps; returns early with the reason if
+    /// the lease is asked to stop.
     func pause(milliseconds: Int, lease: Lease) -> SliceEndReason? {
-        lease.control.waitForStop(until: .now + .milliseconds(milliseconds))
+        let until = ContinuousClock.now + .milliseconds(milliseconds)
+        while ContinuousClock.now < until {
+            if let stop = lease.control.stopReason { return stop }
+            Thread.sleep(forTimeInterval: min(0.01, Double(milliseconds) / 1000))
+        }
+        return lease.control.stopReason
     }
 }
 
