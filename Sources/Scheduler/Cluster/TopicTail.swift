@@ -11,7 +11,7 @@ import Logging
 /// Nothing is committed and no group is joined, so a follower never moves
 /// partitions between daemons and costs the group nothing.
 final class TopicTail: @unchecked Sendable {
-    // Threading rule: the consumer is created, polled and closed on the
+    // Safe because the consumer is created, polled and closed on the
     // thread only, and `reportedMissing` used there only.
     /// One record as read: `value` nil for a tombstone.
     struct Record: Sendable {

@@ -8,7 +8,7 @@ import Foundation
 /// when the process exits, and each partition keeps only its newest few MB.
 /// It is for trying the scheduler out and for tests, not for production.
 public final class EmbeddedBroker: @unchecked Sendable {
-    // Threading rule: the mock cluster runs on its own librdkafka thread; its
+    // Safe because the mock cluster runs on its own librdkafka thread; its
     // API functions are thread-safe. `handle` only exists to own the cluster.
     private let handle: OpaquePointer
     /// The mock cluster; the test target's fault injection drives it.

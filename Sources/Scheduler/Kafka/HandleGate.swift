@@ -10,40 +10,37 @@ import Foundation
 /// state changes (and the destroy waits for it) or is refused, never touches
 /// freed memory. The lock is held only to read and change the state and the
 /// count, never across the librdkafka call itself.
-final class HandleGate: @unchecked Sendable {
+final class HandleGate: Sendable {
     enum State: Sendable, Equatable { case running, closing, closed }
 
-    // Threading rule: `state` and `inside` only under `condition`.
-    private let condition = NSCondition()
-    private var state = State.running
-    private var inside = 0
+    /// The state and the calls inside; `finishClosing` waits for the count to drop to zero.
+    private struct Occupancy: Sendable {
+        var state = State.running
+        var inside = 0
+    }
+    private let occupancy = WatchedValue(Occupancy())
 
     /// The state now.
-    var current: State { condition.withLock { state } }
+    var current: State { occupancy.read { $0.state } }
 
     /// Runs `body` if the handle is running (or, with `whileClosing`, still
     /// closing); nil, without running it, otherwise.
     func use<T>(whileClosing: Bool = false, _ body: () throws -> T) rethrows -> T? {
-        let entered = condition.withLock {
-            guard state == .running || (whileClosing && state == .closing) else { return false }
-            inside += 1
+        let entered = occupancy.update { gate in
+            guard gate.state == .running || (whileClosing && gate.state == .closing) else { return false }
+            gate.inside += 1
             return true
         }
         guard entered else { return nil }
-        defer {
-            condition.withLock {
-                inside -= 1
-                if inside == 0 { condition.broadcast() }
-            }
-        }
+        defer { occupancy.update { $0.inside -= 1 } }
         return try body()
     }
 
     /// running → closing; false if closing had begun already.
     func beginClosing() -> Bool {
-        condition.withLock {
-            guard state == .running else { return false }
-            state = .closing
+        occupancy.update { gate in
+            guard gate.state == .running else { return false }
+            gate.state = .closing
             return true
         }
     }
@@ -51,9 +48,7 @@ final class HandleGate: @unchecked Sendable {
     /// → closed, then waits until no call is inside (each is bounded by its
     /// own timeout); afterwards the handle may be destroyed.
     func finishClosing() {
-        condition.lock()
-        state = .closed
-        while inside > 0 { condition.wait() }
-        condition.unlock()
+        occupancy.update { $0.state = .closed }
+        _ = occupancy.waitBlocking(until: .distantFuture) { $0.inside == 0 }
     }
 }

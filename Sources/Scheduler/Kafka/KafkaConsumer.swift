@@ -1,5 +1,6 @@
 import CRdKafka
 import Foundation
+import Synchronization
 
 /// A topic partition and an offset within it.
 public struct PartitionOffset: Sendable, Hashable {
@@ -28,17 +29,16 @@ public struct PartitionOffset: Sendable, Hashable {
 /// Its blocking calls (`poll`, `close`, synchronous `commit`) must run on a
 /// dedicated thread, never on Swift's concurrency pool.
 public final class KafkaConsumer: @unchecked Sendable {
-    // Threading rule: rd_kafka_t is thread-safe; this class adds no mutable
-    // state except `subscribed`, guarded by `lock`, and its lifecycle in
+    // Safe because rd_kafka_t is thread-safe; this class adds no mutable
+    // state except `subscribed` (a Mutex) and its lifecycle in
     // `gate`, which every call consults: refused once `close` began (but the
     // commits and reads the closing itself needs), none inside once the
     // handle is destroyed.
     /// The librdkafka handle; for the benchmark's librdkafka-only reader.
     @_spi(Benchmark) public let handle: OpaquePointer
-    private let lock = NSLock()
     private let gate = HandleGate()
-    /// `subscribe` was called (the consumer joins a group), guarded by `lock`.
-    private var subscribed = false
+    /// `subscribe` was called (the consumer joins a group).
+    private let subscribed = Mutex(false)
     /// Closing before the first assignment would abort (`AssignorChoice.closeBeforeAssignmentAborts`).
     private let abortsIfClosedUnassigned: Bool
 
@@ -118,7 +118,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func subscribe(_ topics: [String]) throws {
         let list = Self.makeList(topics.map { PartitionOffset(topic: $0, partition: RD_KAFKA_PARTITION_UA, offset: 0) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        lock.withLock { subscribed = true }
+        subscribed.withLock { $0 = true }
         guard let err = gate.use({ rd_kafka_subscribe(handle, list) }) else { throw KafkaError.consumerClosed("subscribe") }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe") }
     }
@@ -211,7 +211,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// inside.
     public func close() {
         guard gate.beginClosing() else { return }
-        let wasSubscribed = lock.withLock { subscribed }
+        let wasSubscribed = subscribed.withLock { $0 }
         Self.closeAndDestroy(handle, rebalanceContext, gate: gate,
                              keepHandle: abortsIfClosedUnassigned && wasSubscribed)
     }
@@ -256,7 +256,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard gate.beginClosing() else { return }
         KafkaLog.logger.warning("a consumer was dropped without close(); closing it on thread consumer-close")
         let handle = SendableHandle(raw: handle), context = rebalanceContext.map(SendableRebalanceContext.init)
-        let gate = gate, keep = abortsIfClosedUnassigned && subscribed
+        let gate = gate, keep = abortsIfClosedUnassigned && subscribed.withLock { $0 }
         Self.orphanCloser.submit {
             Self.closeAndDestroy(handle.raw, context?.value, gate: gate, keepHandle: keep)
         }
@@ -308,7 +308,7 @@ extension ConsumedMessage {
 }
 
 /// A consumer's retained rebalance handler, handed to `orphanCloser`.
-/// Unchecked: it is released exactly once, by that close.
 private struct SendableRebalanceContext: @unchecked Sendable {
+    // Safe because the handler is Sendable and this retain is released exactly once, by that close.
     let value: Unmanaged<RebalanceHandler>
 }

@@ -1,6 +1,7 @@
 import CRdKafka
 import Foundation
 import Logging
+import Synchronization
 
 /// An idempotent Kafka producer whose delivery reports resume async callers.
 ///
@@ -8,9 +9,9 @@ import Logging
 /// so `send` returns only once every in-sync replica has the message, and a
 /// retried send can neither duplicate nor reorder it.
 public final class KafkaProducer: @unchecked Sendable {
-    // Threading rule: the rd_kafka_t handle is thread-safe (librdkafka
+    // Safe because the rd_kafka_t handle is thread-safe (librdkafka
     // INTRODUCTION.md, "Threads and callbacks"); delivery callbacks run on the
-    // poll thread or inside `flush`, and only touch `router`, which is locked.
+    // poll thread or inside `flush`, and only touch `router` (Mutex-guarded).
     // Every use of `handle` goes through `gate`: none after `close` began
     // (but the flush of `close` itself), none once it is destroyed.
     private let handle: OpaquePointer
@@ -240,45 +241,41 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
 }
 
 /// The outcome of one produced message, to be awaited.
-public final class PendingDelivery: @unchecked Sendable {
-    // Threading rule: `outcome` and `waiter` are guarded by `condition`; the
-    // continuation is resumed outside it, exactly once.
-    private let condition = NSCondition()
-    private var outcome: Result<DeliveryReport, KafkaError>?
-    private var waiter: CheckedContinuation<DeliveryReport, Error>?
+public final class PendingDelivery: Sendable {
+    /// The outcome once known, and an async caller waiting for it (resumed
+    /// outside the lock, exactly once).
+    private struct Slot: Sendable {
+        var outcome: Result<DeliveryReport, KafkaError>?
+        var waiter: CheckedContinuation<DeliveryReport, Error>?
+    }
+    private let slot = WatchedValue(Slot())
 
     func complete(_ result: Result<DeliveryReport, KafkaError>) {
-        condition.lock()
-        guard outcome == nil else { condition.unlock(); return }
-        outcome = result
-        let waiting = waiter
-        waiter = nil
-        condition.broadcast()
-        condition.unlock()
+        let waiting = slot.update { slot -> CheckedContinuation<DeliveryReport, Error>? in
+            guard slot.outcome == nil else { return nil }
+            slot.outcome = result
+            defer { slot.waiter = nil }
+            return slot.waiter
+        }
         waiting?.resume(with: result.mapError { $0 as Error })
     }
 
     /// Waits for the broker's acknowledgement; throws the delivery error.
     public func report() async throws -> DeliveryReport {
         try await withCheckedThrowingContinuation { continuation in
-            condition.lock()
-            if let outcome {
-                condition.unlock()
-                continuation.resume(with: outcome.mapError { $0 as Error })
-            } else {
-                waiter = continuation
-                condition.unlock()
+            let known = slot.update { slot -> Result<DeliveryReport, KafkaError>? in
+                if slot.outcome == nil { slot.waiter = continuation }
+                return slot.outcome
             }
+            if let known { continuation.resume(with: known.mapError { $0 as Error }) }
         }
     }
 
     /// Blocks the calling thread until the report arrives. Only for dedicated
     /// threads (workers), never Swift's concurrency pool.
     public func wait() -> Result<DeliveryReport, KafkaError> {
-        condition.lock()
-        defer { condition.unlock() }
-        while outcome == nil { condition.wait() }
-        return outcome!
+        _ = slot.waitBlocking(until: .distantFuture) { $0.outcome != nil }
+        return slot.read { $0.outcome! }
     }
 }
 
@@ -289,15 +286,17 @@ protocol DeliverySink: AnyObject, Sendable {
 }
 
 /// Matches delivery reports to the messages they belong to.
-final class DeliveryRouter: @unchecked Sendable {
-    // Threading rule: `waiting` and `nextID` are guarded by `lock`.
-    private enum Target {
+final class DeliveryRouter: Sendable {
+    private enum Target: Sendable {
         case waiter(PendingDelivery)
         case sink(DeliverySink, Int64)
     }
-    private let lock = NSLock()
-    private var waiting: [UInt: Target] = [:]
-    private var nextID: UInt = 1
+    /// The messages awaiting their report, by the id passed to librdkafka.
+    private struct Registry: Sendable {
+        var waiting: [UInt: Target] = [:]
+        var nextID: UInt = 1
+    }
+    private let registry = Mutex(Registry())
 
     func register() -> (UInt, PendingDelivery) {
         let delivery = PendingDelivery()
@@ -309,18 +308,16 @@ final class DeliveryRouter: @unchecked Sendable {
     }
 
     private func add(_ target: Target) -> UInt {
-        lock.lock()
-        defer { lock.unlock() }
-        let id = nextID
-        nextID += 1
-        waiting[id] = target
-        return id
+        registry.withLock { registry in
+            let id = registry.nextID
+            registry.nextID += 1
+            registry.waiting[id] = target
+            return id
+        }
     }
 
     private func take(_ id: UInt) -> Target? {
-        lock.lock()
-        defer { lock.unlock() }
-        return waiting.removeValue(forKey: id)
+        registry.withLock { $0.waiting.removeValue(forKey: id) }
     }
 
     /// Drops a registration whose message librdkafka refused.
@@ -335,10 +332,10 @@ final class DeliveryRouter: @unchecked Sendable {
     }
 
     func failAll(_ error: KafkaError) {
-        lock.lock()
-        let all = waiting
-        waiting.removeAll()
-        lock.unlock()
+        let all = registry.withLock { registry in
+            defer { registry.waiting.removeAll() }
+            return registry.waiting
+        }
         for target in all.values {
             switch target {
             case .waiter(let delivery): delivery.complete(.failure(error))

@@ -5,7 +5,7 @@ import Synchronization
 /// that owns nothing: it is valid while its owner (a `KafkaRawMessage` or a
 /// `KafkaMessageBatch`) has neither destroyed nor given the message away.
 public struct KafkaMessageView: @unchecked Sendable {
-    // Threading rule: a view is used on the thread of its owner's holder.
+    // Safe because a view is used on the thread of its owner's holder.
     let pointer: UnsafeMutablePointer<rd_kafka_message_t>
 
     /// Reads a message someone else owns (the benchmark's own buffers).
@@ -109,7 +109,7 @@ public struct KafkaRawMessage: ~Copyable, @unchecked Sendable {
 /// the messages as views and is itself non-copyable: ownership of the
 /// pointers is in this type and nowhere else on the lease path.
 struct KafkaMessageBatch: ~Copyable, @unchecked Sendable {
-    // Threading rule: as KafkaRawMessage (moved whole between threads).
+    // Safe because, as for KafkaRawMessage, a batch is moved whole between threads.
     private var messages: [KafkaMessageView]
     private var start = 0
 
@@ -158,7 +158,7 @@ struct KafkaMessageBatch: ~Copyable, @unchecked Sendable {
 /// `rd_kafka_queue_forward(queue, NULL)` removes that (rdkafka.h,
 /// rd_kafka_queue_get_partition; librdkafka issue 2387).
 public final class PartitionQueue: @unchecked Sendable {
-    // Threading rule: librdkafka queues are thread-safe; only the lease holder
+    // Safe because librdkafka queues are thread-safe; only the lease holder
     // consumes from it, and it is destroyed once, after the last lease ended.
     private let queue: OpaquePointer
     private var buffer: [UnsafeMutablePointer<rd_kafka_message_t>?]

@@ -9,10 +9,9 @@ import Logging
 /// detached before the first fetch; `revoking` runs before they are given up
 /// and must not return until nothing of them is being processed and their
 /// offsets are committed (INTRODUCTION.md, "Consumer groups").
-public final class RebalanceHandler: @unchecked Sendable {
-    // Threading rule: immutable closures; called only on the thread that polls
-    // the consumer queue (or closes the consumer). `assignedOnce` is guarded
-    // by its lock (read by the closing thread).
+public final class RebalanceHandler: Sendable {
+    // Called only on the thread that polls the consumer queue (or closes the
+    // consumer); `assignedOnce` is read by the closing thread.
     let assigned: @Sendable ([PartitionOffset]) -> Void
     /// The partitions, and whether they were lost (the member's generation
     /// is gone, so no commit will be accepted for them) rather than given up.

@@ -5,7 +5,7 @@ import Logging
 /// Every use of the state goes through `withState`, which runs on the host's
 /// `DedicatedThread`, so the `lua_State` lives on exactly one thread.
 public final class ScriptHost: @unchecked Sendable {
-    // Threading rule: `state` is created, used and dropped only on `thread`.
+    // Safe because `state` is created, used and dropped only on `thread`.
     private let thread: DedicatedThread
     private var state: LuaState?
     private let worker: String

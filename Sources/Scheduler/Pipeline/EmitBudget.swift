@@ -7,13 +7,15 @@ import Foundation
 ///
 /// Bytes are released when the last emit of a message settles (the message
 /// is the unit `OffsetWatermark` tracks), counts per emit.
-final class EmitBudget: @unchecked Sendable {
-    // Threading rule: `inUse`, `bytesInUse` and the peaks only under `condition`.
-    private let condition = NSCondition()
-    private var inUse = 0
-    private var bytesInUse = 0
-    private var highest = 0
-    private var highestBytes = 0
+final class EmitBudget: Sendable {
+    /// What is in flight, and the peaks; a release wakes the workers waiting to emit.
+    private struct Usage: Sendable {
+        var inUse = 0
+        var bytesInUse = 0
+        var highest = 0
+        var highestBytes = 0
+    }
+    private let usage = WatchedValue(Usage())
     /// Emits allowed in flight at once.
     let limit: Int
     /// Bytes of emits allowed in flight at once.
@@ -40,53 +42,42 @@ final class EmitBudget: @unchecked Sendable {
     /// true first.
     func acquire(_ count: Int, bytes: Int = 0, shouldStop: () -> Bool) -> Bool {
         guard count > 0 else { return true }
-        condition.lock()
-        defer { condition.unlock() }
-        while !Self.fits(count: count, bytes: bytes, inUse: inUse, bytesInUse: bytesInUse, limit: limit, byteLimit: byteLimit) {
-            if shouldStop() { return false }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: 0.01))
+        let fits = { [limit, byteLimit] (usage: Usage) in
+            Self.fits(count: count, bytes: bytes, inUse: usage.inUse, bytesInUse: usage.bytesInUse, limit: limit, byteLimit: byteLimit)
         }
-        inUse += count
-        bytesInUse += bytes
-        highest = max(highest, inUse)
-        highestBytes = max(highestBytes, bytesInUse)
-        return true
+        while true {
+            let taken = usage.update { usage -> Bool in
+                guard fits(usage) else { return false }
+                usage.inUse += count
+                usage.bytesInUse += bytes
+                usage.highest = max(usage.highest, usage.inUse)
+                usage.highestBytes = max(usage.highestBytes, usage.bytesInUse)
+                return true
+            }
+            if taken { return true }
+            if shouldStop() { return false }
+            // Woken by a release; the stop has no signal here: checked every 10 ms.
+            _ = usage.waitBlocking(until: Date(timeIntervalSinceNow: 0.01), fits)
+        }
     }
 
     /// Gives back `count` permits and `bytes` (acknowledged, failed, or never enqueued).
     func release(_ count: Int, bytes: Int = 0) {
-        condition.lock()
-        inUse -= count
-        bytesInUse -= bytes
-        condition.broadcast()
-        condition.unlock()
+        usage.update { usage in
+            usage.inUse -= count
+            usage.bytesInUse -= bytes
+        }
     }
 
     /// The most emits ever in flight at once.
-    var peak: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return highest
-    }
+    var peak: Int { usage.read { $0.highest } }
 
     /// The most bytes of emits ever in flight at once.
-    var peakBytes: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return highestBytes
-    }
+    var peakBytes: Int { usage.read { $0.highestBytes } }
 
     /// Emits in flight now.
-    var current: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return inUse
-    }
+    var current: Int { usage.read { $0.inUse } }
 
     /// Bytes of emits in flight now.
-    var currentBytes: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return bytesInUse
-    }
+    var currentBytes: Int { usage.read { $0.bytesInUse } }
 }

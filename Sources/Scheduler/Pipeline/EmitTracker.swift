@@ -17,6 +17,9 @@ final class EmitTracker: Sendable {
     private let recordedFailures = Atomic<Int>(0)
     /// The group's bound on emits in flight.
     let budget: EmitBudget
+    /// Counts the moments every emit had settled, for `waitSettled` (set
+    /// only then, not on every delivery).
+    private let settledSignal = WatchedValue<UInt64>(0)
 
     init(budget: EmitBudget) {
         self.budget = budget
@@ -36,10 +39,11 @@ final class EmitTracker: Sendable {
 
     /// A delivery report for an emit of the message at `token` (its offset).
     func delivered(token: Int64, error: KafkaError?) {
-        let (count, failures, freed) = watermark.withLock { state in
+        let (count, failures, freed, settled) = watermark.withLock { state in
             let freed = state.settle(offset: token, error: error.map { "\($0)" })
-            return (state.count, state.recordedFailures, freed)
+            return (state.count, state.recordedFailures, freed, state.settled)
         }
+        if settled { settledSignal.update { $0 &+= 1 } }
         tracked.store(count, ordering: .releasing)
         recordedFailures.store(failures, ordering: .releasing)
         if error != nil { failed.store(true, ordering: .releasing) }
@@ -61,11 +65,16 @@ final class EmitTracker: Sendable {
 
     /// Waits until every emit was acknowledged or failed, or `deadline`
     /// passed, or `shouldStop` says so. True when settled.
+    /// Woken by the delivery that settles the last emit; `shouldStop` has
+    /// no signal here, so it is checked every 10 ms.
     func waitSettled(until deadline: ContinuousClock.Instant, shouldStop: () -> Bool = { false }) -> Bool {
         while true {
+            // Read before the check: a settling after it changes the count.
+            let seen = settledSignal.read { $0 }
             if watermark.withLock({ $0.settled }) { return true }
-            if ContinuousClock.now >= deadline || shouldStop() { return false }
-            Thread.sleep(forTimeInterval: 0.001)
+            let left = deadline - .now
+            if left <= .zero || shouldStop() { return false }
+            _ = settledSignal.waitBlocking(until: Date(timeIntervalSinceNow: min(0.01, left.seconds))) { $0 != seen }
         }
     }
 

@@ -9,7 +9,7 @@ import Logging
 /// the revoke waits (up to `revokeWaitMs`) until its fires in flight have
 /// written their state, so the next owner starts from it.
 final class ScheduleConsumer: @unchecked Sendable {
-    // Threading rule: `consumer` is created, polled and closed on the loop's
+    // Safe because `consumer` is created, polled and closed on the loop's
     // thread only, and `reportedMissingTopic` used there only.
     private let store: ScheduleStore
     private let bootstrapServers: String

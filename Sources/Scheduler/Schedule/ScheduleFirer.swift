@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Synchronization
 
 /// Fires due schedules: a dedicated timer thread sleeps until the earliest
 /// due time (`ScheduleBook.takeDue`), publishes each due task without
@@ -12,10 +13,8 @@ import Logging
 /// Every fired task carries the headers `x-schedule-id` and `x-schedule-due`
 /// (the due time, RFC 3339), so a consumer can drop the one duplicate a
 /// failover may cause.
-final class ScheduleFirer: DeliverySink, @unchecked Sendable {
-    // Threading rule: `pending`, `nextToken`, `states` and `writesAtOnce`
-    // are guarded by `lock`; `running` by `runLock`; the rest is immutable.
-    private enum Pending {
+final class ScheduleFirer: DeliverySink, Sendable {
+    private enum Pending: Sendable {
         case task(ScheduleTable.Fire)
         case state(partition: Int32)
     }
@@ -39,16 +38,13 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
     static let stateLingerMs = 50
 
     private let store: ScheduleStore
-    private let lock = NSLock()
-    private var pending: [Int64: Pending] = [:]
-    private var nextToken: Int64 = 0
-    /// State records waiting for `stateLingerMs`, in the order of their fires.
-    private var states: [(token: Int64, message: OutgoingMessage)] = []
-    /// After `stop()`: state records are written at once (the producer closes next).
-    private var writesAtOnce = false
-    private let runLock = NSLock()
-    private var running = true
-    private let finished = DispatchSemaphore(value: 0)
+    /// Fires and state writes awaiting their delivery report, by token.
+    private let pending = Mutex<(items: [Int64: Pending], nextToken: Int64)>(([:], 0))
+    /// The timer thread.
+    private let timer = RetryLoop(name: "schedule-timer")
+    /// State records waiting for `stateLingerMs`, in the order of their fires;
+    /// after `stop()` they are written at once (the producer closes next).
+    private let stateBuffer = Mutex<(states: [(token: Int64, message: OutgoingMessage)], writesAtOnce: Bool)>(([], false))
     private let fires: CoreMetrics.Counter
     private let fireErrors: CoreMetrics.Counter
     private let delay: CoreMetrics.Timer
@@ -62,31 +58,19 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
 
     /// Starts the timer thread.
     func start() {
-        let thread = Thread { [self] in
-            while isRunning {
-                let due = store.book.takeDue(maxWait: 1) { !isRunning }
-                for fire in due { publish(fire) }
-            }
-            finished.signal()
-        }
-        thread.name = "schedule-timer"
-        thread.start()
+        timer.start({ [self, timer] in
+            let due = store.book.takeDue(maxWait: 1) { !timer.isRunning }
+            for fire in due { publish(fire) }
+        }, onFailure: { _ in })
     }
 
-    /// Stops the timer thread (fires in flight still complete).
+    /// Stops the timer thread (fires in flight still complete): woken from
+    /// its wait on the book at once.
     func stop() {
-        let wasRunning = runLock.withLock {
-            defer { running = false }
-            return running
-        }
-        guard wasRunning else { return }
-        store.book.wake()
-        finished.wait()
-        lock.withLock { writesAtOnce = true }
+        timer.stop(waking: { [store] in store.book.wake() })
+        stateBuffer.withLock { $0.writesAtOnce = true }
         writeStates()
     }
-
-    private var isRunning: Bool { runLock.withLock { running } }
 
     private func publish(_ fire: ScheduleTable.Fire) {
         if fire.skip {
@@ -105,15 +89,15 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
     }
 
     private func register(_ item: Pending) -> Int64 {
-        lock.withLock {
-            nextToken += 1
-            pending[nextToken] = item
-            return nextToken
+        pending.withLock { pending in
+            pending.nextToken += 1
+            pending.items[pending.nextToken] = item
+            return pending.nextToken
         }
     }
 
     func delivered(token: Int64, error: KafkaError?) {
-        guard let item = lock.withLock({ pending.removeValue(forKey: token) }) else { return }
+        guard let item = pending.withLock({ $0.items.removeValue(forKey: token) }) else { return }
         switch item {
         case .task(let fire):
             taskDelivered(fire, error: error)
@@ -172,9 +156,9 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
         }
         let token = register(.state(partition: fire.partition))
         let message = record.message(topic: store.placement.topic, partitions: store.placement.partitions)
-        let (first, atOnce) = lock.withLock {
-            states.append((token, message))
-            return (states.count == 1, writesAtOnce)
+        let (first, atOnce) = stateBuffer.withLock { buffer in
+            buffer.states.append((token, message))
+            return (buffer.states.count == 1, buffer.writesAtOnce)
         }
         if atOnce {
             writeStates()
@@ -186,9 +170,9 @@ final class ScheduleFirer: DeliverySink, @unchecked Sendable {
 
     /// Produces the state records waiting (without blocking: `produce` only enqueues).
     private func writeStates() {
-        let batch = lock.withLock {
-            defer { states = [] }
-            return states
+        let batch = stateBuffer.withLock { buffer in
+            defer { buffer.states = [] }
+            return buffer.states
         }
         for (token, message) in batch {
             if let error = store.publisher.produce(message, sink: self, token: token) {

@@ -7,7 +7,7 @@ import Foundation
 /// shared concurrency pool. Jobs run in submission order; `run` suspends the
 /// caller (without blocking a pool thread) until its job has finished.
 public final class DedicatedThread: @unchecked Sendable {
-    // Threading rule: `jobs` and `stopping` are only touched under `condition`;
+    // Safe because `jobs` and `stopping` are only touched under `condition`;
     // the job closures themselves only ever run on `thread`.
     private let condition = NSCondition()
     private var jobs: [@Sendable () -> Void] = []

@@ -6,7 +6,7 @@ import Foundation
 /// missing) `onFailure` is told and the job runs again a second later; a stop
 /// ends that wait at once.
 final class RetryLoop: @unchecked Sendable {
-    // Threading rule: `running` is only touched with `condition` locked; the
+    // Safe because `running` is only touched with `condition` locked; the
     // job runs on the loop's thread only.
     private let condition = NSCondition()
     private var running = false
@@ -59,14 +59,17 @@ final class RetryLoop: @unchecked Sendable {
     }
 
     /// Ends the loop (the job returns at its next `isRunning` check) and
-    /// waits for the thread. Blocking: call it off the concurrency pool. Safe
-    /// before `start` and twice.
-    func stop() {
+    /// waits for the thread. `waking` wakes a job asleep on a signal of its
+    /// own, once `isRunning` is false. Blocking: call it off the concurrency
+    /// pool. Safe before `start` and twice.
+    func stop(waking: () -> Void = {}) {
         condition.lock()
         let wasRunning = running
         running = false
         condition.broadcast()
         condition.unlock()
-        if wasRunning { finished.wait() }
+        guard wasRunning else { return }
+        waking()
+        finished.wait()
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 /// task suspends on a continuation that the change satisfying it resumes
 /// (`wait`). Nothing polls.
 final class WatchedValue<Value: Sendable>: @unchecked Sendable {
-    // Threading rule: `value`, `waiters`, `nextWaiter` and every
+    // Safe because `value`, `waiters`, `nextWaiter` and every
     // `CancelMark.cancelled` are only touched between `condition.lock()` and
     // `condition.unlock()`; continuations are resumed after unlocking, tests
     // run under the lock.
@@ -18,27 +18,29 @@ final class WatchedValue<Value: Sendable>: @unchecked Sendable {
         self.value = value
     }
 
-    /// Changes the value under the lock, then wakes the waiters it satisfies.
+    /// Changes the value under the lock, then wakes the waiters it satisfies
+    /// (also when `body` throws: it may have changed the value first).
     @discardableResult
-    func update<T>(_ body: (inout Value) -> T) -> T {
+    func update<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
         condition.lock()
-        let result = body(&value)
         var ready: [OneShot<Bool>] = []
-        for (id, waiter) in waiters where waiter.test(value) {
-            waiters[id] = nil
-            ready.append(waiter.done)
+        defer {
+            for (id, waiter) in waiters where waiter.test(value) {
+                waiters[id] = nil
+                ready.append(waiter.done)
+            }
+            condition.broadcast()
+            condition.unlock()
+            for done in ready { done.resume(true) }
         }
-        condition.broadcast()
-        condition.unlock()
-        for done in ready { done.resume(true) }
-        return result
+        return try body(&value)
     }
 
     /// Reads the value under the lock.
-    func read<T>(_ body: (Value) -> T) -> T {
+    func read<T, E: Error>(_ body: (Value) throws(E) -> T) throws(E) -> T {
         condition.lock()
         defer { condition.unlock() }
-        return body(value)
+        return try body(value)
     }
 
     /// Suspends until `test` holds (true), `timeout` passes or the task is
@@ -83,9 +85,42 @@ final class WatchedValue<Value: Sendable>: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while !test(value) {
-            if !condition.wait(until: deadline) { return test(value) }
+            if !sleep(until: deadline) { return test(value) }
         }
         return true
+    }
+
+    /// Waits on the condition (locked) until woken or `deadline`; false at
+    /// the deadline. `Date.distantFuture` waits untimed: Foundation's timed
+    /// wait traps converting so far a date.
+    private func sleep(until deadline: Date) -> Bool {
+        guard deadline != .distantFuture else {
+            condition.wait()
+            return true
+        }
+        return condition.wait(until: deadline)
+    }
+
+    /// What a step of `waitBlocking(_:)` found: the answer, or that it must
+    /// wait for a change (or, at the latest, until a time).
+    enum WaitStep<T> {
+        case done(T)
+        case wait(until: Date)
+    }
+
+    /// Blocks the calling (dedicated) thread, running `step` under the lock
+    /// first and after every change (and at the time it asked to be woken),
+    /// until it is done. `step` may change the value (e.g. take what it
+    /// waited for); that wakes nobody.
+    func waitBlocking<T>(_ step: (inout Value) -> WaitStep<T>) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            switch step(&value) {
+            case .done(let answer): return answer
+            case .wait(let until): _ = sleep(until: until)
+            }
+        }
     }
 
     private func withLock<T>(_ body: () -> T) -> T {
@@ -97,6 +132,6 @@ final class WatchedValue<Value: Sendable>: @unchecked Sendable {
 
 /// Whether one `WatchedValue.wait` was cancelled (guarded by the value's lock).
 private final class CancelMark: @unchecked Sendable {
-    // Threading rule: `cancelled` is only touched under the owning WatchedValue's condition lock.
+    // Safe because `cancelled` is only touched under the owning WatchedValue's condition lock.
     var cancelled = false
 }

@@ -10,7 +10,7 @@ import Logging
 /// after the session timeout plus a join. The election consumer reads
 /// nothing itself (the follower does): what it fetches is dropped.
 final class PoolElection: @unchecked Sendable {
-    // Threading rule: the consumer is created, polled and closed on the
+    // Safe because the consumer is created, polled and closed on the
     // election thread only, and `pendingElection` used there only (also by
     // the rebalance callbacks, which run on it).
     let role = WatchedValue(PublisherRole())

@@ -9,7 +9,7 @@ import Logging
 /// same pool; waiters on `state` (requests waiting to read their own write,
 /// the publisher catching up) are woken by the record they wait for.
 final class PoolFollower: @unchecked Sendable {
-    // Threading rule: the consumer is created, polled and closed on the
+    // Safe because the consumer is created, polled and closed on the
     // follower's thread only;
     // `reportedMissingTopic` is used on the follower's thread only.
     let state: WatchedValue<TaskPool>

@@ -5,9 +5,7 @@ import ServiceLifecycle
 /// One configured group: a Kafka consumer in the group (the group protocol
 /// only splits partitions between processes), a pool of workers and the
 /// coordinator that rotates partitions between them.
-public final class GroupRuntime: Service, @unchecked Sendable {
-    // Threading rule: immutable after `make`, except `pollLoop`, guarded by its
-    // lock (set once by `startConsuming`, read by `shutdown`).
+public final class GroupRuntime: Service, Sendable {
     let group: GroupConfig
     let logger: Logger
     let consumer: KafkaConsumer
@@ -15,6 +13,7 @@ public final class GroupRuntime: Service, @unchecked Sendable {
     let workers: [Worker]
     /// How long shutdown waits for the leases to end, then for the states to close.
     let grace: ShutdownGrace
+    /// Set once by `startConsuming`, read by `shutdown`.
     private let pollLoop = LockedValue<KafkaPollLoop?>(nil)
     private let started = LockedValue(false)
     /// Assignments received (rebalance callbacks), so a final commit refused

@@ -31,15 +31,20 @@ final class PartitionFeed: Sendable {
     /// Serialises commits of the partition from several lane holders, so a
     /// lower position is never sent after a higher one.
     private let committing = Mutex<Void>(())
+    /// Counts the changes that may let a lane waiting at `lane_max_ahead`
+    /// go on (`finished`, `rewind`, messages split): such a lane sleeps on it.
+    private let fetchReopened = WatchedValue<UInt64>(0)
 
     /// The lanes' backlogs and the ledger, changed together.
-    struct SplitState: @unchecked Sendable {
-        // Threading rule: only inside `split`'s lock (the messages are
-        // handed over whole, see KafkaRawMessage).
+    /// Only touched inside `split`'s lock (the messages are handed over
+    /// whole, see KafkaRawMessage).
+    struct SplitState: Sendable {
         var ledger: LaneLedger
         /// Owned: messages come in from a `KafkaMessageBatch` (`release`)
         /// and leave in one (`adopting`) or are destroyed here.
         var backlogs: [[KafkaMessageView]]
+        /// Lane holders asleep until the ledger lets them read again.
+        var waitingToFetch = 0
     }
 
     init(partition: TopicPartition, queue: PartitionQueue, budget: EmitBudget, lanes: Int = 1, maxAhead: Int = 10_000) {
@@ -82,10 +87,29 @@ final class PartitionFeed: Sendable {
                 if let fetched { return fetched }
                 if lanes == 1 { return KafkaMessageBatch() }
             } else {
-                Thread.sleep(forTimeInterval: 0.0005)
+                waitForFetch(until: deadline)
             }
             if ContinuousClock.now >= deadline { return KafkaMessageBatch() }
         }
+    }
+
+    /// Sleeps while the partition has run `lane_max_ahead` past its lowest
+    /// unfinished offset, until a lane's progress lets it read (or `deadline`).
+    private func waitForFetch(until deadline: ContinuousClock.Instant) {
+        let seen = split.withLock { state -> UInt64? in
+            guard !state.ledger.mayFetch else { return nil }
+            state.waitingToFetch += 1
+            return fetchReopened.read { $0 }
+        }
+        guard let seen else { return }
+        _ = fetchReopened.waitBlocking(until: Date(timeIntervalSinceNow: max(0, (deadline - .now).seconds))) { $0 != seen }
+        split.withLock { $0.waitingToFetch -= 1 }
+    }
+
+    /// Wakes the lanes waiting to read if the ledger now lets them (under `split`'s lock).
+    private func reopenFetch(_ state: SplitState) {
+        guard state.waitingToFetch > 0, state.ledger.mayFetch else { return }
+        fetchReopened.update { $0 &+= 1 }
     }
 
     private func takeBacklog(_ lane: Int) -> KafkaMessageBatch? {
@@ -119,6 +143,8 @@ final class PartitionFeed: Sendable {
                 last = max(last, message.offset)
             }
             if last >= 0 { state.ledger.splitThrough(next: last + 1) }
+            // A waiting lane may have got messages (strays) or room to read.
+            if state.waitingToFetch > 0 { fetchReopened.update { $0 &+= 1 } }
         }
         KafkaMessageBatch(adopting: dropped).destroy()
     }
@@ -147,7 +173,10 @@ final class PartitionFeed: Sendable {
 
     /// `lane`'s messages up to `offset` are done (processed or dead-lettered).
     func finished(lane: Int, through offset: Int64) {
-        split.withLock { $0.ledger.finished(lane: lane, through: offset) }
+        split.withLock { state in
+            state.ledger.finished(lane: lane, through: offset)
+            reopenFetch(state)
+        }
     }
 
     /// How one attempt at `rewind` went.
@@ -179,6 +208,7 @@ final class PartitionFeed: Sendable {
         let dropped = split.withLock { state -> [KafkaMessageView] in
             defer { state.backlogs[lane].removeAll() }
             state.ledger.rewind(lane: lane, to: offset)
+            reopenFetch(state)
             return state.backlogs[lane]
         }
         KafkaMessageBatch(adopting: dropped).destroy()
@@ -270,32 +300,25 @@ struct LaneFeed: Sendable {
 }
 
 /// One lane holder at a time reads (or seeks) a partition: a turn taken and
-/// given back under a condition, never a lock held while the holder waits
-/// in librdkafka, so others wait with a deadline and a stop flag.
-final class ReadTurn: @unchecked Sendable {
-    // Threading rule: `taken` only under `condition`.
-    private let condition = NSCondition()
-    private var taken = false
+/// given back, never a lock held while the holder waits in librdkafka, so
+/// others wait with a deadline and a stop flag.
+final class ReadTurn: Sendable {
+    private let taken = WatchedValue(false)
 
     /// Takes the turn; false if `deadline` passed or `shouldStop` turned
-    /// true first (checked at least every 10 ms).
+    /// true first. Woken when the turn is given back; `shouldStop` has no
+    /// signal of its own, so it is checked at least every 10 ms.
     func take(until deadline: ContinuousClock.Instant, shouldStop: () -> Bool) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while taken {
+        while true {
+            if taken.update({ taken in defer { taken = true }; return !taken }) { return true }
             let left = deadline - .now
             if shouldStop() || left <= .zero { return false }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: min(0.01, left.seconds)))
+            _ = taken.waitBlocking(until: Date(timeIntervalSinceNow: min(0.01, left.seconds))) { !$0 }
         }
-        taken = true
-        return true
     }
 
     /// Gives the turn back and wakes the waiters.
     func give() {
-        condition.lock()
-        taken = false
-        condition.broadcast()
-        condition.unlock()
+        taken.update { $0 = false }
     }
 }

@@ -8,7 +8,7 @@ import Logging
 /// partitions). The rules ask `rotate.lua` through `RotationPolicyHost`;
 /// what the group looks like from outside is `GroupViewBuilder`'s.
 final class RotationCoordinator: @unchecked Sendable {
-    // Threading rule: every `var` below is read and written only on `thread`.
+    // Safe because every `var` below is read and written only on `thread`.
     let group: GroupConfig
     let logger: Logger
     let workers: [Worker]
@@ -31,7 +31,8 @@ final class RotationCoordinator: @unchecked Sendable {
     /// The feeds the rules named once every lease had ended after a stop:
     /// their final commit and queues come before the consumer closes.
     private(set) var quiesced: [PartitionFeed]?
-    private var revokeWaiters: [Int: (done: DispatchSemaphore, feeds: LockedValue<[PartitionFeed]>)] = [:]
+    /// Per revocation ticket: the feeds it released, once they are (nil until then).
+    private var revokeWaiters: [Int: WatchedValue<[PartitionFeed]?>] = [:]
     private var nextTicket = 0
     var gaps = GapRecorder()
     var history = LeaseHistory()
@@ -90,16 +91,15 @@ final class RotationCoordinator: @unchecked Sendable {
     /// inside the rebalance callback) until none of them is being processed.
     /// Returns their feeds.
     func revokeAndWait(_ partitions: Set<TopicPartition>, lost: Bool = false) -> [PartitionFeed] {
-        let done = DispatchSemaphore(value: 0)
-        let released = LockedValue<[PartitionFeed]>([])
+        let released = WatchedValue<[PartitionFeed]?>(nil)
         thread.submit { [self] in
             nextTicket += 1
-            revokeWaiters[nextTicket] = (done, released)
+            revokeWaiters[nextTicket] = released
             let slots = partitions.flatMap { partition in (0..<(feeds[partition]?.lanes ?? group.lanes)).map { SlotKey(partition, lane: $0) } }
             apply(.revoking(Set(slots), ticket: nextTicket, lost: lost))
         }
-        done.wait()
-        return released.withLock { $0 }
+        _ = released.waitBlocking(until: .distantFuture) { $0 != nil }
+        return released.read { $0 ?? [] }
     }
 
     /// The labels of `partition`'s lag gauge.
@@ -246,8 +246,7 @@ final class RotationCoordinator: @unchecked Sendable {
             let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }
             for feed in released { catalog.metrics.removeGauge(MetricName.lag, lagLabels(feed.partition)) }
             guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
-            waiter.feeds.withLock { $0 = released }
-            waiter.done.signal()
+            waiter.update { $0 = released }
         case .quiesced(let slots):
             // One feed per partition, however many lane slots it has (its
             // queue is destroyed once).

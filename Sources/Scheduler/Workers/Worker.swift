@@ -6,7 +6,7 @@ import Synchronization
 /// A member of a group's pool: its own thread and its own `process.lua`
 /// state, running one lease at a time. Id `<group>-<n>`.
 final class Worker: @unchecked Sendable {
-    // Threading rule: `script` is created, used and dropped only on `thread`;
+    // Safe because `script` is created, used and dropped only on `thread`;
     // leases run as jobs on `thread`, one after another.
     let id: String
     let index: Int
