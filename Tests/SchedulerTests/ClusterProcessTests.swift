@@ -32,7 +32,7 @@ struct APIDaemon: Sendable {
                 + (body.map { ["-H", "Content-Type: application/json", "-d", $0] } ?? []) + [url]
             let output = Pipe()
             process.standardOutput = output
-            try process.run()
+            try launch(process)
             let data = output.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
             let text = String(decoding: data, as: UTF8.self)

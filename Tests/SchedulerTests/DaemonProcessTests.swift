@@ -7,6 +7,14 @@ let daemonBinary = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent(".build/debug/task-scheduler")
 
+/// Starts `process`, one launch at a time in this test process: Foundation's
+/// `Process.run()` crashed (a bad pointer in its memmove) when suites
+/// launched daemons from several threads at once.
+func launch(_ process: Process) throws {
+    try launchLock.withLock { try process.run() }
+}
+private let launchLock = NSLock()
+
 /// A daemon process with its stderr collected.
 final class DaemonProcess: @unchecked Sendable {
     // Threading rule: `output` is guarded by `lock`; the rest is set in init.
@@ -24,7 +32,7 @@ final class DaemonProcess: @unchecked Sendable {
             let text = String(decoding: handle.availableData, as: UTF8.self)
             lock.withLock { output += text }
         }
-        try process.run()
+        try launch(process)
     }
 
     var log: String { lock.withLock { output } }
