@@ -47,7 +47,7 @@ func delete(_ client: some TestClientProtocol, _ uri: String, token: String? = n
     try await client.execute(uri: uri, method: .delete, headers: token.map { [.authorization: "Bearer \($0)"] } ?? [:])
 }
 
-@Suite("The task pool over HTTP: GET /tasks, every tick, DELETE, bound, restart", .sharesMachine)
+@Suite("The task pool over HTTP: GET /tasks, every tick, DELETE, bound, restart", .serialized, .runsAlone, .timeLimit(.minutes(5)))
 struct TaskPoolAPITests {
     @Test("the seed's README: POST E, then GET /tasks lists A to E, and the next ticks publish E as 'Message EE' with key 'Key 4'")
     func seedSequence() async throws {
@@ -190,7 +190,7 @@ struct TaskPoolAPITests {
             function generate(tick) return { { topic = "\(output)", message = "tick " .. tick } } end
             """])
         try await withApplication(config, scripts: scripts) { client throws in
-            let ticks = try await readAll(topic: output, partitions: 1, count: 3).map { $0.value.utf8String }
+            let ticks = try await readAll(topic: output, partitions: 1, count: 3, timeout: .seconds(40)).map { $0.value.utf8String }
             #expect(ticks == (firstTick..<firstTick + 3).map { "tick \($0)" })
             // The third tick's end (its count) may come just after its publications.
             var pool: [String: Any] = [:]
