@@ -88,20 +88,81 @@ actor MachineShare {
     }
 }
 
-/// The suite trait that takes `MachineShare` for the suite's whole run.
-struct MachineShareTrait: SuiteTrait, TestScoping {
+/// A counting semaphore: at most `width` bodies run at once, the others
+/// wait their turn in arrival order.
+///
+/// The shared suites start together, and each runs its own tests at once:
+/// unbounded, two hundred tests started within a second (daemons, groups,
+/// Chromium), the embedded broker in the test process starved, and group
+/// sessions, producer timeouts and first reads ran past their bounds (CI,
+/// 2026-12-05: a dashboard test's POST timed out). Bounded, the shared
+/// phase keeps the machine busy without drowning it.
+actor TestSlots {
+    /// The bound of the shared phase: tests of shared suites running at once.
+    static let shared = TestSlots(width: 8)
+
+    let width: Int
+    private var running = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    struct Counts: Equatable, Sendable { var running = 0, waiting = 0 }
+    nonisolated let snapshot = WatchedValue(Counts())
+
+    init(width: Int) { self.width = width }
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+        await acquire()
+        do {
+            let result = try await body()
+            release()
+            return result
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    private func publish() {
+        let now = Counts(running: running, waiting: waiters.count)
+        snapshot.update { $0 = now }
+    }
+
+    private func acquire() async {
+        if running < width {
+            running += 1
+            publish()
+            return
+        }
+        // The releaser hands its slot over before resuming this one.
+        await withCheckedContinuation { waiters.append($0); publish() }
+    }
+
+    private func release() {
+        if waiters.isEmpty { running -= 1 } else { waiters.removeFirst().resume() }
+        publish()
+    }
+}
+
+/// The suite trait that takes `MachineShare` for the suite's whole run and,
+/// in a shared suite, one of `TestSlots.shared` for each test case.
+struct MachineShareTrait: SuiteTrait, TestTrait, TestScoping {
     let alone: Bool
 
-    var isRecursive: Bool { false }
+    // Shared suites hand the trait to their tests, which take a slot each.
+    var isRecursive: Bool { !alone }
 
     func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? {
-        // Once around the suite, not again around each of its tests.
-        test.isSuite && testCase == nil ? self : nil
+        // Once around the suite; in a shared suite, once around each test case.
+        if test.isSuite { return testCase == nil ? self : nil }
+        return !alone && testCase != nil ? self : nil
     }
 
     func provideScope(for test: Test, testCase: Test.Case?,
                       performing function: @Sendable () async throws -> Void) async throws {
-        try await MachineShare.shared.run(alone: alone, function)
+        if test.isSuite {
+            try await MachineShare.shared.run(alone: alone, function)
+        } else {
+            try await TestSlots.shared.run(function)
+        }
     }
 }
 

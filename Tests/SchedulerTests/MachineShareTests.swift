@@ -56,4 +56,33 @@ struct MachineShareTests {
         for task in [x, y, late] { await task.value }
         #expect(share.snapshot.read { $0 } == .init())
     }
+
+    @Test("at most `width` tests of the shared suites run at once; the next starts when one ends", .timeLimit(.minutes(1)))
+    func sharedTestsBounded() async throws {
+        let slots = TestSlots(width: 2)
+        let entered = WatchedValue<[String]>([])
+        let released = WatchedValue<Set<String>>([])
+        let tasks = ["a", "b", "c"].map { name in
+            Task {
+                await slots.run {
+                    entered.update { $0.append(name) }
+                    _ = await released.wait { $0.contains(name) }
+                }
+            }
+        }
+        #expect(await slots.snapshot.wait(timeout: .seconds(10)) { $0.running == 2 && $0.waiting == 1 })
+        #expect(entered.read { $0.count } == 2)
+        let first = try #require(entered.read { $0.first })
+        released.update { _ = $0.insert(first) }
+        #expect(await entered.wait(timeout: .seconds(10)) { $0.count == 3 })
+        #expect(slots.snapshot.read { $0.running } == 2)
+        released.update { $0.formUnion(["a", "b", "c"]) }
+        for task in tasks { await task.value }
+        #expect(slots.snapshot.read { $0 } == .init())
+    }
+
+    @Test("a test of a shared suite holds one of the shared slots while it runs")
+    func sharedTestHoldsSlot() {
+        #expect(TestSlots.shared.snapshot.read { $0.running } >= 1)
+    }
 }
