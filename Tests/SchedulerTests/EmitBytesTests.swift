@@ -23,22 +23,32 @@ struct EmitBudgetBytesTests {
     @Test("a worker waits while the bytes in flight would pass the bound, and goes once they are released")
     func waitsForBytes() async throws {
         let budget = EmitBudget(limit: 100, byteLimit: 1000)
-        #expect(budget.acquire(1, bytes: 600, shouldStop: { false }))
-        // A second message of 600 bytes does not fit: it waits until told to stop.
-        var asked = 0
-        #expect(!budget.acquire(1, bytes: 600, shouldStop: { asked += 1; return asked > 3 }))
-        #expect(budget.currentBytes == 600, "nothing taken by the refused wait")
-        // Released from another thread while a worker waits: it goes.
+        #expect(budget.acquire(1, bytes: 600, stop: nil))
+        // A second message of 600 bytes does not fit: it waits until told
+        // to stop, woken by the stop.
+        let stop = StopSignal()
         let thread = DedicatedThread(name: "emit-bytes")
         defer { thread.stop() }
-        let waiting = Task { try await thread.run { budget.acquire(1, bytes: 600, shouldStop: { false }) } }
+        let refused = Task { try await thread.run { budget.acquire(1, bytes: 600, stop: stop) } }
+        #expect(await eventually(timeout: .seconds(10)) { stop.waits == 1 })
+        let asked = ContinuousClock.now
+        stop.request()
+        // A stop that does not wake it fails here; the release below then
+        // lets it go (taking the bytes), so the test ends either way.
+        let woken = await eventually(timeout: .seconds(5)) { stop.waits == 0 }
+        #expect(woken && ContinuousClock.now - asked < .seconds(1), "the stop woke the wait")
+        if !woken { budget.release(0, bytes: 600) }
+        #expect(try await !refused.value)
+        #expect(budget.currentBytes == 600, "nothing taken by the refused wait")
+        // Released from another thread while a worker waits: it goes.
+        let waiting = Task { try await thread.run { budget.acquire(1, bytes: 600, stop: nil) } }
         budget.release(1, bytes: 600)
         #expect(try await waiting.value)
         #expect(budget.currentBytes == 600)
         #expect(budget.peakBytes == 600)
         budget.release(1, bytes: 600)
         // A message larger than the bound goes alone.
-        #expect(budget.acquire(3, bytes: 5000, shouldStop: { true }))
+        #expect(budget.acquire(3, bytes: 5000, stop: stop))
         #expect(budget.peakBytes == 5000)
     }
 

@@ -26,7 +26,7 @@ struct PartitionFeedTurnTests {
     func revokeDuringUnreachableRewind() async throws {
         let (feed, consumer) = try makeFeed()
         let seekMs = 1500
-        let stop = Atomic<Bool>(false)
+        let stop = StopSignal()
         let inSeek = Atomic<Bool>(false)
         let rewinderDone = DispatchSemaphore(value: 0)
         let rewinderEnded = Mutex<ContinuousClock.Instant?>(nil)
@@ -34,7 +34,7 @@ struct PartitionFeedTurnTests {
         // turn, a pause outside it, until the seek works or it is told to stop.
         Thread.detachNewThread {
             rewinding: while true {
-                let outcome = feed.rewind(lane: 0, to: 0, shouldStop: { stop.load(ordering: .relaxed) }) { _ in
+                let outcome = feed.rewind(lane: 0, to: 0, stop: stop) { _ in
                     inSeek.store(true, ordering: .relaxed)
                     defer { inSeek.store(false, ordering: .relaxed) }
                     Thread.sleep(forTimeInterval: Double(seekMs) / 1000)
@@ -42,7 +42,7 @@ struct PartitionFeedTurnTests {
                 }
                 switch outcome {
                 case .done, .stopped: break rewinding
-                case .failed: if stop.load(ordering: .relaxed) { break rewinding } else { Thread.sleep(forTimeInterval: 0.2) }
+                case .failed: if stop.wait(until: .now + .milliseconds(200)) { break rewinding }
                 }
             }
             rewinderEnded.withLock { $0 = .now }
@@ -60,9 +60,9 @@ struct PartitionFeedTurnTests {
 
         // Lane 1's own rewind waits for the turn, and stops when told.
         let revoked = ContinuousClock.now
-        let waiting = Task.detached { feed.rewind(lane: 1, to: 0, shouldStop: { stop.load(ordering: .relaxed) }) { _ in } }
+        let waiting = Task.detached { feed.rewind(lane: 1, to: 0, stop: stop) { _ in } }
         try await Task.sleep(for: .milliseconds(100))
-        stop.store(true, ordering: .relaxed)
+        stop.request()
         #expect(await waiting.value == .stopped)
         let waited = ContinuousClock.now - revoked
         #expect(waited < .milliseconds(100 + 500), "a waiting rewind took \(waited) to see its stop flag")

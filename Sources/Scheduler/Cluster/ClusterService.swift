@@ -20,7 +20,7 @@ struct ClusterService: Service {
     let logger: Logger
 
     /// Longest a stop waits for its last report's acknowledgement (seconds).
-    static let lastReportWait = 2.0
+    static let lastReportWait = Duration.seconds(2)
 
     func run() async throws {
         let tail = makeTail()
@@ -62,11 +62,11 @@ struct ClusterService: Service {
             // Bounded: with the brokers gone a stop must not wait the producer's timeout for it.
             let written = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let once = OneShot(continuation)
-                DispatchQueue.global().asyncAfter(deadline: .now() + Self.lastReportWait) { once.resume(false) }
+                once.resume(false, after: Self.lastReportWait)
                 Task { once.resume((try? await delivery.report()) != nil) }
             }
             if !written {
-                logger.warning("this daemon's last report (stopped) was not acknowledged within \(Self.lastReportWait) s; the others show it as gone after \(ClusterTable.silentIntervals) intervals",
+                logger.warning("this daemon's last report (stopped) was not acknowledged within \(Self.lastReportWait); the others show it as gone after \(ClusterTable.silentIntervals) intervals",
                                metadata: [LogKey.topic: "\(topic)"])
             }
             return 0

@@ -134,6 +134,12 @@ public final class KafkaProducer: @unchecked Sendable {
         return KafkaError(result, context: "produce to '\(message.topic)'")
     }
 
+    /// After `produce` was refused for a full queue: blocks until a delivery
+    /// report frees a place, `stop` is requested, or `timeout` passes.
+    func waitForRoom(timeout: Duration = .milliseconds(100), stop: StopSignal?) {
+        router.room.wait(timeout: timeout, stop: stop)
+    }
+
     private func enqueue(_ message: OutgoingMessage, opaque: UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t {
         let headers: OpaquePointer? = message.headers.isEmpty ? nil : rd_kafka_headers_new(message.headers.count)
         for header in message.headers {
@@ -297,6 +303,8 @@ final class DeliveryRouter: Sendable {
         var nextID: UInt = 1
     }
     private let registry = Mutex(Registry())
+    /// Woken by every report: a sender refused for a full queue waits on it.
+    let room = QueueRoom()
 
     func register() -> (UInt, PendingDelivery) {
         let delivery = PendingDelivery()
@@ -345,6 +353,7 @@ final class DeliveryRouter: Sendable {
     }
 
     func deliver(_ message: rd_kafka_message_t) {
+        defer { room.noteFreed() }
         let id = UInt(bitPattern: message._private)
         let error = message.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(message.err)
         switch take(id) {

@@ -194,6 +194,9 @@ public final class PartitionQueue: @unchecked Sendable {
     /// Messages fetched and waiting in this queue.
     public var length: Int { destroyed.load(ordering: .acquiring) ? 0 : rd_kafka_queue_length(queue) }
 
+    // Set once by `destroy`, read by `length` from other threads (views):
+    // after the destroy they get 0 instead of a freed queue. `destroy` runs
+    // only once no lease reads the queue, so no holder races it.
     private let destroyed = Atomic<Bool>(false)
 
     /// Destroys the queue now (before the consumer is closed, as librdkafka

@@ -27,6 +27,8 @@ public final class ScriptCatalog: Sendable {
     let metrics: SchedulerMetrics
     /// Where `scheduler.schedule` writes (nil: scripts cannot schedule).
     let schedules: SchedulePlacement?
+    // Every Lua state compares its generation with this before each call
+    // (workers: before every message): one atomic load instead of the lock.
     private let generationCounter = Atomic<Int>(1)
     /// The generation again, for waiting on a reload (the script schedules).
     let generationWatch = WatchedValue(1)

@@ -38,9 +38,9 @@ final class EmitBudget: Sendable {
     /// Takes `count` permits of `bytes` in all, waiting while the group is at
     /// its limit (a message emitting more than the count limit alone waits
     /// for an empty pipeline; `Worker.emit` refuses such a message before it
-    /// gets here). Returns false, having taken nothing, if `shouldStop` turns
-    /// true first.
-    func acquire(_ count: Int, bytes: Int = 0, shouldStop: () -> Bool) -> Bool {
+    /// gets here). Returns false, having taken nothing, if `stop` is
+    /// requested first. Woken by a release or by the stop.
+    func acquire(_ count: Int, bytes: Int = 0, stop: StopSignal?) -> Bool {
         guard count > 0 else { return true }
         let fits = { [limit, byteLimit] (usage: Usage) in
             Self.fits(count: count, bytes: bytes, inUse: usage.inUse, bytesInUse: usage.bytesInUse, limit: limit, byteLimit: byteLimit)
@@ -55,9 +55,8 @@ final class EmitBudget: Sendable {
                 return true
             }
             if taken { return true }
-            if shouldStop() { return false }
-            // Woken by a release; the stop has no signal here: checked every 10 ms.
-            _ = usage.waitBlocking(until: Date(timeIntervalSinceNow: 0.01), fits)
+            if stop?.isRequested == true { return false }
+            _ = usage.waitBlocking(until: .distantFuture, or: stop, fits)
         }
     }
 

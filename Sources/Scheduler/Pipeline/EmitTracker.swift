@@ -12,6 +12,8 @@ final class EmitTracker: Sendable {
     private let watermark = Mutex(OffsetWatermark())
     /// Tracked messages, read without the lock on the per-message path.
     private let tracked = Atomic<Int>(0)
+    /// An emit failed and the lane must be read again: checked before every
+    /// message (one load), set by the delivery report on the poll thread.
     private let failed = Atomic<Bool>(false)
     /// Messages with failed emit rounds on record (usually 0), read without the lock.
     private let recordedFailures = Atomic<Int>(0)
@@ -64,17 +66,16 @@ final class EmitTracker: Sendable {
     var pendingEmits: Int { watermark.withLock { $0.pendingEmits } }
 
     /// Waits until every emit was acknowledged or failed, or `deadline`
-    /// passed, or `shouldStop` says so. True when settled.
-    /// Woken by the delivery that settles the last emit; `shouldStop` has
-    /// no signal here, so it is checked every 10 ms.
-    func waitSettled(until deadline: ContinuousClock.Instant, shouldStop: () -> Bool = { false }) -> Bool {
+    /// passed, or `stop` is requested. True when settled. Woken by the
+    /// delivery that settles the last emit, or by the stop.
+    func waitSettled(until deadline: ContinuousClock.Instant, stop: StopSignal? = nil) -> Bool {
         while true {
             // Read before the check: a settling after it changes the count.
             let seen = settledSignal.read { $0 }
             if watermark.withLock({ $0.settled }) { return true }
             let left = deadline - .now
-            if left <= .zero || shouldStop() { return false }
-            _ = settledSignal.waitBlocking(until: Date(timeIntervalSinceNow: min(0.01, left.seconds))) { $0 != seen }
+            if left <= .zero || stop?.isRequested == true { return false }
+            _ = settledSignal.waitBlocking(until: Date(timeIntervalSinceNow: left.seconds), or: stop) { $0 != seen }
         }
     }
 

@@ -143,6 +143,12 @@ public final class TaskPublisher: Sendable {
         return error.isQueueFull ? .backpressure("producer queue is full") : .kafka(error)
     }
 
+    /// After `.backpressure`: waits until a delivery report frees a place in
+    /// librdkafka's queue (at most 100 ms), or `stop`.
+    func waitForRoom(stop: StopSignal?) {
+        producer.waitForRoom(stop: stop)
+    }
+
     private func outcome(of delivery: PendingDelivery, task: TaskSpec) async -> Result<DeliveryReport, PublishError> {
         do {
             let report = try await delivery.report()

@@ -99,7 +99,7 @@ public final class DedicatedThread: @unchecked Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = OneShot(continuation)
             guard submit({ once.resume(body()) }) else { return once.resume(nil) }
-            DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds) { once.resume(nil) }
+            once.resume(nil, after: limit)
         }
     }
 
@@ -141,6 +141,12 @@ final class OneShot<T: Sendable>: Sendable {
             return slot
         }
         continuation?.resume(returning: value)
+    }
+
+    /// A deadline: resumes with `value` after `delay` unless something
+    /// resumed the continuation first.
+    func resume(_ value: T, after delay: Duration) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + delay.seconds) { [self] in resume(value) }
     }
 }
 

@@ -6,6 +6,9 @@ import Synchronization
 /// just replaced) as the loss of every partition, so commits wait for the
 /// next assignment instead. Positions are kept and sent when it opens.
 final class CommitGate: Sendable {
+    // An atomic, not a lock: every worker reads it at each commit (several
+    // a second each), and it is one flag with nothing to keep consistent
+    // beside it.
     private let closed = Atomic<Bool>(false)
 
     /// Commits may go out.

@@ -8,6 +8,8 @@ import Synchronization
 /// batch at a time, so a worker that waited out the full drain wait on its
 /// own partition would sit idle while fetched messages pile up elsewhere.
 final class FetchedElsewhere: Sendable {
+    // Relaxed atomic: a hint read each time a worker's partition runs dry;
+    // a stale answer only changes how long that worker waits once.
     private let waiting = Atomic<Bool>(false)
 
     /// Fetched messages wait on a partition nobody holds.

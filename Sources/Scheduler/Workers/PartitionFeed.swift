@@ -27,6 +27,9 @@ final class PartitionFeed: Sendable {
     /// no lock is held across the blocking librdkafka calls, and a lane
     /// holder waiting for it gives up at its deadline or when told to stop.
     private let readTurn = ReadTurn()
+    /// The last position sent. Relaxed atomic: written only under
+    /// `committing` (below), read without it by the lane holders' "moved?"
+    /// check and by views, where a stale value costs one commit more or less.
     private let committed = Atomic<Int64>(-1)
     /// Serialises commits of the partition from several lane holders, so a
     /// lower position is never sent after a higher one.
@@ -74,7 +77,7 @@ final class PartitionFeed: Sendable {
             if split.withLock({ $0.ledger.mayFetch }) {
                 // Another lane's holder reads (or seeks) until our deadline:
                 // come back empty, the lease loop checks its stop flag.
-                guard readTurn.take(until: deadline, shouldStop: { false }) else { return takeBacklog(lane) ?? KafkaMessageBatch() }
+                guard readTurn.take(until: deadline, stop: nil) else { return takeBacklog(lane) ?? KafkaMessageBatch() }
                 let remaining = max(0, Int((deadline - .now) / .milliseconds(1)))
                 let fetched = { () -> KafkaMessageBatch? in
                     defer { readTurn.give() }
@@ -196,8 +199,8 @@ final class PartitionFeed: Sendable {
     /// messages and skip them when read again. The caller retries a failed
     /// attempt, pausing outside the turn, so other lanes read meanwhile and
     /// see their own stop flags.
-    func rewind(lane: Int, to offset: Int64, shouldStop: () -> Bool, seek: (Int64) throws -> Void) -> RewindOutcome {
-        guard readTurn.take(until: .now + .seconds(86_400 * 365), shouldStop: shouldStop) else { return .stopped }
+    func rewind(lane: Int, to offset: Int64, stop: StopSignal?, seek: (Int64) throws -> Void) -> RewindOutcome {
+        guard readTurn.take(until: .now + .seconds(86_400 * 365), stop: stop) else { return .stopped }
         defer { readTurn.give() }
         do {
             // Not past where another lane's rewind already moved reading back to.
@@ -305,15 +308,16 @@ struct LaneFeed: Sendable {
 final class ReadTurn: Sendable {
     private let taken = WatchedValue(false)
 
-    /// Takes the turn; false if `deadline` passed or `shouldStop` turned
-    /// true first. Woken when the turn is given back; `shouldStop` has no
-    /// signal of its own, so it is checked at least every 10 ms.
-    func take(until deadline: ContinuousClock.Instant, shouldStop: () -> Bool) -> Bool {
+    /// Takes the turn; false if `deadline` passed or `stop` was requested
+    /// first. Woken when the turn is given back, or by the stop.
+    func take(until deadline: ContinuousClock.Instant, stop: StopSignal?) -> Bool {
         while true {
             if taken.update({ taken in defer { taken = true }; return !taken }) { return true }
             let left = deadline - .now
-            if shouldStop() || left <= .zero { return false }
-            _ = taken.waitBlocking(until: Date(timeIntervalSinceNow: min(0.01, left.seconds))) { !$0 }
+            if stop?.isRequested == true || left <= .zero { return false }
+            // Foundation's timed wait traps on dates far off: "never" is untimed.
+            let until = left > .seconds(86_400) ? Date.distantFuture : Date(timeIntervalSinceNow: left.seconds)
+            _ = taken.waitBlocking(until: until, or: stop) { !$0 }
         }
     }
 

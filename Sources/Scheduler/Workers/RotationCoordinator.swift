@@ -138,7 +138,7 @@ final class RotationCoordinator: @unchecked Sendable {
     func stopAll(within limit: Duration) async -> [String] {
         let idle = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let once = OneShot(continuation)
-            DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds) { once.resume(false) }
+            once.resume(false, after: limit)
             thread.submit { [self] in
                 idleWaiters.append { once.resume(true) }
                 apply(.stop)

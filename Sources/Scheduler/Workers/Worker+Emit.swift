@@ -29,9 +29,9 @@ extension Worker {
         guard messages.count <= environment.emitBudget.limit else {
             return .invalid("one message emitted \(messages.count) tasks, more than [[groups]] max_inflight_emits (\(environment.emitBudget.limit))")
         }
-        let stopRequested = { lease.control.stopReason != nil }
+        let stop = lease.control.stop
         let bytes = messages.reduce(0) { $0 + $1.heldBytes }
-        guard environment.emitBudget.acquire(messages.count, bytes: bytes, shouldStop: stopRequested) else {
+        guard environment.emitBudget.acquire(messages.count, bytes: bytes, stop: stop) else {
             return .stopped(lease.control.stopReason ?? .shutdown)
         }
         feed.emits.processed(offset: offset, emits: messages.count, bytes: bytes)
@@ -39,9 +39,9 @@ extension Worker {
             let sink = feed.emits.sink(topic: message.topic, metrics: environment.catalog.metrics)
             while true {
                 guard let error = publisher.produce(message, sink: sink, token: offset) else { break }
-                if case .backpressure = error, !stopRequested() {
+                if case .backpressure = error, !stop.isRequested {
                     // librdkafka's queue drains as the broker acknowledges.
-                    Thread.sleep(forTimeInterval: 0.001)
+                    publisher.waitForRoom(stop: stop)
                     continue
                 }
                 // Never enqueued: recorded as a failed delivery, so this
@@ -64,9 +64,9 @@ extension Worker {
     /// Messages after it whose emits had succeeded are processed, and emit,
     /// again. Returns the reason if the lease must end first.
     func recoverFromFailedEmit(feed: LaneFeed, lease: Lease) -> SliceEndReason? {
-        let stopRequested = { lease.control.stopReason != nil }
+        let stop = lease.control.stop
         // Bounded by the producer's message.timeout.ms: every emit settles by then.
-        guard feed.emits.waitSettled(until: .now + .seconds(3600), shouldStop: stopRequested) else {
+        guard feed.emits.waitSettled(until: .now + .seconds(3600), stop: stop) else {
             return lease.control.stopReason ?? .shutdown
         }
         guard let failed = feed.emits.rewind() else { return nil }
@@ -82,7 +82,7 @@ extension Worker {
         // within one seek's timeout.
         var tries = 0
         rewinding: while true {
-            let outcome = feed.feed.rewind(lane: feed.lane, to: failed.offset, shouldStop: stopRequested) { target in
+            let outcome = feed.feed.rewind(lane: feed.lane, to: failed.offset, stop: stop) { target in
                 try environment.consumer.seek(
                     PartitionOffset(topic: lease.partition.topic, partition: lease.partition.partition, offset: target),
                     timeoutMs: WorkerEnvironment.seekTimeoutMs)

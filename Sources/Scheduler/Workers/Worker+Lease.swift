@@ -22,26 +22,9 @@ extension Worker {
     /// messages were waiting then: the handoff gap starts there.
     private func takeOver(_ lease: Lease) -> ContinuousClock.Instant? {
         guard let predecessor = lease.predecessor else { return nil }
-        awaitRelease(of: predecessor, lease: lease)
+        predecessor.awaitRelease()
         guard let released = predecessor.released, released.messagesWaiting else { return nil }
         return released.at
-    }
-
-    /// Waits until the previous holder has let go. It spins in short bursts
-    /// and says so; the holder lets go only during a burst (between bursts it
-    /// keeps processing), so the partition is never left waiting for this
-    /// thread to be scheduled again.
-    private func awaitRelease(of predecessor: LeaseControl, lease: Lease) {
-        predecessor.requestTakeover()
-        while !predecessor.isReleased {
-            predecessor.setSuccessorSpinning(true)
-            var spins = 0
-            while !predecessor.isReleased && spins < 50_000 { spins += 1 }
-            predecessor.setSuccessorSpinning(false)
-            if predecessor.isReleased { break }
-            // Also unblocks the holder when it is asked to stop for other reasons.
-            Thread.sleep(forTimeInterval: 0.0005)
-        }
     }
 
     /// Commits the feed's position asynchronously if it moved (the seed's

@@ -138,14 +138,10 @@ extension Worker {
         }
     }
 
-    /// Sleeps `milliseconds` in short steps; returns early with the reason if
-    /// the lease is asked to stop.
+    /// Waits `milliseconds`; returns early with the reason if the lease is
+    /// asked to stop (woken by the request, not polled).
     func pause(milliseconds: Int, lease: Lease) -> SliceEndReason? {
-        let until = ContinuousClock.now + .milliseconds(milliseconds)
-        while ContinuousClock.now < until {
-            if let stop = lease.control.stopReason { return stop }
-            Thread.sleep(forTimeInterval: min(0.01, Double(milliseconds) / 1000))
-        }
+        _ = lease.control.stop.wait(until: .now + .milliseconds(milliseconds))
         return lease.control.stopReason
     }
 }
