@@ -66,6 +66,10 @@ typedef struct {
     char memory_src[LUA_IDSIZE];
     void *context;          /* the bindings' Swift object */
     clua_binding bindings[CLUA_BINDINGS];
+    /* The Lua name of each binding in the scheduler table ("_emit", ...);
+     * NULL leaves a slot unused. Set by Swift (the core's, then the
+     * features'), static strings that outlive the state. */
+    const char *names[CLUA_BINDINGS];
     /* The process_columns batch of the running call (identity only) and its
      * request; both NULL outside that call (cleared by clua_end_call, which
      * cannot fail), so batch.headers never reads freed messages. */
@@ -893,15 +897,17 @@ static inline void clua_open_sandbox(lua_State *L, clua_request *r) {
         lua_setfield(L, -2, charged[i]);
     }
     lua_pop(L, 1);
-    /* The scheduler table: raw bindings (_emit, _log, _yield, _match,
-     * _charge, _schedule, _cancel) that the prelude wraps or hides. */
-    const char *names[CLUA_BINDINGS] = {"_emit", "_log", "_yield", "_match", "_charge", "_schedule", "_cancel"};
+    /* The scheduler table: raw bindings (the core's _emit, _log, _yield,
+     * _match, _charge, then the features', e.g. _schedule) that the
+     * preludes wrap or hide. */
+    const char *const *names = clua_control_of(L)->names;
     lua_createtable(L, 0, 6);
     lua_pushstring(L, r->worker);
     lua_setfield(L, -2, "worker");
     if (r->group) lua_pushstring(L, r->group); else lua_pushnil(L);
     lua_setfield(L, -2, "group");
     for (int i = 0; i < CLUA_BINDINGS; i++) {
+        if (!names[i]) continue;
         lua_pushinteger(L, i);
         lua_pushcclosure(L, clua_trampoline, 1);
         lua_setfield(L, -2, names[i]);

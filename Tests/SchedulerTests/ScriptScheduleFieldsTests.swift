@@ -56,7 +56,7 @@ struct ScriptScheduleFieldsTests {
             end
             """
         let bindings = ScriptBindings(script: "t.lua", worker: "t", group: nil, logger: quietLogger,
-                                      schedules: SchedulePlacement(topic: "s", partitions: 4, publish: nil))
+                                      features: [SchedulePlacement.scriptFeature(SchedulePlacement(topic: "s", partitions: 4, publish: nil))])
         let state = try LuaState.load(source: ScriptSource(name: "t.lua", path: "t.lua", bytes: Array(source.utf8)),
                                       bindings: bindings, limits: LuaLimits(ScriptsSection()))
         let text = try state.call("run", [], results: 1).first?.stringValue

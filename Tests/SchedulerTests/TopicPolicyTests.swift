@@ -169,14 +169,14 @@ struct LagGaugeTests {
         let topic = try TestBroker.freshTopic("lag", partitions: 4)
         let scripts = try makeScripts(["generate.lua": idleGenerate, "process.lua": seenProcessScript])
         let metrics = SchedulerMetrics()
-        let catalog = try await ScriptCatalog.load(directory: scripts, limits: .standard, needsProcess: true, logger: quietLogger, metrics: metrics)
+        let catalog = try await ScriptCatalog.load(directory: scripts, limits: .standard, needsProcess: true, logger: quietLogger, events: metrics)
         let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
         let publisher = TaskPublisher(producer: producer, maxMessageBytes: 1_000_000, logger: quietLogger, metrics: metrics, topicCreator: nil)
         let group = "lag-\(UUID().uuidString.prefix(6))"
         let runtime = try await GroupRuntime.make(
             group: GroupConfig(name: group, topics: [topic], workers: 1, sliceMs: 50),
             bootstrapServers: TestBroker.shared.bootstrapServers, properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"],
-            publisher: publisher, catalog: catalog, logger: quietLogger)
+            publisher: publisher, catalog: catalog, metrics: metrics, logger: quietLogger)
         try runtime.startConsuming()
         #expect(await eventually(timeout: .seconds(60)) { lagPartitions(metrics, group: group).count == 4 })
 

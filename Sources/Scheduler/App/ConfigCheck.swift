@@ -31,7 +31,8 @@ public enum ConfigCheck {
         }
         for path in scripts(in: directory) {
             do {
-                let host = try await ScriptHost.load(source: ScriptSource.read(path: path), limits: limits, worker: "check", group: nil, logger: logger)
+                let host = try await ScriptHost.load(source: ScriptSource.read(path: path), limits: limits, worker: "check", group: nil,
+                                                     logger: logger, features: [SchedulePlacement.scriptFeature(nil)])
                 let required = requiredFunction(for: path)
                 let defined = await required.asyncMap { await host.hasFunction($0) }
                 // generate.lua's `tasks` (the pool's initial content) must be well formed.

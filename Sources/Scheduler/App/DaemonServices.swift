@@ -67,8 +67,8 @@ struct DaemonServices {
                                       pending: PendingRecords(config.scripts))
         let catalog = try await ScriptCatalog.load(
             directory: options.scriptsDirectory, limits: LuaLimits(config.scripts), needsProcess: !config.groups.isEmpty,
-            logger: logger, metrics: metrics, schedules: schedules.placement)
-        let groups = try await makeGroups(config, kafka, publisher: publisher, catalog: catalog, logger: logger)
+            logger: logger, events: metrics, features: [SchedulePlacement.scriptFeature(schedules.placement)])
+        let groups = try await makeGroups(config, kafka, publisher: publisher, catalog: catalog, metrics: metrics, logger: logger)
         let script = try await loadGenerate(catalog: catalog, groups: groups, logger: logger)
         let pool = TaskPoolStore(topic: config.producer.poolTopic, capacity: config.producer.maxPoolTasks,
                                  loadWaitMs: config.producer.timeoutMs, publisher: publisher, bootstrapServers: kafka.bootstrapServers,
@@ -100,13 +100,13 @@ struct DaemonServices {
 
     /// Made, not started: each group joins Kafka in its service's run().
     private static func makeGroups(_ config: SchedulerConfig, _ kafka: KafkaEndpoint, publisher: TaskPublisher,
-                                   catalog: ScriptCatalog, logger: Logger) async throws -> [GroupRuntime] {
+                                   catalog: ScriptCatalog, metrics: SchedulerMetrics, logger: Logger) async throws -> [GroupRuntime] {
         var groups: [GroupRuntime] = []
         for group in config.groups {
             do {
                 groups.append(try await GroupRuntime.make(
                     group: group, bootstrapServers: kafka.bootstrapServers, properties: config.kafka.properties,
-                    membership: config.kafka.membership, publisher: publisher, catalog: catalog, logger: logger,
+                    membership: config.kafka.membership, publisher: publisher, catalog: catalog, metrics: metrics, logger: logger,
                     grace: ShutdownGrace(maxCallMs: config.scripts.maxCallMs, producerTimeoutMs: config.producer.timeoutMs)))
             } catch {
                 for made in groups { await made.shutdown() }

@@ -100,6 +100,7 @@ final class LuaState {
         try check(status)
         try run(source: Array(ScriptBindings.prelude.utf8), chunkName: "=prelude")
         try run(source: Array(StringLibrary.prelude.utf8), chunkName: "=prelude")
+        for feature in bindings.features { try run(source: Array(feature.prelude.utf8), chunkName: "=prelude") }
     }
 
     /// Compiles and runs a chunk (text only: precompiled bytecode is refused).

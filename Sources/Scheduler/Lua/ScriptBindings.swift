@@ -24,18 +24,25 @@ final class ScriptBindings {
     private(set) var emitted: [OutgoingMessage] = []
     /// Set by `scheduler.yield()`: end the current slice after this message.
     var yieldRequested = false
-    /// Where `scheduler.schedule` and `scheduler.cancel` write (nil: they raise).
-    let schedules: SchedulePlacement?
+    /// What features plug into the `scheduler` table (their functions
+    /// find their own value with `context(_:)`).
+    let features: [ScriptFeature]
     /// What the call in progress handed over (`[scripts] max_call_emits`,
     /// `max_call_emit_mb`); set from the state's limits, reset per call.
     var output = CallOutput(maxItems: .max, maxBytes: .max)
 
-    init(script: String, worker: String, group: String?, logger: Logger, schedules: SchedulePlacement? = nil) {
+    init(script: String, worker: String, group: String?, logger: Logger, features: [ScriptFeature] = []) {
         self.script = script
         self.worker = worker
         self.group = group
         self.logger = logger
-        self.schedules = schedules
+        self.features = features
+    }
+
+    /// The value a feature's bindings read back: the first context of type
+    /// `T`, nil when no feature gives one (the feature is off here).
+    func context<T>(_ type: T.Type) -> T? {
+        features.lazy.compactMap { $0.context as? T }.first
     }
 
     /// Returns and clears the emitted tasks.
@@ -62,22 +69,7 @@ final class ScriptBindings {
         local raw_log = scheduler._log
         scheduler.emit, scheduler.log, scheduler.yield = scheduler._emit, scheduler._log, scheduler._yield
         scheduler._emit, scheduler._log, scheduler._yield = nil, nil, nil
-        local raw_schedule, pairs, tostring = scheduler._schedule, pairs, tostring
-        local schedule_fields = {\(ScriptScheduleFields.names.map { "\($0) = true" }.joined(separator: ", "))}
-        scheduler.schedule = function(spec)
-          if type(spec) ~= "table" then
-            error("scheduler.schedule: expects a table {topic=, message=, key=?, headers=?, at=|after=|every=|cron=}", 2)
-          end
-          for name in pairs(spec) do
-            if not schedule_fields[name] then
-              error("scheduler.schedule: unknown field '" .. tostring(name) .. "' (allowed: \(ScriptScheduleFields.names.joined(separator: ", ")))", 2)
-            end
-          end
-          return raw_schedule(\(ScriptScheduleFields.names.map { "spec.\($0)" }.joined(separator: ", ")))
-        end
-        scheduler.cancel = scheduler._cancel
-        scheduler._schedule, scheduler._cancel = nil, nil
-        local select, concat = select, table.concat
+        local tostring, select, concat = tostring, select, table.concat
         print = function(...)
           local parts = {}
           for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
@@ -85,14 +77,30 @@ final class ScriptBindings {
         end
         """
 
-    /// Points the state's C control block at `bindings` and its functions
-    /// (in the order of `_emit`, `_log`, `_yield`, `_match`, `_charge`,
-    /// `_schedule`, `_cancel` in shim.h).
+    /// The core's raw bindings, in the first slots of the shim.
+    private static let core: [ScriptFeature.Binding] = [
+        .init(name: "_emit", function: schedulerEmit), .init(name: "_log", function: schedulerLog),
+        .init(name: "_yield", function: schedulerYield), .init(name: "_match", function: stringMatch),
+        .init(name: "_charge", function: chargeSteps),
+    ]
+
+    /// Points the state's C control block at `bindings` and fills the
+    /// shim's slots: the core's functions, then the features'.
     static func register(_ bindings: ScriptBindings, in control: UnsafeMutablePointer<clua_control>) {
         // Unretained: the LuaState holding `control` also holds `bindings`.
         control.pointee.context = Unmanaged.passUnretained(bindings).toOpaque()
-        control.pointee.bindings = (schedulerEmit, schedulerLog, schedulerYield, stringMatch, chargeSteps,
-                                    schedulerSchedule, schedulerCancel)
+        let all = core + bindings.features.flatMap(\.bindings)
+        precondition(all.count <= Int(CLUA_BINDINGS), "more script bindings than the shim's CLUA_BINDINGS slots")
+        withUnsafeMutableBytes(of: &control.pointee.bindings) { slots in
+            let functions = slots.bindMemory(to: clua_binding?.self)
+            for (index, binding) in all.enumerated() { functions[index] = binding.function }
+        }
+        withUnsafeMutableBytes(of: &control.pointee.names) { slots in
+            let names = slots.bindMemory(to: UnsafePointer<CChar>?.self)
+            for (index, binding) in all.enumerated() {
+                names[index] = UnsafeRawPointer(binding.name.utf8Start).assumingMemoryBound(to: CChar.self)
+            }
+        }
     }
 
     static func from(_ context: UnsafeMutableRawPointer?) -> ScriptBindings {

@@ -23,10 +23,10 @@ public final class ScriptCatalog: Sendable {
     /// Whether process.lua is required (the configuration has groups).
     let needsProcess: Bool
     private let state: Mutex<CatalogState>
-    /// Where Lua call durations, errors and reloads are counted.
-    let metrics: SchedulerMetrics
-    /// Where `scheduler.schedule` writes (nil: scripts cannot schedule).
-    let schedules: SchedulePlacement?
+    /// Where Lua call durations, errors and reloads are reported.
+    let events: any ScriptEvents
+    /// What features plug into every script's `scheduler` table.
+    let features: [ScriptFeature]
     // Every Lua state compares its generation with this before each call
     // (workers: before every message): one atomic load instead of the lock.
     private let generationCounter = Atomic<Int>(1)
@@ -42,19 +42,19 @@ public final class ScriptCatalog: Sendable {
 
     /// Reads and validates the scripts; throws the first problem (file, line).
     public static func load(
-        directory: String, limits: LuaLimits, needsProcess: Bool, logger: Logger, metrics: SchedulerMetrics = SchedulerMetrics(),
-        schedules: SchedulePlacement? = nil
+        directory: String, limits: LuaLimits, needsProcess: Bool, logger: Logger, events: any ScriptEvents = UncountedScriptEvents(),
+        features: [ScriptFeature] = []
     ) async throws -> ScriptCatalog {
         let sources = try readAll(directory: directory, needsProcess: needsProcess)
-        try await validate(sources, limits: limits, logger: logger)
-        return ScriptCatalog(directory: directory, limits: limits, needsProcess: needsProcess, sources: sources, metrics: metrics,
-                             schedules: schedules)
+        try await validate(sources, limits: limits, logger: logger, features: features)
+        return ScriptCatalog(directory: directory, limits: limits, needsProcess: needsProcess, sources: sources, events: events,
+                             features: features)
     }
 
-    private init(directory: String, limits: LuaLimits, needsProcess: Bool, sources: [String: ScriptSource], metrics: SchedulerMetrics,
-                 schedules: SchedulePlacement?) {
-        self.metrics = metrics
-        self.schedules = schedules
+    private init(directory: String, limits: LuaLimits, needsProcess: Bool, sources: [String: ScriptSource], events: any ScriptEvents,
+                 features: [ScriptFeature]) {
+        self.events = events
+        self.features = features
         self.directory = directory
         self.limits = limits
         self.needsProcess = needsProcess
@@ -73,12 +73,12 @@ public final class ScriptCatalog: Sendable {
     /// Counts a Lua error of `script` in `hook` (e.g. process.lua, process).
     public func countError(script: String, hook: String) {
         state.withLock { $0.errors[script, default: [:]][hook, default: 0] += 1 }
-        metrics.counter(MetricName.luaErrors, [("script", script), ("hook", hook)]).increment()
+        events.scriptFailed(script: script, hook: hook)
     }
 
     /// Records the duration of one call (for hooks that are not per message).
     func recordCall(script: String, hook: String, _ duration: Duration) {
-        metrics.luaCalls.record(script: script, hook: hook, duration)
+        events.scriptCalled(script: script, hook: hook, duration: duration)
     }
 
     /// Re-reads and validates every script; swaps them in only if all pass.
@@ -86,7 +86,7 @@ public final class ScriptCatalog: Sendable {
         let result: ReloadResult
         do {
             let sources = try Self.readAll(directory: directory, needsProcess: needsProcess)
-            try await Self.validate(sources, limits: limits, logger: logger)
+            try await Self.validate(sources, limits: limits, logger: logger, features: features)
             let now = Date()
             let changed = state.withLock { current -> [String] in
                 let changed = sources.filter { current.sources[$0.key]?.version != $0.value.version }.keys.sorted()
@@ -107,7 +107,7 @@ public final class ScriptCatalog: Sendable {
             ])
         }
         state.withLock { $0.lastReload = result }
-        metrics.counter(MetricName.reloads, [("result", result.ok ? "ok" : "failed")]).increment()
+        events.scriptsReloaded(ok: result.ok)
         return result
     }
 
@@ -152,12 +152,13 @@ public final class ScriptCatalog: Sendable {
 
     /// Loads each source in a fresh state on a scratch thread: compile, top
     /// level, `init()`, required function; then `shutdown()` and drop.
-    static func validate(_ sources: [String: ScriptSource], limits: LuaLimits, logger: Logger) async throws {
+    static func validate(_ sources: [String: ScriptSource], limits: LuaLimits, logger: Logger, features: [ScriptFeature] = []) async throws {
         let thread = DedicatedThread(name: "lua-validate")
         defer { thread.stop() }
         for source in sources.values.sorted(by: { $0.name < $1.name }) {
             try await thread.run {
-                let bindings = ScriptBindings(script: source.path, worker: "validate", group: nil, logger: logger)
+                let bindings = ScriptBindings(script: source.path, worker: "validate", group: nil, logger: logger,
+                                              features: features.map(\.off))
                 let state = try LuaState.load(source: source, bindings: bindings, limits: limits)
                 defer { state.finish() }
                 if let required = requiredFunction(source.name), !state.hasFunction(required) {

@@ -12,21 +12,21 @@ public final class ScriptHost: @unchecked Sendable {
     private let group: String?
     private let logger: Logger
     private let limits: LuaLimits
-    private let schedules: SchedulePlacement?
+    private let features: [ScriptFeature]
     /// Path of the script.
     public let path: String
 
     /// Loads `source` on a new thread. Throws `LuaError` (with file and line)
     /// if it does not compile, its top level or its `init()` raises.
     public static func load(source: ScriptSource, limits: LuaLimits, worker: String, group: String?, logger: Logger) async throws -> ScriptHost {
-        try await load(source: source, limits: limits, worker: worker, group: group, logger: logger, schedules: nil)
+        try await load(source: source, limits: limits, worker: worker, group: group, logger: logger, features: [])
     }
 
-    /// `load`, with `scheduler.schedule` writing to `schedules`.
+    /// `load`, with what `features` plug into the `scheduler` table.
     static func load(source: ScriptSource, limits: LuaLimits, worker: String, group: String?, logger: Logger,
-                     schedules: SchedulePlacement?) async throws -> ScriptHost {
+                     features: [ScriptFeature]) async throws -> ScriptHost {
         let host = ScriptHost(path: source.path, thread: DedicatedThread(name: "lua-\(worker)"), worker: worker, group: group, logger: logger,
-                              limits: limits, schedules: schedules)
+                              limits: limits, features: features)
         do {
             try await host.replace(with: source)
         } catch {
@@ -37,8 +37,8 @@ public final class ScriptHost: @unchecked Sendable {
     }
 
     private init(path: String, thread: DedicatedThread, worker: String, group: String?, logger: Logger, limits: LuaLimits,
-                 schedules: SchedulePlacement?) {
-        self.schedules = schedules
+                 features: [ScriptFeature]) {
+        self.features = features
         self.path = path
         self.thread = thread
         self.worker = worker
@@ -52,7 +52,7 @@ public final class ScriptHost: @unchecked Sendable {
     /// state stays and the error is thrown.
     public func replace(with source: ScriptSource) async throws {
         try await thread.run { [self] in
-            let bindings = ScriptBindings(script: source.path, worker: worker, group: group, logger: logger, schedules: schedules)
+            let bindings = ScriptBindings(script: source.path, worker: worker, group: group, logger: logger, features: features)
             let fresh = try LuaState.load(source: source, bindings: bindings, limits: limits)
             state?.finish()
             state = fresh

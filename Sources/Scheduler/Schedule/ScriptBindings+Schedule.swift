@@ -10,6 +10,37 @@ enum ScriptScheduleFields {
     static let names = ["topic", "message", "key", "headers", "at", "after", "every", "cron", "timezone"]
 }
 
+extension SchedulePlacement {
+    /// `scheduler.schedule` and `scheduler.cancel` in every script state,
+    /// writing to `placement` (as emits in worker states); nil: they raise
+    /// "schedules are not available here".
+    static func scriptFeature(_ placement: SchedulePlacement?) -> ScriptFeature {
+        ScriptFeature(bindings: [.init(name: "_schedule", function: schedulerSchedule), .init(name: "_cancel", function: schedulerCancel)],
+                      prelude: schedulePrelude, context: placement, workerContext: placement?.forWorkers)
+    }
+
+    /// Wraps the raw bindings: `scheduler.schedule{...}` checks the table's
+    /// fields and passes them in `ScriptScheduleFields` order.
+    private static let schedulePrelude = """
+        local type, error = type, error
+        local raw_schedule, pairs, tostring = scheduler._schedule, pairs, tostring
+        local schedule_fields = {\(ScriptScheduleFields.names.map { "\($0) = true" }.joined(separator: ", "))}
+        scheduler.schedule = function(spec)
+          if type(spec) ~= "table" then
+            error("scheduler.schedule: expects a table {topic=, message=, key=?, headers=?, at=|after=|every=|cron=}", 2)
+          end
+          for name in pairs(spec) do
+            if not schedule_fields[name] then
+              error("scheduler.schedule: unknown field '" .. tostring(name) .. "' (allowed: \(ScriptScheduleFields.names.joined(separator: ", ")))", 2)
+            end
+          end
+          return raw_schedule(\(ScriptScheduleFields.names.map { "spec.\($0)" }.joined(separator: ", ")))
+        end
+        scheduler.cancel = scheduler._cancel
+        scheduler._schedule, scheduler._cancel = nil, nil
+        """
+}
+
 /// `scheduler._schedule(topic, message, key, headers, at, after, every, cron, timezone)`,
 /// behind `scheduler.schedule{...}` (the prelude checks the table's fields):
 /// returns the new schedule's id. The arguments become the fields of a
@@ -21,7 +52,7 @@ func schedulerSchedule(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?,
     guard let L, let reply else { return }
     let bindings = ScriptBindings.from(context)
     let name = "scheduler.schedule"
-    guard let placement = bindings.schedules else { return reply.fail("\(name): schedules are not available here", level: 2) }
+    guard let placement = bindings.context(SchedulePlacement.self) else { return reply.fail("\(name): schedules are not available here", level: 2) }
     let posted: TaskRequest.Posted
     do {
         // nil: over the call's emit budget, already in `reply`.
@@ -124,7 +155,7 @@ private func timingField(_ L: OpaquePointer, _ index: Int32, _ field: String) th
 func schedulerCancel(_ L: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ reply: UnsafeMutablePointer<clua_reply>?) {
     guard let L, let reply else { return }
     let bindings = ScriptBindings.from(context)
-    guard let placement = bindings.schedules else { return reply.fail("scheduler.cancel: schedules are not available here") }
+    guard let placement = bindings.context(SchedulePlacement.self) else { return reply.fail("scheduler.cancel: schedules are not available here") }
     guard lua_type(L, 1) == LUA_TSTRING, let id = luaText(L, 1), !id.isEmpty, id.utf8.count <= 200 else {
         return reply.fail("scheduler.cancel: argument 1 must be a schedule id (a string returned by scheduler.schedule)")
     }
@@ -138,7 +169,7 @@ extension ScriptBindings {
     /// (`reply` set to raise) when too many wait for the broker already.
     fileprivate func store(_ message: OutgoingMessage, _ record: ScheduleRecord, _ function: String,
                            _ reply: UnsafeMutablePointer<clua_reply>, level: Int32 = 2) -> Bool {
-        guard let publish = schedules?.publish else {
+        guard let publish = context(SchedulePlacement.self)?.publish else {
             appendEmitted(message)
             return true
         }

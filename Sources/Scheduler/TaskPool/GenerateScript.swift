@@ -39,7 +39,7 @@ public final class GenerateScript: Sendable {
         }
         let generation = catalog.generation
         let host = try await ScriptHost.load(source: source, limits: catalog.limits, worker: "producer", group: nil, logger: logger,
-                                             schedules: catalog.schedules)
+                                             features: catalog.features)
         let path = source.path
         do {
             let (initial, onTask) = try await host.withState { state in

@@ -32,7 +32,8 @@ public final class GroupRuntime: Service, Sendable {
     /// `startConsuming()`) joins the group.
     public static func make(
         group: GroupConfig, bootstrapServers: String, properties: [String: String], membership: GroupMembership = GroupMembership(),
-        publisher: TaskPublisher, catalog: ScriptCatalog, logger: Logger, grace: ShutdownGrace? = nil
+        publisher: TaskPublisher, catalog: ScriptCatalog, metrics: SchedulerMetrics = SchedulerMetrics(), logger: Logger,
+        grace: ShutdownGrace? = nil
     ) async throws -> GroupRuntime {
         let grace = grace ?? ShutdownGrace(maxCallMs: catalog.limits.maxCallMs, producerTimeoutMs: 5000)
         // The rebalance callbacks need the consumer and coordinator made below.
@@ -45,8 +46,8 @@ public final class GroupRuntime: Service, Sendable {
             bootstrapServers: bootstrapServers, groupID: group.name, properties: settings.properties,
             rebalance: rebalanceHandler(group: group, wired: wired, emitBudget: emitBudget, assignments: assignments, logger: logger))
         let commits = CommitGate()
-        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, logger: logger,
-                                            emitBudget: emitBudget, commits: commits, fetchedElsewhere: FetchedElsewhere())
+        let environment = WorkerEnvironment(group: group, publisher: publisher, consumer: consumer, catalog: catalog, metrics: metrics,
+                                            logger: logger, emitBudget: emitBudget, commits: commits, fetchedElsewhere: FetchedElsewhere())
         var workers: [Worker] = []
         let coordinator: RotationCoordinator
         do {

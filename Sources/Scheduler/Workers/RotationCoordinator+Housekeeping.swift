@@ -27,7 +27,7 @@ extension RotationCoordinator {
 
     /// Adds one report's figures to the metrics (once per slice, not per message).
     func recordMetrics(_ report: SliceReport) {
-        let metrics = catalog.metrics
+        let metrics = environment.metrics
         let topicLabels = [("group", group.name), ("topic", report.lease.partition.topic)]
         // Dead-lettered messages are handled but not processed.
         let processed = report.messages - report.deadLettered

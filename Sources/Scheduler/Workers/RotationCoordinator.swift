@@ -71,7 +71,7 @@ final class RotationCoordinator: @unchecked Sendable {
         rules.holdBeforePause = .milliseconds(sessionTimeoutMs / 5)
         self.state = RotationState(rules: rules)
         // Present from the start (empty), so dashboards find the family.
-        _ = catalog.metrics.timer(MetricName.handoffGap, [("group", group.name)])
+        _ = environment.metrics.timer(MetricName.handoffGap, [("group", group.name)])
         self.thread = DedicatedThread(name: "coordinator-\(group.name)")
     }
 
@@ -121,7 +121,7 @@ final class RotationCoordinator: @unchecked Sendable {
     func tick() {
         thread.submit { [self] in
             apply(.tick)
-            let metrics = catalog.metrics
+            let metrics = environment.metrics
             // Per partition, not per lane: a lane label would multiply the
             // series by the lane count; lanes' lags are in GET /groups.
             for partition in feeds.keys {
@@ -244,7 +244,7 @@ final class RotationCoordinator: @unchecked Sendable {
         case .release(let ticket, let slots):
             // Every lane of a partition is in the same revocation.
             let released = Set(slots.map(\.partition)).sorted().compactMap { feeds.removeValue(forKey: $0) }
-            for feed in released { catalog.metrics.removeGauge(MetricName.lag, lagLabels(feed.partition)) }
+            for feed in released { environment.metrics.removeGauge(MetricName.lag, lagLabels(feed.partition)) }
             guard let waiter = revokeWaiters.removeValue(forKey: ticket) else { return }
             waiter.update { $0 = released }
         case .quiesced(let slots):

@@ -37,7 +37,8 @@ final class RotationPolicyHost {
         }
         if source.version == policy?.version { return }
         do {
-            let bindings = ScriptBindings(script: source.path, worker: "\(group)-coordinator", group: group, logger: logger)
+            let bindings = ScriptBindings(script: source.path, worker: "\(group)-coordinator", group: group, logger: logger,
+                                          features: catalog.features.map(\.off))
             let fresh = try LuaState.load(source: source, bindings: bindings, limits: catalog.limits)
             finish()
             policy = fresh

@@ -36,7 +36,7 @@ extension Worker {
         }
         feed.emits.processed(offset: offset, emits: messages.count, bytes: bytes)
         for message in messages {
-            let sink = feed.emits.sink(topic: message.topic, metrics: environment.catalog.metrics)
+            let sink = feed.emits.sink(topic: message.topic, metrics: environment.metrics)
             while true {
                 guard let error = publisher.produce(message, sink: sink, token: offset) else { break }
                 if case .backpressure = error, !stop.isRequested {

@@ -28,7 +28,7 @@ final class Worker: @unchecked Sendable {
     func publishedCounter(_ name: String, topic: String) -> CoreMetrics.Counter {
         let key = name + "\u{0}" + topic
         if let cached = counterCache[key] { return cached }
-        let counter = environment.catalog.metrics.counter(name, [("topic", topic)])
+        let counter = environment.metrics.counter(name, [("topic", topic)])
         counterCache[key] = counter
         return counter
     }
@@ -56,7 +56,7 @@ final class Worker: @unchecked Sendable {
 
     private func makeState(_ source: ScriptSource) throws -> LuaState {
         let bindings = ScriptBindings(script: source.path, worker: id, group: environment.group.name, logger: environment.logger,
-                                      schedules: environment.catalog.schedules?.forWorkers)
+                                      features: environment.catalog.features.map(\.inWorkers))
         return try LuaState.load(source: source, bindings: bindings, limits: environment.catalog.limits)
     }
 

@@ -6,6 +6,8 @@ struct WorkerEnvironment: Sendable {
     let publisher: TaskPublisher
     let consumer: KafkaConsumer
     let catalog: ScriptCatalog
+    /// The daemon's metrics (topic counters, emit sinks, lag, handoffs).
+    let metrics: SchedulerMetrics
     let logger: Logger
     /// The group's bound on emits in flight.
     let emitBudget: EmitBudget
