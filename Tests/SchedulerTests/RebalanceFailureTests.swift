@@ -47,10 +47,12 @@ struct RebalanceFailureTests {
         // come within a poll. None may: the partitions are not this member's to read.
         try await Task.sleep(for: .seconds(2))
         #expect(capture.lines(startingWith: "seen ").isEmpty, "\(capture.lines(startingWith: "seen ").map(\.message).prefix(3))")
-        // (Cooperative: the revocation holds the group's commits until the next
-        // assignment, which a failed assign does not bring; shutdown gives up
-        // on its final commit after 2 x session.timeout.ms. Nothing was read.)
+        // Dropping them holds no commits (no rebalance round follows a
+        // refused assign call: RotationFaultTests), so shutdown does not wait
+        // 2 x session.timeout.ms (6 s) for a final commit.
+        let stopping = ContinuousClock.now
         await runtime.shutdown()
+        #expect(ContinuousClock.now - stopping < .seconds(5), "shutdown took \(ContinuousClock.now - stopping)")
         await producer.close(timeoutMs: 1000)
     }
 

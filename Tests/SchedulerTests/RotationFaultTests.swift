@@ -96,6 +96,12 @@ struct RotationFaultTests {
             (.end(1, .revoked), ["release #1 A0"]),
             (.assign(["A0"]), ["resume commits", "grant w0 A0"]),
         ]),
+        Rule("cooperative: partitions whose assign call librdkafka refused are dropped without holding commits (no round follows to end the hold)", eager: false, [
+            (.assign(["A0", "A1"]), ["grant w1 A0", "grant w0 A1"]),
+            (.revoke(["A1"], ticket: 1, lost: true, assignFailed: true), ["stop w0 revoked"]),
+            (.end(0, .revoked), ["release #1 A1"]),
+            (.assignIdle([]), []),
+        ]),
         Rule("commits wait while the group rebalances and go out as soon as it assigned again (even nothing)", eager: false, [
             (.assignIdle(["A0"]), []),
             (.position("A0", 7, 5), []),

@@ -6,7 +6,7 @@ enum Act: Sendable, CustomStringConvertible {
     case assign([String]), assignIdle([String]), work([String]), noWork([String])
     /// Messages wait on the broker, none fetched yet.
     case onBroker([String])
-    case boundary(Int), end(Int, SliceEndReason), revoke([String], ticket: Int, lost: Bool = false)
+    case boundary(Int), end(Int, SliceEndReason), revoke([String], ticket: Int, lost: Bool = false, assignFailed: Bool = false)
     case refused(rebalance: Bool), tick(afterMs: Int), stop, answer(PolicyAnswer)
     /// Commit position of a slot: committable, committed.
     case position(String, Int64, Int64)
@@ -20,7 +20,7 @@ enum Act: Sendable, CustomStringConvertible {
         case .onBroker(let slots): "work on the broker only for \(slots)"
         case .boundary(let worker): "w\(worker) at its slice boundary"
         case .end(let worker, let reason): "w\(worker) ends (\(reason.rawValue))"
-        case .revoke(let slots, let ticket, let lost): "revoke #\(ticket) \(slots)\(lost ? " (lost)" : "")"
+        case .revoke(let slots, let ticket, let lost, let failed): "revoke #\(ticket) \(slots)\(lost ? " (lost)" : "")\(failed ? " (assign failed)" : "")"
         case .refused(let rebalance): "commit refused\(rebalance ? " (rebalance)" : "")"
         case .tick(let ms): "tick after \(ms) ms"
         case .stop: "stop"
@@ -67,7 +67,8 @@ struct Rule: Sendable, CustomTestStringConvertible {
             case .noWork(let names): rig.facts.work.subtract(names.map(slot)); got = []
             case .boundary(let worker): got = rig.boundary(worker)
             case .end(let worker, let reason): got = rig.end(worker, reason)
-            case .revoke(let names, let ticket, let lost): got = rig.send(.revoking(Set(names.map(slot)), ticket: ticket, lost: lost))
+            case .revoke(let names, let ticket, let lost, let failed):
+                got = rig.send(.revoking(Set(names.map(slot)), ticket: ticket, lost: lost, assignFailed: failed))
             case .refused(let rebalance): got = rig.send(.commitRefused(rebalance: rebalance))
             case .tick(let ms): got = rig.send(.tick, after: ms)
             case .stop: got = rig.send(.stop)

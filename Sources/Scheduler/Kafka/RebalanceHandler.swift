@@ -9,13 +9,26 @@ import Logging
 /// detached before the first fetch; `revoking` runs before they are given up
 /// and must not return until nothing of them is being processed and their
 /// offsets are committed (INTRODUCTION.md, "Consumer groups").
+/// Why partitions leave this member.
+public enum RevokeCause: Sendable, Equatable {
+    /// Given up in a rebalance: a final commit is accepted.
+    case givenUp
+    /// Lost: the member's generation is gone, so no commit is accepted.
+    case lost
+    /// Never really assigned: librdkafka refused the assign call after the
+    /// feeds were made. Nothing was read, and no rebalance follows.
+    case assignFailed
+
+    /// No commit of them will be accepted.
+    public var isLost: Bool { self != .givenUp }
+}
+
 public final class RebalanceHandler: Sendable {
     // Called only on the thread that polls the consumer queue (or closes the
     // consumer); `assignedOnce` is read by the closing thread.
     let assigned: @Sendable ([PartitionOffset]) -> Void
-    /// The partitions, and whether they were lost (the member's generation
-    /// is gone, so no commit will be accepted for them) rather than given up.
-    let revoking: @Sendable ([PartitionOffset], Bool) -> Void
+    /// The partitions, and why they go (`RevokeCause`).
+    let revoking: @Sendable ([PartitionOffset], RevokeCause) -> Void
     let commitFailed: @Sendable (KafkaError) -> Void
     /// Where failed assignment calls are reported (the group's logger).
     let logger: Logger
@@ -28,7 +41,7 @@ public final class RebalanceHandler: Sendable {
     /// Creates a handler. `commitFailed` receives the errors of offset commits
     /// (librdkafka's offset_commit_cb), e.g. "rebalance in progress".
     public init(assigned: @escaping @Sendable ([PartitionOffset]) -> Void,
-                revoking: @escaping @Sendable ([PartitionOffset], Bool) -> Void,
+                revoking: @escaping @Sendable ([PartitionOffset], RevokeCause) -> Void,
                 commitFailed: @escaping @Sendable (KafkaError) -> Void = { _ in }, logger: Logger? = nil) {
         self.logger = logger ?? KafkaLog.logger
         self.assigned = assigned
@@ -55,14 +68,14 @@ public final class RebalanceHandler: Sendable {
                 // fetches: drop them as lost (nothing committed); the group
                 // assigns the partitions again at its next rebalance.
                 logger.error("assigning \(Self.names(list)) failed: \(error); they are dropped as lost, uncommitted")
-                revoking(list, true)
+                revoking(list, .assignFailed)
             }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            revoking(list, rd_kafka_assignment_lost(rk) != 0)
+            revoking(list, rd_kafka_assignment_lost(rk) != 0 ? .lost : .givenUp)
             unassign(rk, partitions, list, cooperative: cooperative)
         default:
             logger.error("rebalance failed: \(KafkaError(err))")
-            revoking(list, true)
+            revoking(list, .lost)
             unassign(rk, nil, list, cooperative: false)
         }
     }

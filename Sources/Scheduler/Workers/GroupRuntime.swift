@@ -115,9 +115,11 @@ public final class GroupRuntime: Service, Sendable {
                 }
                 coordinator.assign(feeds)
             },
-            revoking: { partitions, lost in
+            revoking: { partitions, cause in
                 guard let (consumer, coordinator) = wired.withLock({ $0 }) else { return }
-                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }), lost: lost)
+                let lost = cause.isLost
+                let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }),
+                                                      lost: lost, assignFailed: cause == .assignFailed)
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
                 // Lost: the group went on without this member (its session

@@ -90,13 +90,13 @@ final class RotationCoordinator: @unchecked Sendable {
     /// message boundary and blocks the caller (the consumer's poll thread,
     /// inside the rebalance callback) until none of them is being processed.
     /// Returns their feeds.
-    func revokeAndWait(_ partitions: Set<TopicPartition>, lost: Bool = false) -> [PartitionFeed] {
+    func revokeAndWait(_ partitions: Set<TopicPartition>, lost: Bool = false, assignFailed: Bool = false) -> [PartitionFeed] {
         let released = WatchedValue<[PartitionFeed]?>(nil)
         thread.submit { [self] in
             nextTicket += 1
             revokeWaiters[nextTicket] = released
             let slots = partitions.flatMap { partition in (0..<(feeds[partition]?.lanes ?? group.lanes)).map { SlotKey(partition, lane: $0) } }
-            apply(.revoking(Set(slots), ticket: nextTicket, lost: lost))
+            apply(.revoking(Set(slots), ticket: nextTicket, lost: lost, assignFailed: assignFailed))
         }
         _ = released.waitBlocking(until: .distantFuture) { $0 != nil }
         return released.read { $0 ?? [] }

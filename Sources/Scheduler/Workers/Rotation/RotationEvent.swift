@@ -6,7 +6,9 @@ enum RotationEvent: Equatable, Sendable {
     /// The group protocol takes these slots away; `ticket` names the waiting
     /// rebalance callback, answered by `.release(ticket:slots:)`. `lost`: the
     /// member's generation is gone (no assignment follows in the same round).
-    case revoking(Set<SlotKey>, ticket: Int, lost: Bool = false)
+    /// `assignFailed`: the slots were never really assigned (librdkafka
+    /// refused the assign call), so no rebalance round is under way.
+    case revoking(Set<SlotKey>, ticket: Int, lost: Bool = false, assignFailed: Bool = false)
     /// A worker reached a slice boundary (`final == false`: it goes on in
     /// overtime) or let go of its slot.
     case report(LeaseReport)

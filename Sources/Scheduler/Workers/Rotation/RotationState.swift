@@ -60,7 +60,8 @@ struct RotationState: Sendable {
         var step = Step(facts: facts, policy: policy, now: now)
         switch event {
         case .assigned(let assigned): assign(assigned, &step)
-        case .revoking(let revoked, let ticket, let lost): revoke(revoked, ticket: ticket, lost: lost, &step)
+        case .revoking(let revoked, let ticket, let lost, let assignFailed):
+            revoke(revoked, ticket: ticket, lost: lost, assignFailed: assignFailed, &step)
         case .report(let report): received(report, &step)
         case .commitRefused(let rebalance): commitRefused(rebalance: rebalance, &step)
         case .tick: tick(&step)
@@ -84,8 +85,9 @@ struct RotationState: Sendable {
         fill(&step)
     }
 
-    private mutating func revoke(_ revoked: Set<SlotKey>, ticket: Int, lost: Bool, _ step: inout Step) {
-        if rules.cooperative, !revoked.isEmpty, !stopping {
+    private mutating func revoke(_ revoked: Set<SlotKey>, ticket: Int, lost: Bool, assignFailed: Bool, _ step: inout Step) {
+        // A refused assign call starts no round (nothing to wait for).
+        if rules.cooperative, !revoked.isEmpty, !stopping, !assignFailed {
             // Cooperative: having given partitions up, the member rejoins for
             // another round at once; a commit sent while its JoinGroup waits
             // would carry the generation that round replaces (see CommitGate).
