@@ -33,14 +33,7 @@ struct HostileMemoryTests {
             """])
         let configFile = try daemonConfig(next: scripts, topic: topic, group: "emit-bomb", workers: 2, sliceMs: 50,
                                           groupExtra: "max_attempts = 3\nretry_backoff_ms = 1")
-        let daemon = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
-        // The idle daemon's size first, once it has joined and processed a message.
-        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
-        for partition: Int32 in [0, 1] {
-            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("warm".utf8), partition: partition))
-        }
-        #expect(await eventually(timeout: .seconds(60)) { daemon.lines.filter { $0.contains("] seen ") }.count >= 2 })
-        let idle = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        let (daemon, producer, idle) = try await startWarmed(configFile: configFile, scripts: scripts, topic: topic)
         // One bomb per partition: both workers run one at once.
         for partition: Int32 in [0, 1] {
             _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("bomb".utf8), partition: partition))
@@ -86,13 +79,7 @@ extension HostileMemoryTests {
         let configFile = try daemonConfig(next: scripts, topic: topic, group: "emit-bytes", workers: 2, sliceMs: 200,
                                           groupExtra: "max_inflight_emit_mb = 16",
                                           properties: ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"])
-        let daemon = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
-        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
-        for partition: Int32 in [0, 1] {
-            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("warm".utf8), partition: partition))
-        }
-        #expect(await eventually(timeout: .seconds(60)) { daemon.lines.filter { $0.contains("] seen ") }.count >= 2 })
-        let idle = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        let (daemon, producer, idle) = try await startWarmed(configFile: configFile, scripts: scripts, topic: topic)
         // Every answer of the (shared) broker comes 300 ms late for the rest of this test.
         TestBroker.shared.setRoundTripTime(1, milliseconds: 300)
         defer { TestBroker.shared.setRoundTripTime(1, milliseconds: 0) }
@@ -112,5 +99,23 @@ extension HostileMemoryTests {
         #expect(failures.isEmpty, "waiting for room is never a failed attempt: \(failures.prefix(3))")
         #expect(memory.peak - idle.rss < 80, "peak RSS \(memory.peak) MiB, idle \(idle.rss) MiB")
         #expect(status == 0)
+    }
+}
+
+extension HostileMemoryTests {
+    /// Starts the daemon on `configFile` and `scripts`, sends "warm" to both
+    /// partitions of `topic` and waits until the script has seen them: the
+    /// daemon has joined and processed, and its resident size then is the
+    /// idle size the growth is measured from. The producer goes on sending.
+    private func startWarmed(configFile: URL, scripts: String, topic: String) async throws
+        -> (DaemonProcess, KafkaProducer, idle: (rss: Int, peak: Int)) {
+        let daemon = try DaemonProcess(["--config", configFile.path, "--scripts", scripts, "--log-level", "info"])
+        let producer = try KafkaProducer.make(bootstrapServers: TestBroker.shared.bootstrapServers, deliveryTimeoutMs: 5000)
+        for partition: Int32 in [0, 1] {
+            _ = try await producer.send(OutgoingMessage(topic: topic, value: Array("warm".utf8), partition: partition))
+        }
+        #expect(await eventually(timeout: .seconds(60)) { daemon.lines.filter { $0.contains("] seen ") }.count >= 2 })
+        let idle = try #require(processMemoryMiB(daemon.process.processIdentifier))
+        return (daemon, producer, idle)
     }
 }
