@@ -117,15 +117,15 @@ public final class GroupRuntime: Service, Sendable {
             },
             revoking: { partitions, cause in
                 guard let (consumer, coordinator) = wired.withLock({ $0 }) else { return }
-                let lost = cause.isLost
                 let feeds = coordinator.revokeAndWait(Set(partitions.map { TopicPartition(topic: $0.topic, partition: $0.partition) }),
-                                                      lost: lost, assignFailed: cause == .assignFailed)
+                                                      lost: cause.isLost, assignFailed: cause == .assignFailed)
                 GroupRuntime.commitFinal(feeds, consumer: consumer, logger: logger, group: group.name)
                 feeds.forEach { $0.discardBacklog() }
                 // Lost: the group went on without this member (its session
                 // expired), so the final commit may be refused and the next owner
                 // processes again what came after the last accepted one.
-                logger.info("partitions revoked\(lost ? " (assignment lost)" : ""): \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
+                let why = switch cause { case .givenUp: ""; case .lost: " (assignment lost)"; case .assignFailed: " (their assign call failed)" }
+                logger.info("partitions revoked\(why): \(feeds.map(\.partition.description).joined(separator: ", "))", metadata: [LogKey.group: "\(group.name)"])
             },
             commitFailed: { error in
                 guard let (_, coordinator) = wired.withLock({ $0 }) else { return }
